@@ -1,0 +1,136 @@
+/**
+ * The read-only interface every data source implements, and the map record it returns.
+ *
+ * @module
+ */
+
+/** One BPF map, as every backend reports it. */
+export interface BpfMapInfo {
+  /** Kernel map id. */
+  id: number;
+  /** Kernel-visible name: at most 15 characters (`BPF_OBJ_NAME_LEN` - 1). */
+  name: string;
+  /** The untruncated source name, recovered from the map's BTF when known. */
+  fullName?: string;
+  /** `enum bpf_map_type` number (see `MapType`). */
+  type: number;
+  /** Key size in bytes. */
+  keySize: number;
+  /** Value size in bytes. */
+  valueSize: number;
+  /** Maximum entries (pages, for an arena). */
+  maxEntries: number;
+  /** `BPF_F_*` flags. */
+  flags: number;
+  /** BTF object id, 0 when the map has no BTF. */
+  btfId: number;
+  /** Key type id in the map's BTF. */
+  btfKeyTypeId: number;
+  /** Value type id in the map's BTF. */
+  btfValueTypeId: number;
+  /** Struct-ops value type id in vmlinux BTF. */
+  btfVmlinuxValueTypeId: number;
+  /** Type-specific extra (bloom filter hashes, arena address). */
+  mapExtra: bigint;
+  /** Whether user space can no longer write it (`BPF_MAP_FREEZE`). */
+  frozen: boolean;
+  /** Bytes charged to memlock, as the kernel reports them (0 when unknown). */
+  memlock: bigint;
+  /** Kernel virtual address of `struct bpf_map` (guest backend only). */
+  kernelAddress?: bigint;
+}
+
+/** A key and its value, both as raw bytes. */
+export interface MapEntry {
+  /** Key bytes (`keySize` long). */
+  key: Uint8Array;
+  /** Value bytes (`valueSize` long). */
+  value: Uint8Array;
+}
+
+/** A key and one value per possible CPU. */
+export interface PercpuMapEntry {
+  /** Key bytes. */
+  key: Uint8Array;
+  /** Value bytes per CPU, `valueSize` each, index = CPU number. */
+  values: Uint8Array[];
+}
+
+/** One element of a task/inode/sk/cgroup local-storage map. */
+export interface LocalStorageEntry {
+  /**
+   * Who owns the storage. Live backend: the thread id (task storage), the
+   * cgroup path (cgrp storage), `pid:fd` (sk storage). Guest backend: the
+   * owner's kernel address as `0x...`.
+   */
+  owner: string;
+  /**
+   * Key bytes. Live backend: the 4-byte key as the kernel saw it, i.e. an fd
+   * number that was only valid during the lookup. Guest backend: the owner's
+   * kernel virtual address (8 bytes, little-endian).
+   */
+  key: Uint8Array;
+  /** Value bytes. */
+  value: Uint8Array;
+}
+
+/** A page of an arena that could be read without side effects. */
+export interface ArenaPage {
+  /** Page index within the arena. */
+  index: number;
+  /** User-space address the owner sees the page at. */
+  userAddress: bigint;
+  /** The page's bytes. */
+  bytes: Uint8Array;
+}
+
+/** What could be seen of an arena. */
+export interface ArenaPages {
+  /** Pages present and read. */
+  pages: ArenaPage[];
+  /** The arena's size in pages (`max_entries`). */
+  totalPages: number;
+  /** Plain statements of what could not be seen and why. */
+  notes: string[];
+}
+
+/**
+ * One read-only view over BPF maps, whatever the source: the live kernel
+ * (`BpfSyscallAccessor`) or a frozen guest's memory (`GuestMemMapAccessor`).
+ * Writes live on a backend, never here.
+ */
+export interface BpfMapAccessor {
+  /** Every map, in id order. */
+  maps(): BpfMapInfo[];
+  /** The first map (lowest id) whose name ends with `suffix`, or null. */
+  findMap(suffix: string): BpfMapInfo | null;
+  /**
+   * `len` bytes at `offset` of the single value of an ARRAY (global data) or
+   * STRUCT_OPS map; null for types that cannot be read that way.
+   */
+  readValue(map: BpfMapInfo, offset: number, len: number): Uint8Array | null;
+  /** The value at index `key` of an ARRAY map; null when out of range or not an array. */
+  readArray(map: BpfMapInfo, key: number): Uint8Array | null;
+  /** Every entry of a HASH or LRU_HASH map. */
+  iterHashMap(map: BpfMapInfo): Iterable<MapEntry>;
+  /**
+   * The value of every CPU `0..numCpus-1` at index `key` of a PERCPU_ARRAY;
+   * CPUs the kernel does not have come back null. Null when `key` is out of range.
+   */
+  readPercpuArray(
+    map: BpfMapInfo,
+    key: number,
+    numCpus: number,
+  ): (Uint8Array | null)[] | null;
+  /** Every entry of a PERCPU_HASH or LRU_PERCPU_HASH, `numCpus` values each (null beyond the kernel's CPUs). */
+  iterPercpuHashMap(
+    map: BpfMapInfo,
+    numCpus: number,
+  ): Iterable<{ key: Uint8Array; values: (Uint8Array | null)[] }>;
+  /** Every element of a TASK/INODE/SK/CGRP storage map the backend can reach. */
+  iterTaskStorage(map: BpfMapInfo): Iterable<LocalStorageEntry>;
+  /** The arena's pages that can be read without allocating any. */
+  readArenaPages(map: BpfMapInfo): ArenaPages;
+  /** The raw BTF object the map's key/value types live in, or null when it has none. */
+  loadProgramBtfBytes(map: BpfMapInfo): Uint8Array | null;
+}
