@@ -92,3 +92,78 @@ export class MappedFile implements Disposable {
     this.close();
   }
 }
+
+const PROT_WRITE = 2;
+
+/**
+ * A shared mapping of a BPF map (MMAPABLE array, arena, ringbuf) owned by one
+ * object. Needs an fd opened read-write: the kernel refuses to map a
+ * read-only map fd even for reading.
+ */
+export class MappedBpfMap implements Disposable {
+  #pointer: Deno.PointerObject | null;
+  #length: number;
+  #bytes: Uint8Array | null;
+
+  private constructor(pointer: Deno.PointerObject, length: number) {
+    this.#pointer = pointer;
+    this.#length = length;
+    this.#bytes = new Uint8Array(
+      Deno.UnsafePointerView.getArrayBuffer(pointer, length),
+    );
+  }
+
+  /**
+   * Maps `length` bytes of the map behind `fd`.
+   *
+   * @param fd a read-write map fd
+   * @param length bytes to map (a multiple of the page size)
+   * @param options `writable` for PROT_WRITE, `address` as a hint (arenas must be mapped where first mapped)
+   */
+  static map(
+    fd: number,
+    length: number,
+    options: { writable?: boolean; address?: bigint } = {},
+  ): MappedBpfMap {
+    const pointer = getLibc().mmap(
+      options.address ?? 0n,
+      BigInt(length),
+      PROT_READ | (options.writable ? PROT_WRITE : 0),
+      MAP_SHARED,
+      fd,
+      0n,
+    );
+    const address = pointer === null
+      ? 0n
+      : BigInt(Deno.UnsafePointer.value(pointer));
+    if (pointer === null || address === MAP_FAILED) {
+      throw new BpfError(-1, lastErrno(), { action: `mmap of map fd ${fd}` });
+    }
+    return new MappedBpfMap(pointer, length);
+  }
+
+  /** The user-space address of the mapping. */
+  get address(): bigint {
+    if (this.#pointer === null) throw new Error("Mapping used after close");
+    return BigInt(Deno.UnsafePointer.value(this.#pointer));
+  }
+
+  /** The mapped bytes; touching a page may fault it in (arenas allocate it). */
+  get bytes(): Uint8Array {
+    if (this.#bytes === null) throw new Error("Mapping used after close");
+    return this.#bytes;
+  }
+
+  /** Unmaps; later calls do nothing. */
+  close(): void {
+    if (this.#pointer === null) return;
+    getLibc().munmap(this.#pointer, BigInt(this.#length));
+    this.#pointer = null;
+    this.#bytes = null;
+  }
+
+  /** Unmaps. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

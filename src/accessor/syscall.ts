@@ -1,0 +1,480 @@
+/**
+ * The live backend: reads maps of the running kernel through bpf().
+ *
+ * @module
+ */
+
+import {
+  BatchBuffers,
+  btfGetFdById,
+  btfGetInfo,
+  mapCreate,
+  type MapCreateAttr,
+  mapDeleteElem,
+  mapFreeze,
+  mapGetFdById,
+  mapGetInfo,
+  mapGetNextId,
+  mapGetNextKey,
+  mapLookupElem,
+  mapUpdateElem,
+  objPin,
+  OpenFlag,
+  type RawMapInfo,
+  readFdinfo,
+} from "../sys/bpf.ts";
+import {
+  Errno,
+  LOCAL_STORAGE_MAP_TYPES,
+  MapType,
+  PERCPU_MAP_TYPES,
+} from "../sys/constants.ts";
+import { possibleCpuCount } from "../sys/cpus.ts";
+import { BpfError } from "../sys/errors.ts";
+import type { OwnedFd } from "../sys/fd.ts";
+import { readArenaPagesLive } from "./arena.ts";
+import { iterLocalStorageLive } from "./local_storage.ts";
+import type {
+  ArenaPages,
+  BpfMapAccessor,
+  BpfMapInfo,
+  LocalStorageEntry,
+  MapEntry,
+} from "./types.ts";
+
+/** Rounds a value size up to the 8-byte per-CPU slot stride. */
+export function percpuStride(valueSize: number): number {
+  return Math.ceil(valueSize / 8) * 8;
+}
+
+/** A run of entries returned by one LOOKUP_BATCH call; views are reused by the next batch. */
+export interface EntryBatch {
+  /** Number of entries in this batch. */
+  count: number;
+  /** `count * keySize` key bytes. */
+  keys: Uint8Array;
+  /** `count * valueStride` value bytes. */
+  values: Uint8Array;
+  /** Key size in bytes. */
+  keySize: number;
+  /** Bytes per entry in `values` (per-CPU: `round_up(value_size, 8) * cpus`). */
+  valueStride: number;
+}
+
+/** Options for {@linkcode BpfSyscallAccessor.iterBatches}. */
+export interface IterBatchesOptions {
+  /** Entries to ask for per call at first (grows on ENOSPC). Default 4096. */
+  batchSize?: number;
+}
+
+const DEFAULT_BATCH = 4096;
+const HASH_TYPES: ReadonlySet<number> = new Set([
+  MapType.HASH,
+  MapType.LRU_HASH,
+]);
+const PERCPU_HASH_TYPES: ReadonlySet<number> = new Set([
+  MapType.PERCPU_HASH,
+  MapType.LRU_PERCPU_HASH,
+]);
+
+/** Builds a {@linkcode BpfMapInfo} from the kernel's info struct and the fd's fdinfo. */
+export function mapInfoFromFd(
+  fd: number,
+  raw: RawMapInfo = mapGetInfo(fd),
+): BpfMapInfo {
+  let frozen = false;
+  let memlock = 0n;
+  try {
+    const fdinfo = readFdinfo(fd);
+    frozen = fdinfo.get("frozen") === "1";
+    memlock = BigInt(fdinfo.get("memlock") ?? "0");
+  } catch {
+    // fdinfo is missing only without /proc; the bpf() facts still stand.
+  }
+  return {
+    id: raw.id,
+    name: raw.name,
+    type: raw.type,
+    keySize: raw.keySize,
+    valueSize: raw.valueSize,
+    maxEntries: raw.maxEntries,
+    flags: raw.flags,
+    btfId: raw.btfId,
+    btfKeyTypeId: raw.btfKeyTypeId,
+    btfValueTypeId: raw.btfValueTypeId,
+    btfVmlinuxValueTypeId: raw.btfVmlinuxValueTypeId,
+    mapExtra: raw.mapExtra,
+    frozen,
+    memlock,
+  };
+}
+
+/**
+ * Reads the running kernel's maps through the bpf() syscall. Every call
+ * opens the map by id and closes it before returning (iterators close when
+ * done or abandoned), so the accessor never keeps a map alive.
+ *
+ * Requires root or CAP_SYS_ADMIN, and `--allow-ffi --allow-read`.
+ *
+ * @example List maps
+ * ```ts ignore
+ * import { BpfSyscallAccessor } from "@bpfmap/bpfmap";
+ * const accessor = new BpfSyscallAccessor();
+ * for (const map of accessor.maps()) console.log(map.id, map.name);
+ * ```
+ */
+export class BpfSyscallAccessor implements BpfMapAccessor {
+  /** Every map, in id order; maps freed mid-walk are skipped. */
+  maps(): BpfMapInfo[] {
+    const result: BpfMapInfo[] = [];
+    for (let id = mapGetNextId(0); id !== null; id = mapGetNextId(id)) {
+      const info = this.mapById(id);
+      if (info) result.push(info);
+    }
+    return result;
+  }
+
+  /** The map with this id, or null when it does not exist (any more). */
+  mapById(id: number): BpfMapInfo | null {
+    let fd: OwnedFd;
+    try {
+      fd = mapGetFdById(id, OpenFlag.RDONLY);
+    } catch (error) {
+      if (error instanceof BpfError && error.errno === Errno.ENOENT) {
+        return null;
+      }
+      throw error;
+    }
+    try {
+      return mapInfoFromFd(fd.fd);
+    } finally {
+      fd.close();
+    }
+  }
+
+  /** The first map (lowest id) whose name ends with `suffix`, or null. */
+  findMap(suffix: string): BpfMapInfo | null {
+    for (let id = mapGetNextId(0); id !== null; id = mapGetNextId(id)) {
+      const info = this.mapById(id);
+      if (
+        info && (info.name.endsWith(suffix) || info.fullName?.endsWith(suffix))
+      ) {
+        return info;
+      }
+    }
+    return null;
+  }
+
+  /** Opens `map` read-only; the caller owns (and must close) the fd. */
+  open(map: BpfMapInfo, openFlags: number = OpenFlag.RDONLY): OwnedFd {
+    return mapGetFdById(map.id, openFlags);
+  }
+
+  /** `len` bytes at `offset` of the single value of an ARRAY or STRUCT_OPS map. */
+  readValue(map: BpfMapInfo, offset: number, len: number): Uint8Array | null {
+    if (map.type !== MapType.ARRAY && map.type !== MapType.STRUCT_OPS) {
+      return null;
+    }
+    if (offset < 0 || len < 0 || offset + len > map.valueSize) {
+      throw new RangeError(
+        `Cannot read ${len} bytes at offset ${offset} of map "${map.name}" (id ${map.id}): its value is ${map.valueSize} bytes`,
+      );
+    }
+    const value = this.#lookupIndex(map, 0, map.valueSize);
+    return value === null ? null : value.slice(offset, offset + len);
+  }
+
+  /** The value at index `key` of an ARRAY map. */
+  readArray(map: BpfMapInfo, key: number): Uint8Array | null {
+    if (map.type !== MapType.ARRAY) return null;
+    if (!Number.isInteger(key) || key < 0 || key >= map.maxEntries) return null;
+    return this.#lookupIndex(map, key, map.valueSize);
+  }
+
+  /** Per-CPU values at index `key` of a PERCPU_ARRAY; CPUs beyond the kernel's are null. */
+  readPercpuArray(
+    map: BpfMapInfo,
+    key: number,
+    numCpus: number,
+  ): (Uint8Array | null)[] | null {
+    if (map.type !== MapType.PERCPU_ARRAY) return null;
+    if (!Number.isInteger(key) || key < 0 || key >= map.maxEntries) return null;
+    const cpus = possibleCpuCount();
+    const stride = percpuStride(map.valueSize);
+    const all = this.#lookupIndex(map, key, stride * cpus);
+    if (all === null) return null;
+    return splitPercpu(all, map.valueSize, cpus, numCpus);
+  }
+
+  #lookupIndex(
+    map: BpfMapInfo,
+    index: number,
+    size: number,
+  ): Uint8Array | null {
+    const key = new Uint8Array(new ArrayBuffer(4));
+    new DataView(key.buffer).setUint32(0, index, true);
+    const value = new Uint8Array(new ArrayBuffer(size));
+    using fd = this.open(map);
+    return mapLookupElem(fd.fd, key, value) ? value : null;
+  }
+
+  /**
+   * Walks a map in LOOKUP_BATCH runs (HASH family, ARRAY, PERCPU_ARRAY, LPM
+   * trie), reusing the same buffers for every batch: copy what you keep.
+   * Falls back to GET_NEXT_KEY + LOOKUP for maps without batch support.
+   *
+   * @param map the map to walk
+   * @param options the first batch size
+   */
+  *iterBatches(
+    map: BpfMapInfo,
+    options: IterBatchesOptions = {},
+  ): Generator<EntryBatch, void, undefined> {
+    const percpu = PERCPU_MAP_TYPES.has(map.type);
+    const valueStride = percpu
+      ? percpuStride(map.valueSize) * possibleCpuCount()
+      : map.valueSize;
+    using fd = this.open(map);
+    const initial = Math.max(
+      1,
+      Math.min(options.batchSize ?? DEFAULT_BATCH, Math.max(map.maxEntries, 1)),
+    );
+    const buffers = new BatchBuffers(map.keySize, valueStride, initial);
+    let first = true;
+    for (;;) {
+      const { count, errno } = buffers.next(fd.fd);
+      if (errno === Errno.ENOSPC) {
+        // A hash bucket larger than the space left: retry from the same cursor.
+        buffers.resize(buffers.capacity * 2);
+        continue;
+      }
+      if (
+        first && count === 0 &&
+        (errno === Errno.EINVAL || errno === Errno.ENOTSUPP ||
+          errno === Errno.EOPNOTSUPP)
+      ) {
+        yield* this.#iterByNextKey(fd.fd, map, valueStride);
+        return;
+      }
+      first = false;
+      if (count > 0) {
+        yield {
+          count,
+          keys: buffers.keys.subarray(0, count * map.keySize),
+          values: buffers.values.subarray(0, count * valueStride),
+          keySize: map.keySize,
+          valueStride,
+        };
+      }
+      if (errno === Errno.ENOENT) return;
+      if (errno !== 0) {
+        throw new BpfError(24, errno, {
+          action: `map "${map.name}" id ${map.id}`,
+        });
+      }
+    }
+  }
+
+  *#iterByNextKey(
+    fd: number,
+    map: BpfMapInfo,
+    valueStride: number,
+  ): Generator<EntryBatch, void, undefined> {
+    // A key deleted under us makes GET_NEXT_KEY restart from the first bucket,
+    // so a busy map could cycle forever: stop after max_entries + 1 keys.
+    const limit = map.maxEntries + 1;
+    let current: Uint8Array | null = null;
+    const next = new Uint8Array(new ArrayBuffer(Math.max(map.keySize, 1)));
+    const value = new Uint8Array(new ArrayBuffer(Math.max(valueStride, 1)));
+    for (let seen = 0; mapGetNextKey(fd, current, next); seen++) {
+      if (seen >= limit) {
+        throw new Error(
+          `Map "${map.name}" (id ${map.id}) changed during iteration: more than max_entries (${map.maxEntries}) keys were returned, so the walk stopped`,
+        );
+      }
+      const key = next.slice();
+      if (mapLookupElem(fd, key, value)) {
+        yield {
+          count: 1,
+          keys: key,
+          values: value,
+          keySize: map.keySize,
+          valueStride,
+        };
+      }
+      current = key;
+    }
+  }
+
+  /** Every entry of a HASH or LRU_HASH map (batched, with a GET_NEXT_KEY fallback). */
+  *iterHashMap(map: BpfMapInfo): Generator<MapEntry, void, undefined> {
+    if (!HASH_TYPES.has(map.type)) {
+      throw new TypeError(
+        `Map "${map.name}" (id ${map.id}) is not a hash or LRU hash map`,
+      );
+    }
+    for (const batch of this.iterBatches(map)) {
+      for (let i = 0; i < batch.count; i++) {
+        yield {
+          key: batch.keys.slice(i * batch.keySize, (i + 1) * batch.keySize),
+          value: batch.values.slice(
+            i * batch.valueStride,
+            (i + 1) * batch.valueStride,
+          ),
+        };
+      }
+    }
+  }
+
+  /** Every entry of a PERCPU_HASH or LRU_PERCPU_HASH map, one value per CPU. */
+  *iterPercpuHashMap(
+    map: BpfMapInfo,
+    numCpus: number,
+  ): Generator<
+    { key: Uint8Array; values: (Uint8Array | null)[] },
+    void,
+    undefined
+  > {
+    if (!PERCPU_HASH_TYPES.has(map.type)) {
+      throw new TypeError(
+        `Map "${map.name}" (id ${map.id}) is not a per-CPU hash map`,
+      );
+    }
+    const cpus = possibleCpuCount();
+    for (const batch of this.iterBatches(map)) {
+      for (let i = 0; i < batch.count; i++) {
+        yield {
+          key: batch.keys.slice(i * batch.keySize, (i + 1) * batch.keySize),
+          values: splitPercpu(
+            batch.values.subarray(
+              i * batch.valueStride,
+              (i + 1) * batch.valueStride,
+            ),
+            map.valueSize,
+            cpus,
+            numCpus,
+          ),
+        };
+      }
+    }
+  }
+
+  /**
+   * Every element of a TASK/CGRP/SK/INODE storage map that can be reached
+   * from user space. Storage cannot be enumerated by key, so bpfmap opens an
+   * owner fd for each candidate and looks it up:
+   * - TASK_STORAGE: every thread in /proc, through a pidfd (PIDFD_THREAD on
+   *   6.9+; older kernels reach thread-group leaders only). `owner` is the tid.
+   * - CGRP_STORAGE: every cgroup v2 directory under /sys/fs/cgroup. `owner` is the path.
+   * - SK_STORAGE: every socket open in some process (via pidfd_getfd). `owner` is `pid/fd socket:[inode]`.
+   * - INODE_STORAGE: every file open in some process. `owner` is the path.
+   *
+   * `key` is the 4-byte fd number used for the lookup: it meant something only
+   * during that call.
+   */
+  iterTaskStorage(map: BpfMapInfo): Iterable<LocalStorageEntry> {
+    if (!LOCAL_STORAGE_MAP_TYPES.has(map.type)) {
+      throw new TypeError(
+        `Map "${map.name}" (id ${map.id}) is not a task, inode, sk or cgroup storage map`,
+      );
+    }
+    return iterLocalStorageLive(map, () => this.open(map));
+  }
+
+  /**
+   * The arena's pages that some process has mapped and present, read through
+   * /proc without faulting any page in (a fault would allocate it).
+   */
+  readArenaPages(map: BpfMapInfo): ArenaPages {
+    if (map.type !== MapType.ARENA) {
+      throw new TypeError(`Map "${map.name}" (id ${map.id}) is not an arena`);
+    }
+    return readArenaPagesLive(map);
+  }
+
+  /** The raw bytes of the BTF object holding the map's key/value types, or null. */
+  loadProgramBtfBytes(map: BpfMapInfo): Uint8Array | null {
+    if (map.btfId === 0) return null;
+    using fd = btfGetFdById(map.btfId);
+    return btfGetInfo(fd.fd).bytes;
+  }
+
+  // Writes: on the backend only, never on the read-only interface.
+
+  /**
+   * Creates a map; the returned fd owns it (the map lives while it is open).
+   *
+   * @example A hash map for a scope
+   * ```ts ignore
+   * using fd = BpfSyscallAccessor.createMap({ type: MapType.HASH, keySize: 4, valueSize: 8, maxEntries: 16, name: "demo" });
+   * ```
+   */
+  static createMap(attr: MapCreateAttr): OwnedFd {
+    return mapCreate(attr);
+  }
+
+  /** Writes `value` at `key` (flags: UpdateFlag). */
+  update(
+    map: BpfMapInfo,
+    key: Uint8Array,
+    value: Uint8Array,
+    flags = 0n,
+  ): void {
+    using fd = this.open(map, OpenFlag.READ_WRITE);
+    mapUpdateElem(fd.fd, key, value, flags);
+  }
+
+  /** Deletes `key`; false when it was absent. */
+  delete(map: BpfMapInfo, key: Uint8Array): boolean {
+    using fd = this.open(map, OpenFlag.READ_WRITE);
+    return mapDeleteElem(fd.fd, key);
+  }
+
+  /** Overwrites `bytes` at `offset` of an ARRAY map's single value (global data). */
+  writeValue(map: BpfMapInfo, offset: number, bytes: Uint8Array): void {
+    if (map.type !== MapType.ARRAY) {
+      throw new TypeError(`Map "${map.name}" (id ${map.id}) is not an array`);
+    }
+    if (offset < 0 || offset + bytes.length > map.valueSize) {
+      throw new RangeError(
+        `Cannot write ${bytes.length} bytes at offset ${offset} of map "${map.name}": its value is ${map.valueSize} bytes`,
+      );
+    }
+    const value = this.#lookupIndex(map, 0, map.valueSize);
+    if (value === null) throw new Error(`Map "${map.name}" has no element 0`);
+    value.set(bytes, offset);
+    const key = new Uint8Array(4);
+    this.update(map, key, value);
+  }
+
+  /** Freezes the map: user space can no longer write it. */
+  freeze(map: BpfMapInfo): void {
+    using fd = this.open(map, OpenFlag.READ_WRITE);
+    mapFreeze(fd.fd);
+  }
+
+  /** Pins the map at a bpffs path. */
+  pin(map: BpfMapInfo, path: string): void {
+    using fd = this.open(map);
+    objPin(fd.fd, path);
+  }
+}
+
+/** Cuts a per-CPU buffer into `numCpus` values; CPUs the kernel does not have are null. */
+export function splitPercpu(
+  all: Uint8Array,
+  valueSize: number,
+  kernelCpus: number,
+  numCpus: number,
+): (Uint8Array | null)[] {
+  const stride = percpuStride(valueSize);
+  const values: (Uint8Array | null)[] = [];
+  for (let cpu = 0; cpu < numCpus; cpu++) {
+    values.push(
+      cpu < kernelCpus
+        ? all.slice(cpu * stride, cpu * stride + valueSize)
+        : null,
+    );
+  }
+  return values;
+}
