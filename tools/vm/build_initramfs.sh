@@ -1,0 +1,48 @@
+#!/bin/sh
+# Builds an uncompressed initramfs for the guest-memory VM tests:
+#   busybox-static, the host's deno binary and the glibc libraries ldd lists,
+#   bpfmap's sources under /bpfmap (mod.ts if present, src/), the guest agent
+#   under /agent, and an /init that mounts proc/sys/dev/bpffs and runs the agent.
+# Usage: build_initramfs.sh OUT.cpio AGENT.ts
+# The agent runs as `deno run -A --no-config /agent/agent.ts $BPFMAP_AGENT_ARGS`
+# where the args come from the kernel command line (`bpfmap.args=...`).
+set -eu
+OUT=$1
+AGENT=$2
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+DENO=$(readlink -f "$(command -v deno)")
+BUSYBOX=/bin/busybox
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+mkdir -p "$W/bin" "$W/proc" "$W/sys" "$W/dev" "$W/tmp" "$W/agent" "$W/bpfmap" "$W/etc"
+cp "$BUSYBOX" "$W/bin/busybox"
+cp "$DENO" "$W/bin/deno"
+for lib in $(ldd "$DENO" | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) .*/\1/p'); do
+  mkdir -p "$W$(dirname "$lib")"
+  cp -L "$lib" "$W$lib"
+done
+# ld.so is looked up at /lib64 by the binary's interpreter path
+[ -e "$W/lib64/ld-linux-x86-64.so.2" ] || { mkdir -p "$W/lib64"; cp -L /lib64/ld-linux-x86-64.so.2 "$W/lib64/"; }
+[ -f "$ROOT/mod.ts" ] && cp "$ROOT/mod.ts" "$W/bpfmap/"
+cp -r "$ROOT/src" "$W/bpfmap/src"
+cp "$AGENT" "$W/agent/agent.ts"
+echo "root:x:0:0:root:/tmp:/bin/sh" >"$W/etc/passwd"
+cat >"$W/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+mount -t bpf bpf /sys/fs/bpf
+export HOME=/tmp DENO_DIR=/tmp/deno NO_COLOR=1 PATH=/bin
+args=$(sed -n 's/.*bpfmap\.args=\([^ ]*\).*/\1/p' /proc/cmdline | tr ',' ' ')
+echo "BPFMAP-GUEST: starting agent ($(uname -r)) args=$args"
+# shellcheck disable=SC2086
+/bin/deno run -A --no-config /agent/agent.ts $args
+echo "BPFMAP-GUEST: agent exited $?"
+while true; do sleep 3600; done
+INIT
+chmod +x "$W/init"
+(cd "$W" && find . | cpio -o -H newc --quiet) >"$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
