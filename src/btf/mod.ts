@@ -1,0 +1,24 @@
+/**
+ * BTF: parse kernel and program type information, query it, and render raw
+ * map bytes as typed values.
+ *
+ * ```ts ignore
+ * import { loadKernelBtf } from "./mod.ts";
+ * const btf = loadKernelBtf();
+ * console.log(btf.memberOffset("bpf_map", "name"));
+ * ```
+ *
+ * @module
+ */
+
+export { Btf, type BtfParseOptions, MAX_TYPE_DEPTH } from "./btf.ts";
+export { BtfError, BtfNotFoundError } from "./errors.ts";
+export { BTF_KIND_MAX, BtfKind, btfKindName } from "./kind.ts";
+export { btfFromElf, elfSection } from "./elf.ts";
+export {
+  loadBtfById,
+  loadKernelBtf,
+  type LoadKernelBtfOptions,
+  VMLINUX_BTF_PATH,
+} from "./load.ts";
+export type * from "./types.ts";
