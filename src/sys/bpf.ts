@@ -570,3 +570,30 @@ export function readFdinfo(
   }
   return fields;
 }
+
+/**
+ * BPF_MAP_UPDATE_BATCH: writes `count` keys and values (packed) in one call.
+ * Returns how many were written before an error, which is thrown.
+ */
+export function mapUpdateBatch(
+  fd: number,
+  keys: Uint8Array,
+  values: Uint8Array,
+  count: number,
+  elemFlags = 0n,
+): number {
+  const view = freshAttr();
+  view.setBigUint64(16, addressOf(keys), true);
+  view.setBigUint64(24, addressOf(values), true);
+  view.setUint32(32, count, true);
+  view.setUint32(36, fd, true);
+  view.setBigUint64(40, elemFlags, true);
+  const result = rawBpf(BpfCommand.MAP_UPDATE_BATCH);
+  const done = view.getUint32(32, true);
+  checked(
+    BpfCommand.MAP_UPDATE_BATCH,
+    result,
+    `map fd ${fd}, ${done} of ${count} written`,
+  );
+  return done;
+}

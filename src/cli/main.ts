@@ -1,0 +1,488 @@
+/**
+ * The `bpfmap` command line: parsing, dispatch, exit codes.
+ *
+ * Exit 0 on success, 1 on a runtime error, 2 on a usage error; every error
+ * is one line on stderr.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { BpfSyscallAccessor } from "../accessor/syscall.ts";
+import { openBpfMapFdByName } from "../accessor/pin.ts";
+import type { BpfMapAccessor, BpfMapInfo } from "../accessor/types.ts";
+import { objPin } from "../sys/bpf.ts";
+import { possibleCpuCount } from "../sys/cpus.ts";
+import type { OwnedFd } from "../sys/fd.ts";
+import { mapInfoFromFd } from "../accessor/syscall.ts";
+import { writeMapDump } from "./dump.ts";
+import { mapInfoJson, mapTable } from "./format.ts";
+import { type ByteSink, OutputWriter } from "./writer.ts";
+
+/** A mistake in how the command was called (exit 2). */
+export class UsageError extends Error {
+  /** The command whose help applies. */
+  readonly command: string;
+
+  /**
+   * @param message what was wrong
+   * @param command the command, for the `--help` pointer
+   */
+  constructor(message: string, command = "") {
+    super(message);
+    this.name = "UsageError";
+    this.command = command;
+  }
+}
+
+/** Where the CLI writes. Tests pass memory sinks. */
+export interface CliIo {
+  /** Standard output. */
+  stdout: ByteSink;
+  /** Standard error (one line per error, progress). */
+  stderr: ByteSink;
+  /** Whether stderr is a terminal (progress lines). */
+  stderrIsTerminal: boolean;
+}
+
+const VERSION = "0.1.0";
+
+const MAIN_HELP = `bpfmap ${VERSION}: find, hold and read Linux BPF maps
+
+Usage: bpfmap <command> [options]
+
+Commands:
+  list                       List every map (aligned table, or --json like bpftool -j)
+  show  (--id N | --name NAME)  Show one map's details
+  dump  (--id N | --name NAME)  Dump a map's entries (bpftool's JSON with --json)
+  find  NAME                 Find the lowest-id map with this kernel-visible name
+  pin   NAME PATH            Pin the map named NAME at a bpffs PATH
+  hold  NAME... [-- CMD ...] Keep maps alive while CMD runs, or until SIGINT/SIGTERM
+
+Options:
+  -h, --help                 Show help (also after any command)
+  -V, --version              Show the version
+
+Needs root (or CAP_SYS_ADMIN): the kernel refuses to enumerate maps otherwise.
+Exit status: 0 ok, 1 runtime error, 2 usage error.
+`;
+
+const HELP: Record<string, string> = {
+  list: `Usage: bpfmap list [--json]
+
+List every BPF map in id order.
+
+Options:
+  -j, --json   One JSON array of bpftool-style objects (id, type, name, flags,
+               bytes_key, bytes_value, max_entries, bytes_memlock, frozen, btf_id)
+  -h, --help   Show this help
+`,
+  show: `Usage: bpfmap show (--id N | --name NAME) [--json]
+
+Show one map. --name matches the kernel-visible name exactly; several matches
+are all shown (a JSON array when more than one, as bpftool does).
+
+Options:
+      --id N       Map id
+      --name NAME  Kernel-visible map name (at most 15 characters)
+  -j, --json       bpftool's JSON object
+  -h, --help       Show this help
+`,
+  dump: `Usage: bpfmap dump (--id N | --name NAME) [--json] [--max-entries N]
+
+Dump a map's entries. Hash and array maps are read in LOOKUP_BATCH runs and
+written as they arrive. Per-CPU maps show one value per possible CPU.
+
+Options:
+      --id N             Map id
+      --name NAME        Kernel-visible map name (every match is dumped)
+  -j, --json             bpftool's JSON: [{"key":["0x00",...],"value":[...]}, ...]
+      --max-entries N    Write at most N entries per map (the rest are counted)
+      --batch-size N     Entries per LOOKUP_BATCH call (default 4096)
+  -h, --help             Show this help
+`,
+  find: `Usage: bpfmap find NAME [--json]
+
+Walk map ids in increasing order and print the first map whose kernel-visible
+name equals NAME (the pin helper). Exit 1 with the reason when none matches.
+
+Options:
+  -j, --json   bpftool's JSON object
+  -h, --help   Show this help
+`,
+  pin: `Usage: bpfmap pin NAME PATH
+
+Pin the lowest-id map named NAME at PATH on a bpffs mount (e.g.
+/sys/fs/bpf/mymap), so it outlives every process.
+
+Options:
+  -h, --help   Show this help
+`,
+  hold: `Usage: bpfmap hold NAME... [-- COMMAND [ARGS...]]
+
+Open every named map (lowest id wins) and keep the fds open: while COMMAND
+runs (exit with its status), or without COMMAND until SIGINT or SIGTERM.
+Prints the held ids on stderr.
+
+Options:
+  -h, --help   Show this help
+`,
+};
+
+function encode(text: string): Uint8Array {
+  return new TextEncoder().encode(text);
+}
+
+function parseId(
+  text: string | undefined,
+  command: string,
+  option = "--id",
+): number {
+  if (text === undefined) {
+    throw new UsageError(`${option} needs a value`, command);
+  }
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 0x7fffffff) {
+    throw new UsageError(
+      `${option} "${text}" is not a map id (a positive integer)`,
+      command,
+    );
+  }
+  return Number(text);
+}
+
+function parseCount(
+  text: string | undefined,
+  option: string,
+  command: string,
+): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text) || Number(text) < 1) {
+    throw new UsageError(
+      `${option} "${text}" is not a positive integer`,
+      command,
+    );
+  }
+  return Number(text);
+}
+
+function parse<
+  T extends Record<string, { type: "string" | "boolean"; short?: string }>,
+>(
+  command: string,
+  args: string[],
+  options: T,
+): {
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+} {
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options: { help: { type: "boolean", short: "h" }, ...options },
+      allowPositionals: true,
+      strict: true,
+    });
+    return {
+      values: { ...values } as Record<string, string | boolean | undefined>,
+      positionals,
+    };
+  } catch (error) {
+    const message = error instanceof Error
+      ? error.message.split("\n")[0]!
+      : String(error);
+    throw new UsageError(
+      message.replace(/\. To specify a positional.*$/, ""),
+      command,
+    );
+  }
+}
+
+/** The map(s) a `--id`/`--name` selector names, lowest id first. */
+function selectMaps(
+  accessor: BpfMapAccessor,
+  values: Record<string, string | boolean | undefined>,
+  command: string,
+): BpfMapInfo[] {
+  const id = values.id as string | undefined;
+  const name = values.name as string | undefined;
+  if (id !== undefined && name !== undefined) {
+    throw new UsageError("give either --id or --name, not both", command);
+  }
+  if (id !== undefined) {
+    const wanted = parseId(id, command);
+    const map = accessor instanceof BpfSyscallAccessor
+      ? accessor.mapById(wanted)
+      : accessor.maps().find((m) => m.id === wanted) ?? null;
+    if (!map) throw new Error(`No BPF map with id ${wanted}`);
+    return [map];
+  }
+  if (name !== undefined) {
+    const maps = accessor.maps().filter((m) =>
+      m.name === name || m.fullName === name
+    );
+    if (maps.length === 0) {
+      // The pin helper's miss explains what was seen and why.
+      openBpfMapFdByName(name).close();
+    }
+    return maps;
+  }
+  throw new UsageError("name a map with --id N or --name NAME", command);
+}
+
+interface Context {
+  io: CliIo;
+  accessor: BpfMapAccessor;
+}
+
+function writeText(sink: ByteSink, text: string): void {
+  const bytes = encode(text);
+  let done = 0;
+  while (done < bytes.length) done += sink.writeSync(bytes.subarray(done));
+}
+
+function commandList(context: Context, args: string[]): number {
+  const { values, positionals } = parse("list", args, {
+    json: { type: "boolean", short: "j" },
+  });
+  if (values.help) return help(context, "list");
+  if (positionals.length > 0) {
+    throw new UsageError(`unexpected argument "${positionals[0]}"`, "list");
+  }
+  const maps = context.accessor.maps();
+  writeText(
+    context.io.stdout,
+    values.json ? `[${maps.map(mapInfoJson).join(",")}]\n` : mapTable(maps),
+  );
+  return 0;
+}
+
+function commandShow(context: Context, args: string[]): number {
+  const { values, positionals } = parse("show", args, {
+    id: { type: "string" },
+    name: { type: "string" },
+    json: { type: "boolean", short: "j" },
+  });
+  if (values.help) return help(context, "show");
+  if (positionals.length > 0) {
+    throw new UsageError(`unexpected argument "${positionals[0]}"`, "show");
+  }
+  const maps = selectMaps(context.accessor, values, "show");
+  if (values.json) {
+    const objects = maps.map(mapInfoJson);
+    writeText(
+      context.io.stdout,
+      objects.length === 1 ? `${objects[0]}\n` : `[${objects.join(",")}]\n`,
+    );
+  } else {
+    writeText(context.io.stdout, mapTable(maps));
+  }
+  return 0;
+}
+
+function commandDump(context: Context, args: string[]): number {
+  const { values, positionals } = parse("dump", args, {
+    id: { type: "string" },
+    name: { type: "string" },
+    json: { type: "boolean", short: "j" },
+    "max-entries": { type: "string" },
+    "batch-size": { type: "string" },
+  });
+  if (values.help) return help(context, "dump");
+  if (positionals.length > 0) {
+    throw new UsageError(`unexpected argument "${positionals[0]}"`, "dump");
+  }
+  const maxEntries = parseCount(
+    values["max-entries"] as string | undefined,
+    "--max-entries",
+    "dump",
+  );
+  const batchSize = parseCount(
+    values["batch-size"] as string | undefined,
+    "--batch-size",
+    "dump",
+  );
+  const maps = selectMaps(context.accessor, values, "dump");
+  const json = values.json === true;
+  using out = new OutputWriter(context.io.stdout);
+  const wrap = json && maps.length > 1;
+  if (wrap) out.ascii("[");
+  maps.forEach((map, index) => {
+    if (wrap) {
+      const info = mapInfoJson(map);
+      out.text(`${index === 0 ? "" : ","}${info.slice(0, -1)},"elements":`);
+    } else if (!json && maps.length > 1) {
+      out.text(`${index === 0 ? "" : "\n"}# map ${map.id} "${map.name}"\n`);
+    }
+    writeMapDump(out, context.accessor, map, {
+      json,
+      cpus: possibleCpuCount(),
+      ...(maxEntries !== undefined ? { maxEntries } : {}),
+      ...(batchSize !== undefined ? { batchSize } : {}),
+    });
+    if (wrap) out.ascii("}");
+  });
+  if (wrap) out.ascii("]\n");
+  return 0;
+}
+
+function commandFind(context: Context, args: string[]): number {
+  const { values, positionals } = parse("find", args, {
+    json: { type: "boolean", short: "j" },
+  });
+  if (values.help) return help(context, "find");
+  if (positionals.length !== 1) {
+    throw new UsageError("find takes exactly one NAME", "find");
+  }
+  using fd = openBpfMapFdByName(positionals[0]!);
+  const map = mapInfoFromFd(fd.fd);
+  writeText(
+    context.io.stdout,
+    values.json ? `${mapInfoJson(map)}\n` : mapTable([map]),
+  );
+  return 0;
+}
+
+function commandPin(context: Context, args: string[]): number {
+  const { values, positionals } = parse("pin", args, {});
+  if (values.help) return help(context, "pin");
+  if (positionals.length !== 2) {
+    throw new UsageError("pin takes NAME and PATH", "pin");
+  }
+  const [name, path] = positionals as [string, string];
+  using fd = openBpfMapFdByName(name);
+  objPin(fd.fd, path);
+  const map = mapInfoFromFd(fd.fd);
+  writeText(
+    context.io.stderr,
+    `pinned map ${map.id} "${map.name}" at ${path}\n`,
+  );
+  return 0;
+}
+
+async function commandHold(context: Context, args: string[]): Promise<number> {
+  const separator = args.indexOf("--");
+  const names = separator < 0 ? args : args.slice(0, separator);
+  const command = separator < 0 ? [] : args.slice(separator + 1);
+  if (names.includes("-h") || names.includes("--help")) {
+    return help(context, "hold");
+  }
+  const unknown = names.find((n) => n.startsWith("-"));
+  if (unknown) throw new UsageError(`unknown option "${unknown}"`, "hold");
+  if (names.length === 0) {
+    throw new UsageError("hold needs at least one map NAME", "hold");
+  }
+  if (separator >= 0 && command.length === 0) {
+    throw new UsageError("nothing after --: give the COMMAND to run", "hold");
+  }
+  const held: OwnedFd[] = [];
+  try {
+    for (const name of names) held.push(openBpfMapFdByName(name));
+    const ids = held.map((fd) => mapInfoFromFd(fd.fd).id);
+    writeText(
+      context.io.stderr,
+      `holding ${names.map((n, i) => `"${n}" (id ${ids[i]})`).join(", ")}\n`,
+    );
+    if (command.length > 0) {
+      const child = new Deno.Command(command[0]!, {
+        args: command.slice(1),
+        stdin: "inherit",
+        stdout: "inherit",
+        stderr: "inherit",
+      }).spawn();
+      const status = await child.status;
+      return status.code;
+    }
+    await new Promise<void>((resolve) => {
+      const stop = (): void => {
+        Deno.removeSignalListener("SIGINT", stop);
+        Deno.removeSignalListener("SIGTERM", stop);
+        resolve();
+      };
+      Deno.addSignalListener("SIGINT", stop);
+      Deno.addSignalListener("SIGTERM", stop);
+    });
+    return 0;
+  } finally {
+    for (const fd of held) fd.close();
+  }
+}
+
+function help(context: Context, command: string): number {
+  writeText(context.io.stdout, HELP[command] ?? MAIN_HELP);
+  return 0;
+}
+
+const COMMANDS: Record<
+  string,
+  (context: Context, args: string[]) => number | Promise<number>
+> = {
+  list: commandList,
+  show: commandShow,
+  dump: commandDump,
+  find: commandFind,
+  pin: commandPin,
+  hold: commandHold,
+};
+
+/**
+ * Runs the CLI and returns its exit status.
+ *
+ * @param args the arguments after the program name
+ * @param io where output goes (defaults to the process's stdout/stderr)
+ *
+ * @example
+ * ```ts ignore
+ * import { main } from "@bpfmap/bpfmap/cli";
+ * Deno.exitCode = await main(["list", "--json"]);
+ * ```
+ */
+export async function main(
+  args: string[],
+  io: CliIo = defaultIo(),
+): Promise<number> {
+  const [command, ...rest] = args;
+  const context: Context = { io, accessor: new BpfSyscallAccessor() };
+  if (
+    command === undefined || command === "help" || command === "-h" ||
+    command === "--help"
+  ) {
+    const topic = command === "help" ? rest[0] : undefined;
+    return help(context, topic ?? "");
+  }
+  if (command === "-V" || command === "--version") {
+    writeText(io.stdout, `bpfmap ${VERSION}\n`);
+    return 0;
+  }
+  const run = COMMANDS[command];
+  try {
+    if (!run) throw new UsageError(`unknown command "${command}"`, "");
+    return await run(context, rest);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      const pointer = error.command
+        ? `bpfmap ${error.command} --help`
+        : "bpfmap --help";
+      writeText(
+        io.stderr,
+        `bpfmap: usage error: ${error.message} (see '${pointer}')\n`,
+      );
+      return 2;
+    }
+    if (isBrokenPipe(error)) return 0;
+    const message = error instanceof Error ? error.message : String(error);
+    writeText(io.stderr, `bpfmap: error: ${message.replaceAll("\n", " ")}\n`);
+    return 1;
+  }
+}
+
+function isBrokenPipe(error: unknown): boolean {
+  return error instanceof Deno.errors.BrokenPipe;
+}
+
+function defaultIo(): CliIo {
+  return {
+    stdout: Deno.stdout,
+    stderr: Deno.stderr,
+    stderrIsTerminal: Deno.stderr.isTerminal(),
+  };
+}
