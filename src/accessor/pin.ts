@@ -30,6 +30,8 @@ export class MapNotFoundError extends Error {
   readonly seen: readonly SeenMap[];
 
   /**
+   * Builds the message from what the walk saw.
+   *
    * @param wanted the requested name
    * @param seen the maps observed
    * @param extra a sentence to add before the causes
@@ -66,6 +68,8 @@ export class MapVanishedError extends MapNotFoundError {
   readonly vanishedIds: readonly number[];
 
   /**
+   * Builds the message naming the vanished ids.
+   *
    * @param wanted the requested name
    * @param seen the maps observed
    * @param vanishedIds ids freed between BPF_MAP_GET_NEXT_ID and BPF_MAP_GET_FD_BY_ID
@@ -95,7 +99,11 @@ export class MapNameTooLongError extends RangeError {
   /** What the kernel would show for it. */
   readonly truncated: string;
 
-  /** @param wanted the over-long name */
+  /**
+   * Builds the message with the truncated form.
+   *
+   * @param wanted the over-long name
+   */
   constructor(wanted: string) {
     const truncated = truncateMapName(wanted);
     super(

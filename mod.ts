@@ -1,0 +1,65 @@
+/**
+ * bpfmap: find, hold and read Linux BPF maps from Deno.
+ *
+ * - {@linkcode openBpfMapFdByName} finds the lowest-id map with a
+ *   kernel-visible name and returns an owned fd that keeps it alive.
+ * - {@linkcode BpfSyscallAccessor} reads every common map type of the running
+ *   kernel through bpf(), batched where the kernel allows.
+ * - Every fd is owned by one object and released by `Symbol.dispose`.
+ *
+ * Requires `--allow-ffi` (and `--allow-read` for /proc and /sys) and root or
+ * CAP_SYS_ADMIN.
+ *
+ * @example Create, fill and read a hash map
+ * ```ts ignore
+ * import { BpfSyscallAccessor, MapType, openBpfMapFdByName } from "@bpfmap/bpfmap";
+ *
+ * using created = BpfSyscallAccessor.createMap({
+ *   type: MapType.HASH, keySize: 4, valueSize: 8, maxEntries: 64, name: "demo_counts",
+ * });
+ * const accessor = new BpfSyscallAccessor();
+ * const map = accessor.findMap("demo_counts")!;
+ * accessor.update(map, new Uint8Array([1, 0, 0, 0]), new Uint8Array(8).fill(7));
+ * for (const { key, value } of accessor.iterHashMap(map)) console.log(key, value);
+ *
+ * using held = openBpfMapFdByName("demo_counts"); // lowest id wins
+ * ```
+ *
+ * @module
+ */
+
+export type {
+  ArenaPage,
+  ArenaPages,
+  BpfMapAccessor,
+  BpfMapInfo,
+  LocalStorageEntry,
+  MapEntry,
+  PercpuMapEntry,
+} from "./src/accessor/types.ts";
+export {
+  BpfSyscallAccessor,
+  type EntryBatch,
+  type IterBatchesOptions,
+  percpuStride,
+} from "./src/accessor/syscall.ts";
+export {
+  MapNameTooLongError,
+  MapNotFoundError,
+  MapVanishedError,
+  openBpfMapFdByName,
+  type OpenByNameOptions,
+  type SeenMap,
+  truncateMapName,
+} from "./src/accessor/pin.ts";
+export { BpfError, type BpfErrorOptions } from "./src/sys/errors.ts";
+export { OwnedFd } from "./src/sys/fd.ts";
+export type { MapCreateAttr } from "./src/sys/bpf.ts";
+export {
+  BPF_OBJ_NAME_LEN,
+  MapFlag,
+  MapType,
+  mapTypeName,
+  UpdateFlag,
+} from "./src/sys/constants.ts";
+export { parseCpuList, possibleCpuCount } from "./src/sys/cpus.ts";
