@@ -1,0 +1,205 @@
+/**
+ * Boots a Debian cloud kernel under QEMU (TCG) with guest RAM in a host file
+ * and a bpfmap guest agent in the initramfs. Used by the VM tests and the
+ * guest benchmark. Run `sh tools/vm/setup.sh` first.
+ *
+ * @module
+ */
+
+import { QmpClient } from "../../src/guest/qmp.ts";
+
+/** Repository root. */
+export const ROOT: string = new URL("../../", import.meta.url).pathname.replace(
+  /\/$/,
+  "",
+);
+/** Where setup.sh unpacks kernels. */
+export const CACHE: string = `${ROOT}/.vm-cache`;
+
+/** The kernels setup.sh provides, by directory name. */
+export const KERNELS = ["k61", "k612"] as const;
+
+/** Options for {@linkcode bootGuest}. */
+export interface BootOptions {
+  /** `.vm-cache/<kernel>` directory name. */
+  kernel: string;
+  /** The guest agent script (copied to /agent/agent.ts). */
+  agent: string;
+  /** Arguments for the agent (no spaces or commas inside one). */
+  agentArgs?: string[];
+  /** Guest RAM in MiB; default 1024. */
+  memoryMiB?: number;
+  /** vCPUs; default 2. */
+  cpus?: number;
+  /** Echo the console to stderr as it arrives. */
+  echo?: boolean;
+}
+
+/** A running guest. Dispose to quit QEMU and remove its files. */
+export interface Guest extends AsyncDisposable {
+  /** Host file backing guest RAM. */
+  ramPath: string;
+  /** QMP session. */
+  qmp: QmpClient;
+  /** Console text so far. */
+  console(): string;
+  /** Waits until the console contains `marker` (or QEMU exits / time runs out). */
+  waitFor(marker: string | RegExp, timeoutMs: number): Promise<string>;
+  /** Milliseconds from spawn until now. */
+  elapsedMs(): number;
+}
+
+/** Whether setup.sh has run (both kernels unpacked). */
+export function kernelsReady(): boolean {
+  return KERNELS.every((k) => {
+    try {
+      return Deno.statSync(`${CACHE}/${k}/vmlinuz`).isFile;
+    } catch {
+      return false;
+    }
+  });
+}
+
+let unique = 0;
+
+/**
+ * Builds the initramfs and boots one kernel with `-accel tcg -cpu max`, RAM
+ * in `/dev/shm/<name>` (`share=on`), serial console piped, QMP on a socket.
+ *
+ * @example
+ * ```ts ignore
+ * await using guest = await bootGuest({ kernel: "k612", agent: "tests/vm/guest_agent.ts" });
+ * await guest.waitFor("BPFMAP-AGENT-READY", 60_000);
+ * await guest.qmp.stop();
+ * ```
+ */
+export async function bootGuest(options: BootOptions): Promise<Guest> {
+  const name = `bpfmap-${options.kernel}-${Deno.pid}-${unique++}`;
+  const dir = await Deno.makeTempDir({ prefix: "bpfmap-vm-" });
+  const initrd = `${dir}/initrd.cpio`;
+  const ramPath = `/dev/shm/${name}`;
+  const qmpPath = `${dir}/qmp.sock`;
+  const build = await new Deno.Command("sh", {
+    args: [`${ROOT}/tools/vm/build_initramfs.sh`, initrd, options.agent],
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!build.success) throw new Error("build_initramfs.sh failed");
+  const memory = options.memoryMiB ?? 1024;
+  const args = [
+    "-accel",
+    "tcg",
+    "-cpu",
+    "max",
+    "-smp",
+    String(options.cpus ?? 2),
+    "-m",
+    `${memory}M`,
+    "-object",
+    `memory-backend-file,id=mem,size=${memory}M,mem-path=${ramPath},share=on`,
+    "-machine",
+    "memory-backend=mem",
+    "-kernel",
+    `${CACHE}/${options.kernel}/vmlinuz`,
+    "-initrd",
+    initrd,
+    "-append",
+    `console=ttyS0 panic=-1 quiet bpfmap.args=${
+      (options.agentArgs ?? []).join(",")
+    }`,
+    "-nographic",
+    "-no-reboot",
+    "-nodefaults",
+    "-serial",
+    "stdio",
+    "-qmp",
+    `unix:${qmpPath},server,nowait`,
+  ];
+  const started = performance.now();
+  const child = new Deno.Command("qemu-system-x86_64", {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  let exited = false;
+  const decoder = new TextDecoder();
+  const pump = (async () => {
+    for await (const chunk of child.stdout) {
+      const piece = decoder.decode(chunk, { stream: true });
+      text += piece;
+      if (options.echo) Deno.stderr.writeSync(chunk);
+    }
+  })();
+  const errors = (async () => {
+    for await (const chunk of child.stderr) text += decoder.decode(chunk);
+  })();
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  let qmp: QmpClient;
+  try {
+    qmp = await QmpClient.connect(qmpPath, { timeoutMs: 15_000 });
+  } catch (error) {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await status;
+    throw new Error(`QEMU did not come up: ${String(error)}\n${text}`);
+  }
+  return {
+    ramPath,
+    qmp,
+    console: () => text,
+    elapsedMs: () => performance.now() - started,
+    async waitFor(marker: string | RegExp, timeoutMs: number): Promise<string> {
+      const deadline = performance.now() + timeoutMs;
+      for (;;) {
+        const hit = typeof marker === "string"
+          ? text.includes(marker)
+          : marker.test(text);
+        if (hit) return text;
+        if (exited) {
+          throw new Error(`QEMU exited before "${String(marker)}":\n${text}`);
+        }
+        if (performance.now() > deadline) {
+          throw new Error(
+            `Timed out after ${timeoutMs} ms waiting for "${
+              String(marker)
+            }":\n${text.slice(-4000)}`,
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
+    async [Symbol.asyncDispose](): Promise<void> {
+      await qmp.quit();
+      const timer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+      }, 5000);
+      await status;
+      clearTimeout(timer);
+      await Promise.allSettled([pump, errors]);
+      await Deno.remove(ramPath).catch(() => {});
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** Lines between `BEGIN tag` and `END tag` markers printed by the agent, parsed as JSON. */
+export function agentJson(consoleText: string, tag: string): unknown {
+  const begin = `BPFMAP-JSON-BEGIN ${tag}`;
+  const end = `BPFMAP-JSON-END ${tag}`;
+  const start = consoleText.indexOf(begin);
+  const stop = consoleText.indexOf(end, start);
+  if (start < 0 || stop < 0) {
+    throw new Error(`No ${tag} block in the guest console`);
+  }
+  const body = consoleText.slice(start + begin.length, stop).replace(/\r/g, "")
+    .split("\n").join("");
+  return JSON.parse(body);
+}
