@@ -22,3 +22,18 @@ export {
   VMLINUX_BTF_PATH,
 } from "./load.ts";
 export type * from "./types.ts";
+export {
+  formatValue,
+  type FormatValueOptions,
+  type PercpuRenderedValue,
+  type RenderedValue,
+  type RenderOptions,
+  renderPercpuValues,
+  renderValue,
+} from "./render.ts";
+export {
+  type JsonInput,
+  parseJsonExact,
+  toJson,
+  type ToJsonOptions,
+} from "./json.ts";
