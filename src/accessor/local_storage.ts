@@ -83,11 +83,25 @@ function* tasks(mapFd: number, map: BpfMapInfo): Generator<LocalStorageEntry> {
   }
 }
 
+/** Mount points of cgroup v2 (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid systems). */
+export function cgroup2Mounts(): string[] {
+  try {
+    return Deno.readTextFileSync("/proc/self/mounts").split("\n")
+      .map((line) => line.split(" "))
+      .filter((fields) => fields[2] === "cgroup2" && fields[1] !== undefined)
+      .map((fields) => fields[1]!.replace(/\\040/g, " "));
+  } catch {
+    return [];
+  }
+}
+
 function* cgroups(
   mapFd: number,
   map: BpfMapInfo,
 ): Generator<LocalStorageEntry> {
-  const root = "/sys/fs/cgroup";
+  // The same hierarchy may be mounted twice; walk it once.
+  const root = cgroup2Mounts()[0];
+  if (root === undefined) return;
   const stack = [root];
   while (stack.length > 0) {
     const dir = stack.pop()!;

@@ -65,6 +65,11 @@ export interface EntryBatch {
 export interface IterBatchesOptions {
   /** Entries to ask for per call at first (grows on ENOSPC). Default 4096. */
   batchSize?: number;
+  /**
+   * `"batch"` (default) uses LOOKUP_BATCH and falls back when the map type
+   * lacks it; `"next-key"` forces GET_NEXT_KEY + LOOKUP (kernels before 5.6).
+   */
+  mode?: "batch" | "next-key";
 }
 
 const DEFAULT_BATCH = 4096;
@@ -239,6 +244,10 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
       1,
       Math.min(options.batchSize ?? DEFAULT_BATCH, Math.max(map.maxEntries, 1)),
     );
+    if (options.mode === "next-key") {
+      yield* this.#iterByNextKey(fd.fd, map, valueStride);
+      return;
+    }
     const buffers = new BatchBuffers(map.keySize, valueStride, initial);
     let first = true;
     for (;;) {
@@ -365,7 +374,7 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
    * owner fd for each candidate and looks it up:
    * - TASK_STORAGE: every thread in /proc, through a pidfd (PIDFD_THREAD on
    *   6.9+; older kernels reach thread-group leaders only). `owner` is the tid.
-   * - CGRP_STORAGE: every cgroup v2 directory under /sys/fs/cgroup. `owner` is the path.
+   * - CGRP_STORAGE: every directory of the cgroup v2 mount. `owner` is the path within it.
    * - SK_STORAGE: every socket open in some process (via pidfd_getfd). `owner` is `pid/fd socket:[inode]`.
    * - INODE_STORAGE: every file open in some process. `owner` is the path.
    *

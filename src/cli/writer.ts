@@ -90,6 +90,7 @@ export class OutputWriter implements Disposable {
 
   /** Appends an ASCII string known to need no escaping (digits, keys). */
   ascii(value: string): void {
+    if (value.length > this.#buffer.length) return this.text(value);
     this.#reserve(value.length);
     const buffer = this.#buffer;
     let at = this.#length;
@@ -99,31 +100,41 @@ export class OutputWriter implements Disposable {
 
   /** Appends `["0x01","0x02"]` for the bytes (bpftool's JSON form). */
   jsonHexArray(bytes: Uint8Array): void {
-    this.#reserve(bytes.length * 7 + 2);
-    const buffer = this.#buffer;
-    let at = this.#length;
-    buffer[at++] = 0x5b; // [
-    for (let i = 0; i < bytes.length; i++) {
-      if (i > 0) buffer[at++] = 0x2c; // ,
-      buffer.set(QUOTED_HEX[bytes[i]!]!, at);
-      at += 6;
+    this.#reserve(1);
+    this.#buffer[this.#length++] = 0x5b; // [
+    const perRound = Math.max(1, Math.floor(this.#buffer.length / 7) - 1);
+    for (let start = 0; start < bytes.length; start += perRound) {
+      const end = Math.min(bytes.length, start + perRound);
+      this.#reserve((end - start) * 7);
+      const buffer = this.#buffer;
+      let at = this.#length;
+      for (let i = start; i < end; i++) {
+        if (i > 0) buffer[at++] = 0x2c; // ,
+        buffer.set(QUOTED_HEX[bytes[i]!]!, at);
+        at += 6;
+      }
+      this.#length = at;
     }
-    buffer[at++] = 0x5d; // ]
-    this.#length = at;
+    this.#reserve(1);
+    this.#buffer[this.#length++] = 0x5d; // ]
   }
 
   /** Appends `01 02 03` (space-separated hex), as bpftool prints without --json. */
   plainHex(bytes: Uint8Array): void {
-    this.#reserve(bytes.length * 3);
-    const buffer = this.#buffer;
-    let at = this.#length;
-    for (let i = 0; i < bytes.length; i++) {
-      if (i > 0) buffer[at++] = 0x20;
-      const byte = bytes[i]!;
-      buffer[at++] = PLAIN_HEX[byte * 2]!;
-      buffer[at++] = PLAIN_HEX[byte * 2 + 1]!;
+    const perRound = Math.max(1, Math.floor(this.#buffer.length / 3) - 1);
+    for (let start = 0; start < bytes.length; start += perRound) {
+      const end = Math.min(bytes.length, start + perRound);
+      this.#reserve((end - start) * 3);
+      const buffer = this.#buffer;
+      let at = this.#length;
+      for (let i = start; i < end; i++) {
+        if (i > 0) buffer[at++] = 0x20;
+        const byte = bytes[i]!;
+        buffer[at++] = PLAIN_HEX[byte * 2]!;
+        buffer[at++] = PLAIN_HEX[byte * 2 + 1]!;
+      }
+      this.#length = at;
     }
-    this.#length = at;
   }
 
   /** Writes out what is buffered. */

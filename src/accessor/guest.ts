@@ -1,0 +1,311 @@
+/**
+ * `GuestMemMapAccessor`: the read-only map interface over a frozen VM's
+ * memory (a RAM file or an ELF core), with no syscalls into the guest and no
+ * vmlinux needed: VMCOREINFO, kallsyms and BTF all come from guest RAM.
+ *
+ * @module
+ */
+
+import { Btf } from "../btf/mod.ts";
+import { GuestKernel, type GuestKernelOptions } from "../guest/kernel.ts";
+import { type KernelLayout, kernelLayoutFromBtf } from "../guest/layout.ts";
+import {
+  type GuestMapLimits,
+  GuestMapReader,
+  type GuestMapRecord,
+} from "../guest/maps.ts";
+import type { PhysicalMemory, PhysRegion } from "../guest/phys.ts";
+import {
+  type GuestMemorySource,
+  openElfCore,
+  openRamFile,
+} from "../guest/source.ts";
+import { hex } from "../guest/errors.ts";
+import { MapType } from "../sys/constants.ts";
+import type {
+  ArenaPages,
+  BpfMapAccessor,
+  BpfMapInfo,
+  LocalStorageEntry,
+  MapEntry,
+} from "./types.ts";
+
+/** Options for opening a guest image. */
+export interface GuestMemOptions extends GuestKernelOptions {
+  /** Physical layout of a RAM file; default QEMU x86-64 (RAM above 3 GiB at 4 GiB). */
+  regions?: readonly PhysRegion[];
+  /** Struct offsets; default read from the guest's BTF. */
+  layout?: KernelLayout;
+  /** Walk limits. */
+  limits?: GuestMapLimits;
+}
+
+function toInfo(record: GuestMapRecord): BpfMapInfo {
+  return {
+    id: record.id,
+    name: record.name,
+    type: record.type,
+    keySize: record.keySize,
+    valueSize: record.valueSize,
+    maxEntries: record.maxEntries,
+    flags: record.flags,
+    btfId: record.btfId,
+    btfKeyTypeId: record.btfKeyTypeId,
+    btfValueTypeId: record.btfValueTypeId,
+    btfVmlinuxValueTypeId: record.btfVmlinuxValueTypeId,
+    mapExtra: record.mapExtra,
+    frozen: record.frozen,
+    memlock: 0n,
+    kernelAddress: record.kernelAddress,
+  };
+}
+
+/**
+ * Reads BPF maps out of a guest's memory image. The guest must be frozen
+ * (QMP `stop`) or dead while it is used; results are cached per map list.
+ *
+ * @example Read every map of a paused QEMU guest
+ * ```ts ignore
+ * import { GuestMemMapAccessor } from "./guest.ts";
+ * using guest = GuestMemMapAccessor.openRamFile("/dev/shm/vm-ram");
+ * for (const map of guest.maps()) console.log(map.id, map.name, guest.release);
+ * ```
+ */
+export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
+  /** The located kernel (symbols, address space, BTF). */
+  readonly kernel: GuestKernel;
+  /** The low-level map reader. */
+  readonly reader: GuestMapReader;
+  readonly #source: GuestMemorySource | null;
+  #maps: GuestMapRecord[] | null = null;
+  readonly #byAddress = new Map<bigint, GuestMapRecord>();
+
+  private constructor(
+    kernel: GuestKernel,
+    reader: GuestMapReader,
+    source: GuestMemorySource | null,
+  ) {
+    this.kernel = kernel;
+    this.reader = reader;
+    this.#source = source;
+  }
+
+  /**
+   * Locates the kernel in `memory` and reads its BTF layout. The memory is
+   * not owned: keep it alive while the accessor is used.
+   *
+   * @param memory guest physical memory
+   */
+  static fromMemory(
+    memory: PhysicalMemory,
+    options: GuestMemOptions = {},
+  ): GuestMemMapAccessor {
+    return GuestMemMapAccessor.#build(memory, options, null);
+  }
+
+  static #build(
+    memory: PhysicalMemory,
+    options: GuestMemOptions,
+    source: GuestMemorySource | null,
+  ): GuestMemMapAccessor {
+    const kernel = GuestKernel.open(memory, options);
+    const layout = options.layout ??
+      kernelLayoutFromBtf(Btf.parse(kernel.btfBytes()));
+    const reader = new GuestMapReader(
+      kernel.space,
+      layout,
+      kernel.perCpuOffsets(),
+      kernel.symbol("map_idr"),
+      options.limits ?? {},
+    );
+    return new GuestMemMapAccessor(kernel, reader, source);
+  }
+
+  /**
+   * Maps a raw RAM file (QEMU `memory-backend-file,share=on`) and locates the
+   * kernel in it. The accessor owns the mapping; dispose it to unmap.
+   *
+   * @param path the RAM file, e.g. `/dev/shm/NAME`
+   */
+  static openRamFile(
+    path: string,
+    options: GuestMemOptions = {},
+  ): GuestMemMapAccessor {
+    const source = openRamFile(
+      path,
+      options.regions ? { regions: options.regions } : {},
+    );
+    try {
+      return GuestMemMapAccessor.#build(source.memory, options, source);
+    } catch (error) {
+      source.close();
+      throw error;
+    }
+  }
+
+  /**
+   * Maps an ELF core (QEMU `dump-guest-memory`, kdump vmcore); its
+   * VMCOREINFO note is used when present.
+   *
+   * @param path the core file
+   */
+  static openCore(
+    path: string,
+    options: GuestMemOptions = {},
+  ): GuestMemMapAccessor {
+    const source = openElfCore(path);
+    try {
+      const withInfo =
+        source.vmcoreinfo !== null && options.vmcoreinfo === undefined
+          ? { ...options, vmcoreinfo: source.vmcoreinfo }
+          : options;
+      return GuestMemMapAccessor.#build(source.memory, withInfo, source);
+    } catch (error) {
+      source.close();
+      throw error;
+    }
+  }
+
+  /** The guest's `OSRELEASE`. */
+  get release(): string {
+    return this.kernel.release;
+  }
+
+  /** How many CPUs the guest kernel has (`nr_cpu_ids`). */
+  get cpuCount(): number {
+    return this.reader.perCpuOffsets.length;
+  }
+
+  /** Things skipped while walking (corrupt nodes, moved elements). */
+  get problems(): readonly string[] {
+    return this.reader.problems;
+  }
+
+  #records(): GuestMapRecord[] {
+    if (!this.#maps) {
+      this.#maps = this.reader.maps();
+      for (const record of this.#maps) {
+        this.#byAddress.set(record.kernelAddress, record);
+      }
+    }
+    return this.#maps;
+  }
+
+  #record(map: BpfMapInfo): GuestMapRecord {
+    this.#records();
+    const found = map.kernelAddress !== undefined
+      ? this.#byAddress.get(map.kernelAddress)
+      : this.#maps!.find((r) => r.id === map.id);
+    if (!found) {
+      throw new RangeError(
+        `Map ${map.id} ("${map.name}")${
+          map.kernelAddress !== undefined ? ` at ${hex(map.kernelAddress)}` : ""
+        } is not in this guest's map_idr`,
+      );
+    }
+    return found;
+  }
+
+  /** Forgets the cached map list and translations (if the guest ran in between). */
+  refresh(): void {
+    this.#maps = null;
+    this.#byAddress.clear();
+    this.kernel.space.clearCache();
+  }
+
+  /** Every map in `map_idr`, in id order. */
+  maps(): BpfMapInfo[] {
+    return this.#records().map(toInfo);
+  }
+
+  /** The first map (lowest id) whose name ends with `suffix`, or null. */
+  findMap(suffix: string): BpfMapInfo | null {
+    const found = this.#records().find((r) => r.name.endsWith(suffix));
+    return found ? toInfo(found) : null;
+  }
+
+  /** `len` bytes at `offset` of value 0 of an ARRAY map; null for other types or out of bounds. */
+  readValue(map: BpfMapInfo, offset: number, len: number): Uint8Array | null {
+    if (map.type !== MapType.ARRAY) return null;
+    return this.reader.readArrayValue(this.#record(map), offset, len)
+      ?.slice() ?? null;
+  }
+
+  /** Value `key` of an ARRAY map; null when out of range or not an array. */
+  readArray(map: BpfMapInfo, key: number): Uint8Array | null {
+    if (map.type !== MapType.ARRAY) return null;
+    return this.reader.readArray(this.#record(map), key)?.slice() ?? null;
+  }
+
+  /** Every entry of a HASH or LRU_HASH map (bucket order). */
+  *iterHashMap(map: BpfMapInfo): Iterable<MapEntry> {
+    for (const { key, value } of this.reader.iterHash(this.#record(map))) {
+      yield { key: key.slice(), value: value.slice() };
+    }
+  }
+
+  /** Each CPU's value of index `key` of a PERCPU_ARRAY; null beyond `nr_cpu_ids`. */
+  readPercpuArray(
+    map: BpfMapInfo,
+    key: number,
+    numCpus: number,
+  ): (Uint8Array | null)[] | null {
+    const values = this.reader.readPercpuArray(this.#record(map), key, numCpus);
+    return values ? values.map((v) => v?.slice() ?? null) : null;
+  }
+
+  /** Every entry of a PERCPU_HASH or LRU_PERCPU_HASH. */
+  *iterPercpuHashMap(
+    map: BpfMapInfo,
+    numCpus: number,
+  ): Iterable<{ key: Uint8Array; values: (Uint8Array | null)[] }> {
+    for (
+      const { key, values } of this.reader.iterPercpuHash(
+        this.#record(map),
+        numCpus,
+      )
+    ) {
+      yield { key: key.slice(), values: values.map((v) => v?.slice() ?? null) };
+    }
+  }
+
+  /** Every element of a TASK/INODE/SK/CGRP storage map; owner and key are the owner's kernel address. */
+  *iterTaskStorage(map: BpfMapInfo): Iterable<LocalStorageEntry> {
+    for (
+      const { owner, value } of this.reader.iterLocalStorage(this.#record(map))
+    ) {
+      const key = new Uint8Array(8);
+      new DataView(key.buffer).setBigUint64(0, owner, true);
+      yield { owner: hex(owner), key, value: value.slice() };
+    }
+  }
+
+  /** The arena's pages that exist (are mapped in the kernel's arena VM area). */
+  readArenaPages(map: BpfMapInfo): ArenaPages {
+    const { pages, notes } = this.reader.readArena(this.#record(map));
+    return {
+      pages: pages.map((p) => ({
+        index: p.index,
+        userAddress: p.userAddress,
+        bytes: p.bytes.slice(),
+      })),
+      totalPages: map.maxEntries,
+      notes,
+    };
+  }
+
+  /** The raw BTF blob of the map's `struct btf`, or null when it has none. */
+  loadProgramBtfBytes(map: BpfMapInfo): Uint8Array | null {
+    return this.reader.programBtf(this.#record(map));
+  }
+
+  /** Unmaps the image if this accessor opened it. */
+  close(): void {
+    this.#source?.close();
+  }
+
+  /** Unmaps the image if this accessor opened it. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
