@@ -37,3 +37,7 @@ export {
   toJson,
   type ToJsonOptions,
 } from "./json.ts";
+export {
+  recoverFullMapName,
+  type RecoverFullMapNameOptions,
+} from "./map_name.ts";
