@@ -378,3 +378,59 @@ Deno.test({
     );
   },
 });
+
+Deno.test("OutputWriter.jsonKeyValueRun() writes the same elements whatever the chunk size", () => {
+  const keys = new Uint8Array([1, 0, 2, 0]);
+  const values = new Uint8Array([
+    0xa,
+    0xb,
+    0xc,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0xd,
+    0xe,
+    0xf,
+    0,
+    0,
+    0,
+    0,
+    0,
+  ]);
+  const shapes = [
+    { keySize: 2, valueSize: 3, valueStride: 8, cpus: 0 },
+    { keySize: 2, valueSize: 3, valueStride: 8, cpus: 0 },
+  ];
+  const expectedPlain = JSON.stringify([
+    { key: ["0x01", "0x00"], value: ["0x0a", "0x0b", "0x0c"] },
+    { key: ["0x02", "0x00"], value: ["0x0d", "0x0e", "0x0f"] },
+  ]);
+  const percpu = { keySize: 2, valueSize: 3, valueStride: 16, cpus: 2 };
+  const expectedPercpu = JSON.stringify([
+    {
+      key: ["0x01", "0x00"],
+      values: [{ cpu: 0, value: ["0x0a", "0x0b", "0x0c"] }, {
+        cpu: 1,
+        value: ["0x0d", "0x0e", "0x0f"],
+      }],
+    },
+  ]);
+  for (const chunk of [8, 64, 1 << 20]) {
+    const sink = new MemorySink();
+    const out = new OutputWriter(sink, chunk);
+    out.ascii("[");
+    out.jsonKeyValueRun(keys, values, 2, shapes[0]!, true);
+    out.ascii("]");
+    out.flush();
+    assert.equal(sink.text(), expectedPlain, `chunk ${chunk}`);
+    const sink2 = new MemorySink();
+    const out2 = new OutputWriter(sink2, chunk);
+    out2.ascii("[");
+    out2.jsonKeyValueRun(keys.subarray(0, 2), values, 1, percpu, true);
+    out2.ascii("]");
+    out2.flush();
+    assert.equal(sink2.text(), expectedPercpu, `per-CPU, chunk ${chunk}`);
+  }
+});

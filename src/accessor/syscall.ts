@@ -315,7 +315,11 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     }
   }
 
-  /** Every entry of a HASH or LRU_HASH map (batched, with a GET_NEXT_KEY fallback). */
+  /**
+   * Every entry of a HASH or LRU_HASH map (batched, with a GET_NEXT_KEY
+   * fallback). Each batch is copied once and entries are views into that
+   * copy, so they stay valid after the walk moves on.
+   */
   *iterHashMap(map: BpfMapInfo): Generator<MapEntry, void, undefined> {
     if (!HASH_TYPES.has(map.type)) {
       throw new TypeError(
@@ -323,13 +327,18 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
       );
     }
     for (const batch of this.iterBatches(map)) {
-      for (let i = 0; i < batch.count; i++) {
+      const keys = batch.keys.slice();
+      const values = batch.values.slice();
+      const keySize = batch.keySize;
+      const stride = batch.valueStride;
+      for (
+        let i = 0, k = 0, v = 0;
+        i < batch.count;
+        i++, k += keySize, v += stride
+      ) {
         yield {
-          key: batch.keys.slice(i * batch.keySize, (i + 1) * batch.keySize),
-          value: batch.values.slice(
-            i * batch.valueStride,
-            (i + 1) * batch.valueStride,
-          ),
+          key: keys.subarray(k, k + keySize),
+          value: values.subarray(v, v + stride),
         };
       }
     }

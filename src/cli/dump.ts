@@ -216,6 +216,16 @@ export function writeMapDump(
   let omitted = 0;
   if (options.json) out.ascii("[");
   for (const batch of batchesOf(accessor, map, options)) {
+    if (options.json && !renderer && written + batch.count <= limit) {
+      out.jsonKeyValueRun(batch.keys, batch.values, batch.count, {
+        keySize: batch.keySize,
+        valueSize: map.valueSize,
+        valueStride: batch.valueStride,
+        cpus: percpu ? options.cpus : 0,
+      }, written === 0);
+      written += batch.count;
+      continue;
+    }
     for (let i = 0; i < batch.count; i++) {
       if (written >= limit) {
         omitted += batch.count - i;

@@ -20,6 +20,22 @@ for (let byte = 0; byte < 256; byte++) {
   PLAIN_HEX[byte * 2 + 1] = HEX.charCodeAt(byte & 15);
 }
 
+const HEX_HIGH = new Uint8Array(256);
+const HEX_LOW = new Uint8Array(256);
+for (let byte = 0; byte < 256; byte++) {
+  HEX_HIGH[byte] = HEX.charCodeAt(byte >> 4);
+  HEX_LOW[byte] = HEX.charCodeAt(byte & 15);
+}
+const KEY_OPEN = new TextEncoder().encode('{"key":[');
+const VALUE_OPEN = new TextEncoder().encode('],"value":[');
+const VALUES_OPEN = new TextEncoder().encode('],"values":[');
+const cpuOpenCache: Uint8Array[] = [];
+function cpuOpen(cpu: number): Uint8Array {
+  return cpuOpenCache[cpu] ??= new TextEncoder().encode(
+    `${cpu === 0 ? "" : ","}{"cpu":${cpu},"value":[`,
+  );
+}
+
 /** Where bytes go; `Deno.stdout` fits. */
 export interface ByteSink {
   /** Writes some bytes synchronously, returning how many were taken. */
@@ -134,6 +150,119 @@ export class OutputWriter implements Disposable {
         buffer[at++] = PLAIN_HEX[byte * 2 + 1]!;
       }
       this.#length = at;
+    }
+  }
+
+  /**
+   * Appends `count` bpftool elements from packed keys and values, each
+   * preceded by a comma unless `first` and it is the first: `{"key":[..],
+   * "value":[..]}`, or with `cpus > 0` the per-CPU form `{"key":[..],
+   * "values":[{"cpu":0,"value":[..]},..]}` reading CPU c's value at
+   * `c * round_up(valueSize, 8)` within each element's stride. This is the
+   * hot loop of a large dump: plain byte stores, one space check per element.
+   */
+  jsonKeyValueRun(
+    keys: Uint8Array,
+    values: Uint8Array,
+    count: number,
+    shape: {
+      keySize: number;
+      valueSize: number;
+      valueStride: number;
+      cpus: number;
+    },
+    first: boolean,
+  ): void {
+    const { keySize, valueSize, valueStride, cpus } = shape;
+    const slots = cpus > 0 ? cpus : 1;
+    const slotStride = cpus > 0 ? Math.ceil(valueSize / 8) * 8 : 0;
+    const worst = 32 + 7 * keySize + slots * (28 + 7 * valueSize);
+    const high = HEX_HIGH;
+    const low = HEX_LOW;
+    for (let i = 0; i < count; i++) {
+      if (worst > this.#buffer.length - this.#length) this.flush();
+      if (worst > this.#buffer.length) {
+        this.#slowElement(keys, values, i, shape, first && i === 0);
+        continue;
+      }
+      const buffer = this.#buffer;
+      let at = this.#length;
+      if (!(first && i === 0)) buffer[at++] = 0x2c;
+      buffer.set(KEY_OPEN, at);
+      at += KEY_OPEN.length;
+      const keyStart = i * keySize;
+      for (let b = 0; b < keySize; b++) {
+        const byte = keys[keyStart + b]!;
+        if (b > 0) buffer[at++] = 0x2c;
+        buffer[at] = 0x22;
+        buffer[at + 1] = 0x30;
+        buffer[at + 2] = 0x78;
+        buffer[at + 3] = high[byte]!;
+        buffer[at + 4] = low[byte]!;
+        buffer[at + 5] = 0x22;
+        at += 6;
+      }
+      const opener = cpus > 0 ? VALUES_OPEN : VALUE_OPEN;
+      buffer.set(opener, at);
+      at += opener.length;
+      for (let slot = 0; slot < slots; slot++) {
+        if (cpus > 0) {
+          const open = cpuOpen(slot);
+          buffer.set(open, at);
+          at += open.length;
+        }
+        const valueStart = i * valueStride + slot * slotStride;
+        for (let b = 0; b < valueSize; b++) {
+          const byte = values[valueStart + b]!;
+          if (b > 0) buffer[at++] = 0x2c;
+          buffer[at] = 0x22;
+          buffer[at + 1] = 0x30;
+          buffer[at + 2] = 0x78;
+          buffer[at + 3] = high[byte]!;
+          buffer[at + 4] = low[byte]!;
+          buffer[at + 5] = 0x22;
+          at += 6;
+        }
+        buffer[at++] = 0x5d; // ]
+        if (cpus > 0) buffer[at++] = 0x7d; // }
+      }
+      if (cpus > 0) buffer[at++] = 0x5d; // ]
+      buffer[at++] = 0x7d; // }
+      this.#length = at;
+    }
+  }
+
+  #slowElement(
+    keys: Uint8Array,
+    values: Uint8Array,
+    i: number,
+    shape: {
+      keySize: number;
+      valueSize: number;
+      valueStride: number;
+      cpus: number;
+    },
+    first: boolean,
+  ): void {
+    const { keySize, valueSize, valueStride, cpus } = shape;
+    this.ascii(first ? '{"key":' : ',{"key":');
+    this.jsonHexArray(keys.subarray(i * keySize, (i + 1) * keySize));
+    if (cpus > 0) {
+      const slotStride = Math.ceil(valueSize / 8) * 8;
+      this.ascii(',"values":[');
+      for (let cpu = 0; cpu < cpus; cpu++) {
+        this.ascii(`${cpu === 0 ? "" : ","}{"cpu":${cpu},"value":`);
+        const start = i * valueStride + cpu * slotStride;
+        this.jsonHexArray(values.subarray(start, start + valueSize));
+        this.ascii("}");
+      }
+      this.ascii("]}");
+    } else {
+      this.ascii(',"value":');
+      this.jsonHexArray(
+        values.subarray(i * valueStride, i * valueStride + valueSize),
+      );
+      this.ascii("}");
     }
   }
 

@@ -1,0 +1,263 @@
+/**
+ * `deno task bench`: bpfmap against bpftool and a C LOOKUP_BATCH baseline,
+ * measured side by side in one run on this machine.
+ *
+ * Prints wall time and peak RSS of each command (Deno start-up included for
+ * bpfmap), and the ratios the performance targets are stated in. Sizes:
+ * BENCH_ENTRIES (default 1,000,000) for the hash and array maps, a tenth of
+ * it for the per-CPU hash and the RSS comparison point; BENCH_RUNS (default
+ * 3) runs per command, the median reported. Needs root, bpftool, clang (or
+ * cc) and python3 (for the children's peak RSS).
+ *
+ * @module
+ */
+
+// deno-lint-ignore-file no-console
+import { BpfSyscallAccessor } from "../src/accessor/syscall.ts";
+import { mapGetInfo, mapUpdateBatch } from "../src/sys/bpf.ts";
+import { MapType } from "../src/sys/constants.ts";
+import { possibleCpuCount } from "../src/sys/cpus.ts";
+import type { OwnedFd } from "../src/sys/fd.ts";
+
+const ENTRIES = Number(Deno.env.get("BENCH_ENTRIES") ?? 1_000_000);
+const RUNS = Number(Deno.env.get("BENCH_RUNS") ?? 3);
+const root = new URL("..", import.meta.url).pathname;
+const cli = `${root}cli.ts`;
+const deno = Deno.execPath();
+
+interface Measurement {
+  seconds: number;
+  maxRssKiB: number;
+}
+
+const MEASURE = `
+import resource, subprocess, sys, time
+start = time.perf_counter()
+code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+elapsed = time.perf_counter() - start
+print(elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)
+`;
+
+function measureOnce(command: string[]): Measurement {
+  const result = new Deno.Command("python3", {
+    args: ["-c", MEASURE, ...command],
+    stdout: "piped",
+    stderr: "inherit",
+  }).outputSync();
+  const [seconds, rss, code] = new TextDecoder().decode(result.stdout).trim()
+    .split(" ");
+  if (code !== "0") throw new Error(`${command.join(" ")} exited ${code}`);
+  return { seconds: Number(seconds), maxRssKiB: Number(rss) };
+}
+
+function measure(command: string[]): Measurement {
+  const runs = Array.from({ length: RUNS }, () => measureOnce(command));
+  runs.sort((a, b) => a.seconds - b.seconds);
+  const median = runs[Math.floor(runs.length / 2)]!;
+  return {
+    seconds: median.seconds,
+    maxRssKiB: Math.max(...runs.map((r) => r.maxRssKiB)),
+  };
+}
+
+function fill(
+  fd: OwnedFd,
+  count: number,
+  keySize: number,
+  valueStride: number,
+): void {
+  const chunk = 65536;
+  const keys = new Uint8Array(chunk * keySize);
+  const values = new Uint8Array(chunk * valueStride);
+  const keyView = new DataView(keys.buffer);
+  const valueView = new DataView(values.buffer);
+  for (let base = 0; base < count; base += chunk) {
+    const n = Math.min(chunk, count - base);
+    for (let i = 0; i < n; i++) {
+      keyView.setUint32(i * keySize, base + i, true);
+      for (let off = 0; off + 8 <= valueStride; off += 8) {
+        valueView.setBigUint64(
+          i * valueStride + off,
+          BigInt(base + i) * 2654435761n,
+          true,
+        );
+      }
+    }
+    mapUpdateBatch(
+      fd.fd,
+      keys.subarray(0, n * keySize),
+      values.subarray(0, n * valueStride),
+      n,
+    );
+  }
+}
+
+function createFilled(
+  type: number,
+  count: number,
+  name: string,
+): { fd: OwnedFd; id: number } {
+  const fd = BpfSyscallAccessor.createMap({
+    type,
+    keySize: 4,
+    valueSize: 8,
+    maxEntries: count,
+    name,
+  });
+  const stride = type === MapType.PERCPU_HASH ? 8 * possibleCpuCount() : 8;
+  fill(fd, count, 4, stride);
+  return { fd, id: mapGetInfo(fd.fd).id };
+}
+
+function buildBaseline(): string {
+  const output = `${
+    Deno.makeTempDirSync({ prefix: "bpfmap-bench-" })
+  }/batch_baseline`;
+  for (const compiler of ["clang", "cc"]) {
+    try {
+      const result = new Deno.Command(compiler, {
+        args: ["-O2", "-o", output, `${root}bench/batch_baseline.c`],
+      }).outputSync();
+      if (result.success) return output;
+    } catch {
+      // try the next compiler
+    }
+  }
+  throw new Error("Cannot build bench/batch_baseline.c: install clang or gcc");
+}
+
+function bpfmapDump(id: number): string[] {
+  return [
+    deno,
+    "run",
+    "--allow-all",
+    "--no-lock",
+    cli,
+    "dump",
+    "--id",
+    String(id),
+    "--json",
+  ];
+}
+
+function bpftoolDump(id: number): string[] {
+  return ["bpftool", "map", "dump", "id", String(id), "-j"];
+}
+
+function row(label: string, m: Measurement): void {
+  console.log(
+    `  ${label.padEnd(44)} ${m.seconds.toFixed(3).padStart(8)} s  ${
+      (m.maxRssKiB / 1024).toFixed(1).padStart(7)
+    } MiB`,
+  );
+}
+
+function verdict(ok: boolean): string {
+  return ok ? "meets target" : "MISSES target";
+}
+
+const cpus = possibleCpuCount();
+console.log(
+  `bpfmap bench: ${ENTRIES} entries, ${RUNS} runs each (median), ${cpus} possible CPUs, kernel ${Deno.osRelease()}`,
+);
+console.log(
+  `  ${"command".padEnd(44)} ${"time".padStart(10)}  ${
+    "peak RSS".padStart(11)
+  }`,
+);
+
+const small = Math.max(1, Math.floor(ENTRIES / 10));
+const hash = createFilled(MapType.HASH, ENTRIES, "bench_hash");
+const hashSmall = createFilled(MapType.HASH, small, "bench_hash_s");
+const percpu = createFilled(MapType.PERCPU_HASH, small, "bench_pcpu");
+const array = createFilled(MapType.ARRAY, ENTRIES, "bench_array");
+try {
+  const ours = measure(bpfmapDump(hash.id));
+  const theirs = measure(bpftoolDump(hash.id));
+  row(`bpfmap dump --json, HASH ${ENTRIES}`, ours);
+  row(`bpftool map dump -j, HASH ${ENTRIES}`, theirs);
+  const oursSmall = measure(bpfmapDump(hashSmall.id));
+  row(`bpfmap dump --json, HASH ${small}`, oursSmall);
+  const pOurs = measure(bpfmapDump(percpu.id));
+  const pTheirs = measure(bpftoolDump(percpu.id));
+  row(`bpfmap dump --json, PERCPU_HASH ${small}`, pOurs);
+  row(`bpftool map dump -j, PERCPU_HASH ${small}`, pTheirs);
+  const aOurs = measure(bpfmapDump(array.id));
+  const aTheirs = measure(bpftoolDump(array.id));
+  row(`bpfmap dump --json, ARRAY ${ENTRIES}`, aOurs);
+  row(`bpftool map dump -j, ARRAY ${ENTRIES}`, aTheirs);
+
+  // Library iteration against the C floor, both in-process timings.
+  const baseline = buildBaseline();
+  const cTimes: number[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    const result = new Deno.Command(baseline, { args: [String(hash.id), "8"] })
+      .outputSync();
+    const [count, seconds] = new TextDecoder().decode(result.stdout).trim()
+      .split(" ");
+    if (Number(count) !== ENTRIES) {
+      throw new Error(`C baseline saw ${count} entries, expected ${ENTRIES}`);
+    }
+    cTimes.push(Number(seconds));
+  }
+  const accessor = new BpfSyscallAccessor();
+  const info = accessor.mapById(hash.id)!;
+  const libTimes: number[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    const start = performance.now();
+    let count = 0;
+    for (const _entry of accessor.iterHashMap(info)) count++;
+    libTimes.push((performance.now() - start) / 1000);
+    if (count !== ENTRIES) {
+      throw new Error(`iterHashMap saw ${count} entries, expected ${ENTRIES}`);
+    }
+  }
+  const median = (xs: number[]): number =>
+    [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const cSeconds = median(cTimes);
+  const libSeconds = median(libTimes);
+  console.log(
+    `  ${"C LOOKUP_BATCH loop (in-process)".padEnd(44)} ${
+      cSeconds.toFixed(3).padStart(8)
+    } s`,
+  );
+  console.log(
+    `  ${"BpfSyscallAccessor.iterHashMap (in-process)".padEnd(44)} ${
+      libSeconds.toFixed(3).padStart(8)
+    } s`,
+  );
+
+  const speedup = theirs.seconds / ours.seconds;
+  const pSpeedup = pTheirs.seconds / pOurs.seconds;
+  const aSpeedup = aTheirs.seconds / aOurs.seconds;
+  const libRatio = libSeconds / cSeconds;
+  const rssRatio = ours.maxRssKiB / oursSmall.maxRssKiB;
+  console.log("ratios:");
+  console.log(
+    `  dump HASH vs bpftool:         ${
+      speedup.toFixed(2)
+    }x faster (target >= 4x): ${verdict(speedup >= 4)}`,
+  );
+  console.log(
+    `  dump PERCPU_HASH vs bpftool:  ${
+      pSpeedup.toFixed(2)
+    }x faster (target >= 3x): ${verdict(pSpeedup >= 3)}`,
+  );
+  console.log(
+    `  dump ARRAY vs bpftool:        ${
+      aSpeedup.toFixed(2)
+    }x faster (target >= 3x): ${verdict(aSpeedup >= 3)}`,
+  );
+  console.log(
+    `  iterHashMap vs C batch:       ${
+      libRatio.toFixed(2)
+    }x the C time (target <= 2x): ${verdict(libRatio <= 2)}`,
+  );
+  console.log(
+    `  peak RSS ${ENTRIES} vs ${small}:  ${
+      rssRatio.toFixed(2)
+    }x (target <= 1.3x): ${verdict(rssRatio <= 1.3)}`,
+  );
+} finally {
+  for (const map of [hash, hashSmall, percpu, array]) map.fd.close();
+}
