@@ -434,3 +434,36 @@ Deno.test("OutputWriter.jsonKeyValueRun() writes the same elements whatever the 
     assert.equal(sink2.text(), expectedPercpu, `per-CPU, chunk ${chunk}`);
   }
 });
+
+Deno.test({
+  name:
+    "bpfmap hold without a command holds until SIGTERM, then exits 0 and lets go",
+  ignore,
+  async fn(): Promise<void> {
+    const name = uniqueName("cli_sig");
+    const fd = BpfSyscallAccessor.createMap({
+      type: MapType.ARRAY,
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: 1,
+      name,
+    });
+    const id = mapGetInfo(fd.fd).id;
+    const cli = new URL("../cli.ts", import.meta.url).pathname;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "--no-lock", cli, "hold", name],
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const reader = child.stderr.getReader();
+    const { value } = await reader.read();
+    assert.match(new TextDecoder().decode(value), /holding/);
+    fd.close();
+    assert.equal(new BpfSyscallAccessor().mapById(id)?.name, name);
+    child.kill("SIGTERM");
+    reader.releaseLock();
+    await child.stderr.cancel();
+    assert.equal((await child.status).code, 0);
+    assert.equal(new BpfSyscallAccessor().mapById(id), null);
+  },
+});
