@@ -1,10 +1,10 @@
 #!/bin/sh
 # Builds an uncompressed initramfs for the guest-memory VM tests:
 #   busybox-static, the host's deno binary and the glibc libraries ldd lists,
-#   bpfmap's sources under /bpfmap (mod.ts if present, src/), the guest agent
-#   under /agent, and an /init that mounts proc/sys/dev/bpffs and runs the agent.
+#   bpfmap's sources under /bpfmap (mod.ts, src/), the guest agent as
+#   /bpfmap/tests/vm/agent.ts (so it imports ../../mod.ts), and an /init that mounts proc/sys/dev/bpffs and runs the agent.
 # Usage: build_initramfs.sh OUT.cpio AGENT.ts
-# The agent runs as `deno run -A --no-config /agent/agent.ts $BPFMAP_AGENT_ARGS`
+# The agent runs as `deno run -A --no-config /bpfmap/tests/vm/agent.ts ARGS`
 # where the args come from the kernel command line (`bpfmap.args=...`).
 set -eu
 OUT=$1
@@ -14,7 +14,7 @@ DENO=$(readlink -f "$(command -v deno)")
 BUSYBOX=/bin/busybox
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-mkdir -p "$W/bin" "$W/proc" "$W/sys" "$W/dev" "$W/tmp" "$W/agent" "$W/bpfmap" "$W/etc"
+mkdir -p "$W/bin" "$W/proc" "$W/sys" "$W/dev" "$W/tmp" "$W/bpfmap" "$W/etc"
 cp "$BUSYBOX" "$W/bin/busybox"
 cp "$DENO" "$W/bin/deno"
 for lib in $(ldd "$DENO" | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) .*/\1/p'); do
@@ -25,7 +25,8 @@ done
 [ -e "$W/lib64/ld-linux-x86-64.so.2" ] || { mkdir -p "$W/lib64"; cp -L /lib64/ld-linux-x86-64.so.2 "$W/lib64/"; }
 [ -f "$ROOT/mod.ts" ] && cp "$ROOT/mod.ts" "$W/bpfmap/"
 cp -r "$ROOT/src" "$W/bpfmap/src"
-cp "$AGENT" "$W/agent/agent.ts"
+mkdir -p "$W/bpfmap/tests/vm"
+cp "$AGENT" "$W/bpfmap/tests/vm/agent.ts"
 echo "root:x:0:0:root:/tmp:/bin/sh" >"$W/etc/passwd"
 cat >"$W/init" <<'INIT'
 #!/bin/busybox sh
@@ -39,7 +40,7 @@ export HOME=/tmp DENO_DIR=/tmp/deno NO_COLOR=1 PATH=/bin
 args=$(sed -n 's/.*bpfmap\.args=\([^ ]*\).*/\1/p' /proc/cmdline | tr ',' ' ')
 echo "BPFMAP-GUEST: starting agent ($(uname -r)) args=$args"
 # shellcheck disable=SC2086
-/bin/deno run -A --no-config /agent/agent.ts $args
+/bin/deno run -A --no-config /bpfmap/tests/vm/agent.ts $args
 echo "BPFMAP-GUEST: agent exited $?"
 while true; do sleep 3600; done
 INIT

@@ -1,0 +1,464 @@
+/**
+ * Runs inside the test guest (see tools/vm/build_initramfs.sh): creates BPF
+ * maps of every type with known contents through bpfmap's live backend,
+ * prints what `BpfSyscallAccessor` reads back as one JSON line per map
+ * (`BPFMAP-MAP {...}`), prints `BPFMAP-AGENT-READY`, then keeps every map
+ * alive until the VM is stopped. Args: `bench=N` fills one N-entry hash only.
+ *
+ * @module
+ */
+// deno-lint-ignore-file no-console
+
+import {
+  type BpfMapInfo,
+  BpfSyscallAccessor,
+  MapFlag,
+  MapType,
+  openBpfMapFdByName,
+  possibleCpuCount,
+} from "../../mod.ts";
+import {
+  btfLoad,
+  mapCreate,
+  mapFreeze,
+  mapGetInfo,
+  mapUpdateElem,
+  pidfdOpen,
+} from "../../src/sys/bpf.ts";
+import { getLibc } from "../../src/sys/ffi.ts";
+import type { OwnedFd } from "../../src/sys/fd.ts";
+
+const held: unknown[] = [];
+const accessor = new BpfSyscallAccessor();
+const cpus = possibleCpuCount();
+const hexOf = (b: Uint8Array | null): string | null =>
+  b === null
+    ? null
+    : Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+
+/** Deterministic bytes for (seed, index). */
+function pattern(seed: number, index: number, len: number): Uint8Array {
+  const out = new Uint8Array(len);
+  let x = (seed * 2654435761 + index * 40503 + 1) >>> 0;
+  for (let i = 0; i < len; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    out[i] = x >>> 24;
+  }
+  return out;
+}
+
+function u32(n: number, len = 4): Uint8Array {
+  const out = new Uint8Array(len);
+  new DataView(out.buffer).setUint32(0, n, true);
+  return out;
+}
+
+function create(
+  attr: Parameters<typeof mapCreate>[0],
+): { fd: OwnedFd; info: BpfMapInfo } {
+  const fd = mapCreate(attr);
+  held.push(fd);
+  const id = mapGetInfo(fd.fd).id;
+  const info = accessor.mapById(id);
+  if (!info) throw new Error(`map ${id} vanished`);
+  return { fd, info };
+}
+
+function emit(kind: string, info: BpfMapInfo, data: unknown): void {
+  const meta = {
+    id: info.id,
+    name: info.name,
+    type: info.type,
+    keySize: info.keySize,
+    valueSize: info.valueSize,
+    maxEntries: info.maxEntries,
+    flags: info.flags,
+    btfId: info.btfId,
+    btfKeyTypeId: info.btfKeyTypeId,
+    btfValueTypeId: info.btfValueTypeId,
+    mapExtra: String(info.mapExtra),
+    frozen: info.frozen,
+  };
+  console.log("BPFMAP-MAP " + JSON.stringify({ kind, meta, data }));
+}
+
+function percpuValue(
+  seed: number,
+  index: number,
+  valueSize: number,
+): Uint8Array {
+  const stride = (valueSize + 7) & ~7;
+  const all = new Uint8Array(stride * cpus);
+  for (let cpu = 0; cpu < cpus; cpu++) {
+    all.set(pattern(seed + cpu * 1000, index, valueSize), cpu * stride);
+  }
+  return all;
+}
+
+/** A hand-built BTF: int, struct val {int a,b,c,d}, VARs g_counter/g_val, DATASEC .bss. */
+function buildBtf(): Uint8Array {
+  const strings = [
+    "",
+    "int",
+    "val",
+    "a",
+    "b",
+    "c",
+    "d",
+    "g_counter",
+    "g_val",
+    ".bss",
+  ];
+  const offsets: number[] = [];
+  let strLen = 0;
+  for (const s of strings) {
+    offsets.push(strLen);
+    strLen += s.length + 1;
+  }
+  const str = (s: string): number => offsets[strings.indexOf(s)]!;
+  const words: number[] = [];
+  words.push(str("int"), 1 << 24, 4, (1 << 24) | 32); // [1] INT int signed 32
+  words.push(str("val"), (4 << 24) | 4, 16); // [2] STRUCT val, 4 members
+  for (const [i, m] of ["a", "b", "c", "d"].entries()) {
+    words.push(str(m), 1, i * 32);
+  }
+  words.push(str("g_counter"), 14 << 24, 1, 1); // [3] VAR g_counter: int, global
+  words.push(str("g_val"), 14 << 24, 2, 1); // [4] VAR g_val: struct val, global
+  words.push(str(".bss"), (15 << 24) | 2, 20, 3, 0, 4, 4, 4, 16); // [5] DATASEC .bss
+  const typeLen = words.length * 4;
+  const out = new Uint8Array(24 + typeLen + strLen);
+  const view = new DataView(out.buffer);
+  view.setUint16(0, 0xeb9f, true);
+  view.setUint8(2, 1);
+  view.setUint32(4, 24, true);
+  view.setUint32(8, 0, true);
+  view.setUint32(12, typeLen, true);
+  view.setUint32(16, typeLen, true);
+  view.setUint32(20, strLen, true);
+  words.forEach((w, i) => view.setUint32(24 + i * 4, w >>> 0, true));
+  out.set(new TextEncoder().encode(strings.join("\0") + "\0"), 24 + typeLen);
+  return out;
+}
+
+function dumpHash(info: BpfMapInfo): [string, string][] {
+  return [...accessor.iterHashMap(info)].map((
+    e,
+  ) => [hexOf(e.key)!, hexOf(e.value)!]);
+}
+
+function dumpPercpuHash(info: BpfMapInfo): [string, (string | null)[]][] {
+  return [...accessor.iterPercpuHashMap(info, cpus)].map((
+    e,
+  ) => [hexOf(e.key)!, e.values.map(hexOf)]);
+}
+
+function fillHash(
+  type: number,
+  name: string,
+  keySize: number,
+  valueSize: number,
+  max: number,
+  n: number,
+  seed: number,
+  flags = 0,
+): void {
+  const { fd, info } = create({
+    type,
+    keySize,
+    valueSize,
+    maxEntries: max,
+    name,
+    flags,
+  });
+  const percpu = type === MapType.PERCPU_HASH ||
+    type === MapType.LRU_PERCPU_HASH;
+  for (let i = 0; i < n; i++) {
+    const key = pattern(seed, i, keySize);
+    key.set(u32(i).subarray(0, Math.min(4, keySize)));
+    mapUpdateElem(
+      fd.fd,
+      key,
+      percpu
+        ? percpuValue(seed, i, valueSize)
+        : pattern(seed + 7, i, valueSize),
+    );
+  }
+  emit(
+    percpu ? "percpu_hash" : "hash",
+    info,
+    percpu ? dumpPercpuHash(info) : dumpHash(info),
+  );
+}
+
+function bench(n: number): void {
+  const { fd, info } = create({
+    type: MapType.HASH,
+    keySize: 8,
+    valueSize: 8,
+    maxEntries: n,
+    name: "bench_hash",
+  });
+  const key = new Uint8Array(8);
+  const kv = new DataView(key.buffer);
+  const value = new Uint8Array(8);
+  const vv = new DataView(value.buffer);
+  for (let i = 0; i < n; i++) {
+    kv.setBigUint64(
+      0,
+      BigInt(i) * 0x9e3779b97f4a7c15n & 0xffffffffffffffffn,
+      true,
+    );
+    vv.setBigUint64(0, BigInt(i), true);
+    mapUpdateElem(fd.fd, key, value);
+  }
+  const started = performance.now();
+  let count = 0;
+  let sum = 0n;
+  for (const e of accessor.iterHashMap(info)) {
+    count++;
+    sum += new DataView(e.value.buffer, e.value.byteOffset, 8).getBigUint64(
+      0,
+      true,
+    );
+  }
+  const ms = performance.now() - started;
+  console.log(
+    "BPFMAP-BENCH " +
+      JSON.stringify({
+        id: info.id,
+        entries: count,
+        sum: String(sum),
+        liveMs: ms,
+      }),
+  );
+}
+
+function main(args: string[]): void {
+  const opts = Object.fromEntries(
+    args.map((a) => a.split("=") as [string, string]),
+  );
+  console.log(`BPFMAP-AGENT cpus=${cpus} kernel=${Deno.osRelease()}`);
+  if (opts.bench) {
+    bench(Number(opts.bench));
+    console.log("BPFMAP-AGENT-READY");
+    return;
+  }
+
+  // ARRAY: every key, value_size 12 so the stride (16) differs from the size.
+  {
+    const { fd, info } = create({
+      type: MapType.ARRAY,
+      keySize: 4,
+      valueSize: 12,
+      maxEntries: 40,
+      name: "t_array",
+    });
+    for (let i = 0; i < 40; i++) {
+      mapUpdateElem(fd.fd, u32(i), pattern(1, i, 12));
+    }
+    emit(
+      "array",
+      info,
+      Array.from({ length: 40 }, (_, i) => hexOf(accessor.readArray(info, i))),
+    );
+  }
+  // A larger ARRAY spanning several pages (vmalloc'd).
+  {
+    const { fd, info } = create({
+      type: MapType.ARRAY,
+      keySize: 4,
+      valueSize: 1000,
+      maxEntries: 20,
+      name: "t_array_big",
+    });
+    for (let i = 0; i < 20; i += 3) {
+      mapUpdateElem(fd.fd, u32(i), pattern(2, i, 1000));
+    }
+    emit(
+      "array",
+      info,
+      Array.from({ length: 20 }, (_, i) => hexOf(accessor.readArray(info, i))),
+    );
+  }
+  // Global-data-like ARRAY with BTF (DATASEC .bss), mmapable, and a frozen .rodata twin.
+  const btfFd = btfLoad(buildBtf());
+  held.push(btfFd);
+  for (
+    const [name, flags, freeze] of [["agent.bss", MapFlag.MMAPABLE, false], [
+      "agent.rodata",
+      MapFlag.MMAPABLE | MapFlag.RDONLY_PROG,
+      true,
+    ]] as const
+  ) {
+    const { fd, info: before } = create({
+      type: MapType.ARRAY,
+      keySize: 4,
+      valueSize: 20,
+      maxEntries: 1,
+      name,
+      flags,
+      btfFd: btfFd.fd,
+      btfKeyTypeId: 0,
+      btfValueTypeId: 5,
+    });
+    mapUpdateElem(fd.fd, u32(0), pattern(3, name.length, 20));
+    if (freeze) mapFreeze(fd.fd);
+    const info = accessor.mapById(before.id)!;
+    const btf = accessor.loadProgramBtfBytes(info);
+    emit("global", info, {
+      value: hexOf(accessor.readValue(info, 0, 20)),
+      part: hexOf(accessor.readValue(info, 4, 8)),
+      btf: hexOf(btf),
+    });
+  }
+  // PERCPU_ARRAY
+  {
+    const { fd, info } = create({
+      type: MapType.PERCPU_ARRAY,
+      keySize: 4,
+      valueSize: 12,
+      maxEntries: 8,
+      name: "t_pcpu_array",
+    });
+    for (let i = 0; i < 8; i++) {
+      mapUpdateElem(fd.fd, u32(i), percpuValue(4, i, 12));
+    }
+    emit(
+      "percpu_array",
+      info,
+      Array.from(
+        { length: 8 },
+        (_, i) => accessor.readPercpuArray(info, i, cpus + 2)!.map(hexOf),
+      ),
+    );
+  }
+  fillHash(MapType.HASH, "t_hash", 6, 20, 256, 200, 10);
+  fillHash(
+    MapType.HASH,
+    "t_hash_noprea",
+    4,
+    8,
+    64,
+    40,
+    11,
+    MapFlag.NO_PREALLOC,
+  );
+  fillHash(MapType.LRU_HASH, "t_lru", 4, 8, 512, 100, 12);
+  fillHash(MapType.PERCPU_HASH, "t_pcpu_hash", 4, 12, 64, 50, 13);
+  fillHash(MapType.LRU_PERCPU_HASH, "t_lru_pcpu", 8, 8, 256, 30, 14);
+
+  // TASK_STORAGE keyed by pidfds of this process and three children.
+  {
+    const { fd, info } = create({
+      type: MapType.TASK_STORAGE,
+      keySize: 4,
+      valueSize: 16,
+      maxEntries: 0,
+      name: "t_task_stor",
+      flags: MapFlag.NO_PREALLOC,
+      btfFd: btfFd.fd,
+      btfKeyTypeId: 1,
+      btfValueTypeId: 2,
+    });
+    const pids = [Deno.pid];
+    for (let i = 0; i < 3; i++) {
+      const child = new Deno.Command("/bin/sleep", { args: ["100000"] })
+        .spawn();
+      held.push(child);
+      pids.push(child.pid);
+    }
+    const expected: [number, string][] = [];
+    for (const pid of pids) {
+      using pidfd = pidfdOpen(pid);
+      const value = pattern(20, pid, 16);
+      mapUpdateElem(fd.fd, u32(pidfd.fd), value);
+      expected.push([pid, hexOf(value)!]);
+    }
+    const live = [...accessor.iterTaskStorage(info)].map((
+      e,
+    ) => [Number(e.owner), hexOf(e.value)]);
+    emit("task_storage", info, { expected, live });
+  }
+
+  // ARENA (6.9+): map 16 pages, touch 3 of them.
+  if (
+    Number(Deno.osRelease().split(".")[1]) >= 9 ||
+    Number(Deno.osRelease().split(".")[0]) > 6
+  ) {
+    const { fd, info } = create({
+      type: MapType.ARENA,
+      keySize: 0,
+      valueSize: 0,
+      maxEntries: 16,
+      name: "t_arena",
+      flags: MapFlag.MMAPABLE,
+    });
+    const len = 16 * 4096;
+    const pointer = getLibc().mmap(0n, BigInt(len), 3, 1, fd.fd, 0n);
+    if (pointer === null) throw new Error("arena mmap failed");
+    const bytes = new Uint8Array(
+      Deno.UnsafePointerView.getArrayBuffer(pointer, len),
+    );
+    const touched = [0, 3, 9];
+    for (const page of touched) bytes.set(pattern(30, page, 4096), page * 4096);
+    const live = accessor.readArenaPages(info);
+    emit("arena", info, {
+      userStart: String(Deno.UnsafePointer.value(pointer)),
+      expected: touched.map((
+        p,
+      ) => [p, hexOf(bytes.subarray(p * 4096, p * 4096 + 4096))]),
+      live: live.pages.map((
+        p,
+      ) => [p.index, String(p.userAddress), hexOf(p.bytes)]),
+    });
+  }
+
+  // Swap window: hold the outgoing <obj>.bss, create its successor with the same name.
+  {
+    const outgoing = create({
+      type: MapType.ARRAY,
+      keySize: 4,
+      valueSize: 8,
+      maxEntries: 1,
+      name: "swapobj.bss",
+      flags: MapFlag.MMAPABLE,
+    });
+    mapUpdateElem(outgoing.fd.fd, u32(0), pattern(40, 0, 8));
+    const heldFd = openBpfMapFdByName("swapobj.bss");
+    held.push(heldFd);
+    outgoing.fd.close(); // the loader lets go; only our held fd keeps it alive
+    const incoming = create({
+      type: MapType.ARRAY,
+      keySize: 4,
+      valueSize: 8,
+      maxEntries: 1,
+      name: "swapobj.bss",
+      flags: MapFlag.MMAPABLE,
+    });
+    mapUpdateElem(incoming.fd.fd, u32(0), pattern(41, 0, 8));
+    using again = openBpfMapFdByName("swapobj.bss");
+    const alive = accessor.maps().filter((m) => m.name === "swapobj.bss").map((
+      m,
+    ) => m.id);
+    console.log(
+      "BPFMAP-SWAP " + JSON.stringify({
+        outgoing: outgoing.info.id,
+        incoming: incoming.info.id,
+        heldId: mapGetInfo(heldFd.fd).id,
+        byNameId: mapGetInfo(again.fd).id,
+        alive,
+        values: alive.map((id) =>
+          hexOf(accessor.readArray(accessor.mapById(id)!, 0))
+        ),
+      }),
+    );
+  }
+  console.log("BPFMAP-AGENT-READY");
+}
+
+try {
+  main(Deno.args);
+} catch (error) {
+  console.log("BPFMAP-AGENT-ERROR " + String((error as Error)?.stack ?? error));
+}
+setInterval(() => {}, 1 << 30);
