@@ -32,7 +32,7 @@ interface AgentMap {
 }
 
 const hexOf = (b: Uint8Array | null | undefined): string | null =>
-  b == null
+  b === null || b === undefined
     ? null
     : Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
