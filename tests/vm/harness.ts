@@ -190,6 +190,30 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
   };
 }
 
+/**
+ * Boots like {@linkcode bootGuest} and waits for `marker`; when the guest
+ * dies first (a TCG hiccup during boot), boots once more.
+ */
+export async function bootUntil(
+  options: BootOptions,
+  marker: string | RegExp,
+  timeoutMs: number,
+  attempts = 2,
+): Promise<Guest> {
+  let lastError: unknown;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    const guest = await bootGuest(options);
+    try {
+      await guest.waitFor(marker, timeoutMs);
+      return guest;
+    } catch (error) {
+      lastError = error;
+      await guest[Symbol.asyncDispose]();
+    }
+  }
+  throw lastError;
+}
+
 /** Lines between `BEGIN tag` and `END tag` markers printed by the agent, parsed as JSON. */
 export function agentJson(consoleText: string, tag: string): unknown {
   const begin = `BPFMAP-JSON-BEGIN ${tag}`;
