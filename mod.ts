@@ -5,6 +5,8 @@
  *   kernel-visible name and returns an owned fd that keeps it alive.
  * - {@linkcode BpfSyscallAccessor} reads every common map type of the running
  *   kernel through bpf(), batched where the kernel allows.
+ * - {@linkcode renderValue} turns map bytes into typed values with BTF, and
+ *   {@linkcode dumpState} builds the failure dump of every map.
  * - Every fd is owned by one object and released by `Symbol.dispose`.
  *
  * Requires `--allow-ffi` (and `--allow-read` for /proc and /sys) and root or
@@ -63,3 +65,29 @@ export {
   UpdateFlag,
 } from "./src/sys/constants.ts";
 export { parseCpuList, possibleCpuCount } from "./src/sys/cpus.ts";
+export {
+  Btf,
+  BtfError,
+  btfFromElf,
+  BtfKind,
+  BtfNotFoundError,
+  type BtfParseOptions,
+  formatValue,
+  type FormatValueOptions,
+  type JsonInput,
+  loadBtfById,
+  loadKernelBtf,
+  type LoadKernelBtfOptions,
+  parseJsonExact,
+  type PercpuRenderedValue,
+  recoverFullMapName,
+  type RecoverFullMapNameOptions,
+  type RenderedValue,
+  type RenderOptions,
+  renderPercpuValues,
+  renderValue,
+  toJson,
+  type ToJsonOptions,
+} from "./src/btf/mod.ts";
+export type * from "./src/btf/types.ts";
+export * from "./src/dump/mod.ts";

@@ -11,7 +11,7 @@ import type {
   MapEntry,
 } from "../src/accessor/types.ts";
 import { BpfSyscallAccessor } from "../src/accessor/syscall.ts";
-import { parseJsonExact } from "../src/btf/mod.ts";
+import { Btf, parseJsonExact } from "../src/btf/mod.ts";
 import {
   dumpState,
   FAILURE_DUMP_SCHEMA,
@@ -228,6 +228,10 @@ class FakeAccessor implements BpfMapAccessor {
     if (map.btfId === 0) return null;
     if (map.btfId === 77) return new Uint8Array([1, 2, 3]);
     return this.btf.bytes;
+  }
+  loadProgramBtf(map: BpfMapInfo, base?: Btf): Btf | null {
+    const bytes = this.loadProgramBtfBytes(map);
+    return bytes === null ? null : Btf.parse(bytes, base ? { base } : {});
   }
 }
 

@@ -4,7 +4,15 @@
  * @module
  */
 
-import { mapGetFdById, mapGetInfo, mapGetNextId } from "../sys/bpf.ts";
+import { loadBtfById } from "../btf/load.ts";
+import { recoverFullMapName } from "../btf/map_name.ts";
+import {
+  mapGetFdById,
+  mapGetInfo,
+  mapGetNextId,
+  OpenFlag,
+  type RawMapInfo,
+} from "../sys/bpf.ts";
 import { BPF_OBJ_NAME_LEN, Errno } from "../sys/constants.ts";
 import { BpfError } from "../sys/errors.ts";
 import type { OwnedFd } from "../sys/fd.ts";
@@ -100,20 +108,67 @@ export class MapNameTooLongError extends RangeError {
   readonly truncated: string;
 
   /**
-   * Builds the message with the truncated form.
+   * Builds the message with the truncated form, and the maps whose BTF
+   * carries this full name.
    *
    * @param wanted the over-long name
+   * @param recognised maps whose full BTF name equals `wanted`
    */
-  constructor(wanted: string) {
+  constructor(wanted: string, recognised: readonly SeenMap[] = []) {
     const truncated = truncateMapName(wanted);
+    const known = recognised.length > 0
+      ? ` Map ${
+        recognised.map((m) => `id ${m.id} ("${m.name}")`).join(", ")
+      } has this full name in its BTF.`
+      : "";
     super(
       `Map name "${wanted}" is ${wanted.length} characters but the kernel keeps only ${USABLE_NAME_LEN} (BPF_OBJ_NAME_LEN is ${BPF_OBJ_NAME_LEN} with the NUL): ` +
-        `look for "${truncated}" instead, or match the full BTF name with { match: "full" }`,
+        `look for "${truncated}" instead, or match the full BTF name with { match: "full" } (bpfmap find --full).${known}`,
     );
     this.name = "MapNameTooLongError";
     this.wanted = wanted;
     this.truncated = truncated;
   }
+}
+
+/** The full BTF name of a map whose kernel name may be truncated, when known. */
+function fullNameOf(info: RawMapInfo): string | undefined {
+  if (info.btfId === 0 || info.name.length !== USABLE_NAME_LEN) {
+    return undefined;
+  }
+  try {
+    return recoverFullMapName(
+      loadBtfById(info.btfId),
+      info.name,
+      info.btfKeyTypeId,
+      info.btfValueTypeId,
+      { mapType: info.type, maxEntries: info.maxEntries },
+    );
+  } catch {
+    return undefined;
+  }
+}
+
+/** Maps whose kernel name is `name` truncated and whose BTF has the full `name`. */
+function mapsWithFullName(name: string): SeenMap[] {
+  const truncated = truncateMapName(name);
+  const found: SeenMap[] = [];
+  try {
+    for (let id = mapGetNextId(0); id !== null; id = mapGetNextId(id)) {
+      try {
+        using fd = mapGetFdById(id, OpenFlag.RDONLY);
+        const info = mapGetInfo(fd.fd);
+        if (info.name === truncated && fullNameOf(info) === name) {
+          found.push({ id, name: info.name });
+        }
+      } catch {
+        // Freed while we looked: nothing to suggest.
+      }
+    }
+  } catch {
+    // Without privileges the up-front message still stands.
+  }
+  return found;
 }
 
 /** The kernel-visible form of a map name: libbpf keeps the first 15 characters. */
@@ -123,6 +178,12 @@ export function truncateMapName(name: string): string {
 
 /** Options for {@linkcode openBpfMapFdByName}. */
 export interface OpenByNameOptions {
+  /**
+   * `"kernel"` (default): the kernel-visible name must equal `name` exactly
+   * (the seed's contract). `"full"`: a map also matches when its 15-character
+   * kernel name is a truncation and its BTF (`.maps` VAR) has the full `name`.
+   */
+  match?: "kernel" | "full";
   /** Open flags for BPF_MAP_GET_FD_BY_ID (default 0: read-write). */
   openFlags?: number;
   /**
@@ -142,7 +203,7 @@ export interface OpenByNameOptions {
  * @param name the exact kernel-visible name (at most 15 characters)
  * @param options open flags and the enumeration hook
  * @returns the fd, owned by the caller (`using` closes it)
- * @throws {MapNameTooLongError} when `name` is longer than 15 characters
+ * @throws {MapNameTooLongError} when `name` is longer than 15 characters and `match` is not `"full"`
  * @throws {MapVanishedError} when no map matched and some id was freed between enumeration and open
  * @throws {MapNotFoundError} when no map matched
  * @throws {BpfError} when bpf() fails (EPERM without privileges)
@@ -158,7 +219,10 @@ export function openBpfMapFdByName(
   name: string,
   options: OpenByNameOptions = {},
 ): OwnedFd {
-  if (name.length > USABLE_NAME_LEN) throw new MapNameTooLongError(name);
+  const full = options.match === "full";
+  if (name.length > USABLE_NAME_LEN && !full) {
+    throw new MapNameTooLongError(name, mapsWithFullName(name));
+  }
   if (name === "") {
     throw new TypeError("Map name is empty: pass the kernel-visible name");
   }
@@ -180,7 +244,7 @@ export function openBpfMapFdByName(
     try {
       const info = mapGetInfo(fd.fd);
       seen.push({ id, name: info.name });
-      matched = info.name === name;
+      matched = info.name === name || (full && fullNameOf(info) === name);
     } finally {
       if (!matched) fd.close();
     }

@@ -32,6 +32,9 @@ import {
 import { possibleCpuCount } from "../sys/cpus.ts";
 import { BpfError } from "../sys/errors.ts";
 import type { OwnedFd } from "../sys/fd.ts";
+import type { Btf } from "../btf/btf.ts";
+import { loadBtfById } from "../btf/load.ts";
+import { recoverFullMapName } from "../btf/map_name.ts";
 import { readArenaPagesLive } from "./arena.ts";
 import { iterLocalStorageLive } from "./local_storage.ts";
 import type {
@@ -129,6 +132,8 @@ export function mapInfoFromFd(
  * ```
  */
 export class BpfSyscallAccessor implements BpfMapAccessor {
+  readonly #btfCache = new Map<number, Btf | null>();
+
   /** Every map, in id order; maps freed mid-walk are skipped. */
   maps(): BpfMapInfo[] {
     const result: BpfMapInfo[] = [];
@@ -150,11 +155,59 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
       }
       throw error;
     }
+    let info: BpfMapInfo;
     try {
-      return mapInfoFromFd(fd.fd);
+      info = mapInfoFromFd(fd.fd);
     } finally {
       fd.close();
     }
+    const fullName = this.#fullName(info);
+    if (fullName !== undefined) info.fullName = fullName;
+    return info;
+  }
+
+  /**
+   * A 15-character kernel name may be a truncation: the map's BTF usually
+   * holds the full source name (a VAR in the `.maps` DATASEC).
+   */
+  #fullName(info: BpfMapInfo): string | undefined {
+    if (info.btfId === 0 || info.name.length !== 15) return undefined;
+    let btf: Btf | null;
+    try {
+      btf = this.#cachedBtf(info.btfId);
+    } catch {
+      return undefined;
+    }
+    if (btf === null) return undefined;
+    try {
+      return recoverFullMapName(
+        btf,
+        info.name,
+        info.btfKeyTypeId,
+        info.btfValueTypeId,
+        {
+          mapType: info.type,
+          maxEntries: info.maxEntries,
+        },
+      );
+    } catch {
+      return undefined;
+    }
+  }
+
+  #cachedBtf(btfId: number): Btf | null {
+    if (!this.#btfCache.has(btfId)) {
+      try {
+        this.#btfCache.set(btfId, loadBtfById(btfId));
+      } catch (error) {
+        if (error instanceof BpfError && error.errno === Errno.ENOENT) {
+          this.#btfCache.set(btfId, null);
+        } else {
+          throw error;
+        }
+      }
+    }
+    return this.#btfCache.get(btfId) ?? null;
   }
 
   /** The first map (lowest id) whose name ends with `suffix`, or null. */
@@ -415,6 +468,17 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     if (map.btfId === 0) return null;
     using fd = btfGetFdById(map.btfId);
     return btfGetInfo(fd.fd).bytes;
+  }
+
+  /**
+   * The parsed BTF object holding the map's key/value types, or null when
+   * the map has none. Module BTF is split on `base` (read from sysfs when
+   * not given). Parsed objects are cached per BTF id for this accessor.
+   */
+  loadProgramBtf(map: BpfMapInfo, base?: Btf): Btf | null {
+    if (map.btfId === 0) return null;
+    if (base !== undefined) return loadBtfById(map.btfId, base);
+    return this.#cachedBtf(map.btfId);
   }
 
   // Writes: on the backend only, never on the read-only interface.

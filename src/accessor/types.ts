@@ -4,6 +4,8 @@
  * @module
  */
 
+import type { Btf } from "../btf/btf.ts";
+
 /** One BPF map, as every backend reports it. */
 export interface BpfMapInfo {
   /** Kernel map id. */
@@ -133,4 +135,9 @@ export interface BpfMapAccessor {
   readArenaPages(map: BpfMapInfo): ArenaPages;
   /** The raw BTF object the map's key/value types live in, or null when it has none. */
   loadProgramBtfBytes(map: BpfMapInfo): Uint8Array | null;
+  /**
+   * The parsed BTF the map's key/value types live in, or null when it has
+   * none. `base` (vmlinux BTF) is needed for split (kernel module) BTF.
+   */
+  loadProgramBtf(map: BpfMapInfo, base?: Btf): Btf | null;
 }

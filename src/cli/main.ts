@@ -16,6 +16,9 @@ import { possibleCpuCount } from "../sys/cpus.ts";
 import type { OwnedFd } from "../sys/fd.ts";
 import { mapInfoFromFd } from "../accessor/syscall.ts";
 import { writeMapDump } from "./dump.ts";
+import { btfRenderer } from "./render.ts";
+import { dumpState } from "../dump/dump_state.ts";
+import { reportToJson, reportToText } from "../dump/format.ts";
 import { mapInfoJson, mapTable } from "./format.ts";
 import { type ByteSink, OutputWriter } from "./writer.ts";
 
@@ -54,7 +57,7 @@ Usage: bpfmap <command> [options]
 Commands:
   list                       List every map (aligned table, or --json like bpftool -j)
   show  (--id N | --name NAME)  Show one map's details
-  dump  (--id N | --name NAME)  Dump a map's entries (bpftool's JSON with --json)
+  dump  [--id N | --name NAME] Dump a map's entries, or every map (bpftool's JSON with --json)
   find  NAME                 Find the lowest-id map with this kernel-visible name
   pin   NAME PATH            Pin the map named NAME at a bpffs PATH
   hold  NAME... [-- CMD ...] Keep maps alive while CMD runs, or until SIGINT/SIGTERM
@@ -88,25 +91,35 @@ Options:
   -j, --json       bpftool's JSON object
   -h, --help       Show this help
 `,
-  dump: `Usage: bpfmap dump (--id N | --name NAME) [--json] [--max-entries N]
+  dump:
+    `Usage: bpfmap dump [--id N | --name NAME] [--json] [--max-entries N] [--hex]
 
 Dump a map's entries. Hash and array maps are read in LOOKUP_BATCH runs and
-written as they arrive. Per-CPU maps show one value per possible CPU.
+written as they arrive. Per-CPU maps show one value per possible CPU. Maps
+with BTF are shown typed: --json adds bpftool's "formatted" object, text
+shows values instead of hex.
+
+Without --id or --name, dump every map (the failure dump): each map's info
+and up to --max-entries (default 64) rendered entries, grouped per map; with
+--json, the report schema "bpfmap.failure-dump/1".
 
 Options:
       --id N             Map id
-      --name NAME        Kernel-visible map name (every match is dumped)
+      --name NAME        Kernel-visible (or full BTF) map name; every match is dumped
   -j, --json             bpftool's JSON: [{"key":["0x00",...],"value":[...]}, ...]
       --max-entries N    Write at most N entries per map (the rest are counted)
       --batch-size N     Entries per LOOKUP_BATCH call (default 4096)
+      --hex              Raw bytes only, even when the map has BTF
   -h, --help             Show this help
 `,
-  find: `Usage: bpfmap find NAME [--json]
+  find: `Usage: bpfmap find NAME [--json] [--full]
 
 Walk map ids in increasing order and print the first map whose kernel-visible
 name equals NAME (the pin helper). Exit 1 with the reason when none matches.
 
 Options:
+      --full   Also match the full source name kept in the map's BTF, for
+               names longer than the kernel's 15 characters
   -j, --json   bpftool's JSON object
   -h, --help   Show this help
 `,
@@ -286,6 +299,7 @@ function commandDump(context: Context, args: string[]): number {
     json: { type: "boolean", short: "j" },
     "max-entries": { type: "string" },
     "batch-size": { type: "string" },
+    hex: { type: "boolean" },
   });
   if (values.help) return help(context, "dump");
   if (positionals.length > 0) {
@@ -301,8 +315,11 @@ function commandDump(context: Context, args: string[]): number {
     "--batch-size",
     "dump",
   );
-  const maps = selectMaps(context.accessor, values, "dump");
   const json = values.json === true;
+  if (values.id === undefined && values.name === undefined) {
+    return dumpEverything(context, json, maxEntries);
+  }
+  const maps = selectMaps(context.accessor, values, "dump");
   using out = new OutputWriter(context.io.stdout);
   const wrap = json && maps.length > 1;
   if (wrap) out.ascii("[");
@@ -316,6 +333,12 @@ function commandDump(context: Context, args: string[]): number {
     writeMapDump(out, context.accessor, map, {
       json,
       cpus: possibleCpuCount(),
+      renderer: values.hex ? undefined : btfRenderer(
+        context.accessor,
+        map,
+        (message) =>
+          writeText(context.io.stderr, `bpfmap: warning: ${message}\n`),
+      ),
       ...(maxEntries !== undefined ? { maxEntries } : {}),
       ...(batchSize !== undefined ? { batchSize } : {}),
     });
@@ -325,16 +348,56 @@ function commandDump(context: Context, args: string[]): number {
   return 0;
 }
 
+/**
+ * `dump` with no selector: the failure dump of every map, with a progress
+ * line on a terminal.
+ */
+function dumpEverything(
+  context: Context,
+  json: boolean,
+  maxEntries: number | undefined,
+): number {
+  const progress = context.io.stderrIsTerminal;
+  const report = dumpState(context.accessor, {
+    entryLimit: maxEntries ?? 64,
+    numCpus: possibleCpuCount(),
+    ...(progress
+      ? {
+        onMap: (index: number, total: number, map: BpfMapInfo): void => {
+          writeText(
+            context.io.stderr,
+            `\r\x1b[Kdumping map ${
+              index + 1
+            }/${total}: ${map.id} "${map.name}"`,
+          );
+        },
+      }
+      : {}),
+  });
+  if (progress) writeText(context.io.stderr, "\r\x1b[K");
+  writeText(
+    context.io.stdout,
+    json ? `${reportToJson(report)}\n` : reportToText(report),
+  );
+  return 0;
+}
+
 function commandFind(context: Context, args: string[]): number {
   const { values, positionals } = parse("find", args, {
     json: { type: "boolean", short: "j" },
+    full: { type: "boolean" },
   });
   if (values.help) return help(context, "find");
   if (positionals.length !== 1) {
     throw new UsageError("find takes exactly one NAME", "find");
   }
-  using fd = openBpfMapFdByName(positionals[0]!);
-  const map = mapInfoFromFd(fd.fd);
+  using fd = openBpfMapFdByName(
+    positionals[0]!,
+    values.full ? { match: "full" } : {},
+  );
+  const map = context.accessor instanceof BpfSyscallAccessor
+    ? context.accessor.mapById(mapInfoFromFd(fd.fd).id) ?? mapInfoFromFd(fd.fd)
+    : mapInfoFromFd(fd.fd);
   writeText(
     context.io.stdout,
     values.json ? `${mapInfoJson(map)}\n` : mapTable([map]),
@@ -375,6 +438,15 @@ async function commandHold(context: Context, args: string[]): Promise<number> {
     throw new UsageError("nothing after --: give the COMMAND to run", "hold");
   }
   const held: OwnedFd[] = [];
+  // Listen before announcing, so a signal sent on seeing "holding" is ours to handle.
+  let stop = (): void => {};
+  const stopped = new Promise<void>((resolve) => {
+    stop = (): void => resolve();
+  });
+  const signals: Deno.Signal[] = command.length > 0
+    ? []
+    : ["SIGINT", "SIGTERM"];
+  for (const signal of signals) Deno.addSignalListener(signal, stop);
   try {
     for (const name of names) held.push(openBpfMapFdByName(name));
     const ids = held.map((fd) => mapInfoFromFd(fd.fd).id);
@@ -392,17 +464,10 @@ async function commandHold(context: Context, args: string[]): Promise<number> {
       const status = await child.status;
       return status.code;
     }
-    await new Promise<void>((resolve) => {
-      const stop = (): void => {
-        Deno.removeSignalListener("SIGINT", stop);
-        Deno.removeSignalListener("SIGTERM", stop);
-        resolve();
-      };
-      Deno.addSignalListener("SIGINT", stop);
-      Deno.addSignalListener("SIGTERM", stop);
-    });
+    await stopped;
     return 0;
   } finally {
+    for (const signal of signals) Deno.removeSignalListener(signal, stop);
     for (const fd of held) fd.close();
   }
 }

@@ -19,6 +19,7 @@ import {
   mapTypeName,
 } from "../sys/constants.ts";
 import type { PercpuRenderedValue } from "../btf/render.ts";
+import { possibleCpuCount } from "../sys/cpus.ts";
 import {
   type DumpEntry,
   FAILURE_DUMP_SCHEMA,
@@ -47,6 +48,8 @@ export interface DumpStateOptions {
   filter?: (map: BpfMapInfo) => boolean;
   /** vmlinux BTF, the base for kernel-module (split) BTF objects. */
   kernelBtf?: Btf;
+  /** Called before each map is read (progress lines for long dumps). */
+  onMap?: (index: number, total: number, map: BpfMapInfo) => void;
 }
 
 function hex(bytes: Uint8Array): string {
@@ -61,14 +64,7 @@ function message(error: unknown): string {
 
 function hostCpus(): number {
   try {
-    const text = Deno.readTextFileSync("/sys/devices/system/cpu/possible")
-      .trim();
-    let count = 0;
-    for (const part of text.split(",")) {
-      const [lo, hi] = part.split("-").map(Number);
-      count = Math.max(count, (hi ?? lo ?? 0) + 1);
-    }
-    return count > 0 ? count : 1;
+    return possibleCpuCount();
   } catch {
     return 1;
   }
@@ -401,9 +397,10 @@ export function dumpState(
     options.numCpus ?? hostCpus(),
     options.kernelBtf,
   );
-  for (const map of maps) {
-    if (options.filter && !options.filter(map)) continue;
+  const selected = options.filter ? maps.filter(options.filter) : maps;
+  selected.forEach((map, index) => {
+    options.onMap?.(index, selected.length, map);
     report.maps.push(dumper.dump(map));
-  }
+  });
   return report;
 }

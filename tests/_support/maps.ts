@@ -13,7 +13,11 @@ let counter = 0;
 /** A map name unique to this test process, at most 15 characters. */
 export function uniqueName(prefix: string): string {
   counter++;
-  const tag = `${(Deno.pid % 10000).toString(36)}${counter.toString(36)}`;
+  // Test files run as isolates of one process under --parallel: the pid
+  // alone does not tell them apart.
+  const tag = `${(Deno.pid % 1296).toString(36)}${
+    Math.floor(Math.random() * 1296).toString(36)
+  }${counter.toString(36)}`;
   return `${prefix.slice(0, 14 - tag.length)}_${tag}`;
 }
 
