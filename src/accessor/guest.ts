@@ -299,6 +299,12 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     return this.reader.programBtf(this.#record(map));
   }
 
+  /** The map's BTF parsed; program BTF is self-contained, `base` is for split (module) BTF. */
+  loadProgramBtf(map: BpfMapInfo, base?: Btf): Btf | null {
+    const bytes = this.loadProgramBtfBytes(map);
+    return bytes === null ? null : Btf.parse(bytes, base ? { base } : {});
+  }
+
   /** Unmaps the image if this accessor opened it. */
   close(): void {
     this.#source?.close();
