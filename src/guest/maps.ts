@@ -188,6 +188,9 @@ export class GuestMapReader {
   /** Reads the `struct bpf_map` at `va`. */
   readMap(va: bigint): GuestMapRecord {
     const m = this.layout.map;
+    if (this.space.translate(va) === null) {
+      throw new GuestMemoryError("read struct bpf_map", va, "not mapped");
+    }
     const u32 = (off: number, what: string): number =>
       this.space.mustU32(va + BigInt(off), `bpf_map.${what}`);
     const btfAddress = this.space.mustU64(va + BigInt(m.btf), "bpf_map.btf");
@@ -484,20 +487,28 @@ export class GuestMapReader {
       "bpf_local_storage_map.buckets",
     );
     const nBuckets = 1 << log;
-    // local storage has no max_entries bound; cap at one element per 64 bytes of a 1 GiB heap
-    const limit = 1 << 24;
-    let visited = 0;
+    // local storage has no max_entries bound: detect cycles exactly, and cap the total
+    const limit = 1 << 22;
+    const seen = new Set<bigint>();
     for (let b = 0; b < nBuckets; b++) {
       let node = this.space.mustU64(
         buckets + BigInt(b * s.bucketSize + s.bucketFirst),
         `bucket ${b} of map ${map.id}`,
       );
       while (node !== 0n) {
-        if (++visited > limit) {
+        if (seen.has(node)) {
           throw new GuestMemoryError(
             `walk map ${map.id}`,
             node,
-            `more than ${limit} elements (cycle?)`,
+            `selem at ${hex(node)} of map ${map.id} is reached twice (cycle)`,
+          );
+        }
+        seen.add(node);
+        if (seen.size > limit) {
+          throw new GuestMemoryError(
+            `walk map ${map.id}`,
+            node,
+            `more than ${limit} elements`,
           );
         }
         const elem = node - BigInt(s.elemMapNode);

@@ -1,0 +1,375 @@
+import assert from "node:assert/strict";
+import type { KernelLayout } from "../src/guest/layout.ts";
+import { GuestMapReader, type GuestMapRecord } from "../src/guest/maps.ts";
+import { KernelAddressSpace } from "../src/guest/paging.ts";
+import { MapType } from "../src/sys/constants.ts";
+import { FakeRam, PageTables } from "./guest_fixture.ts";
+
+const P = 0xffff888000000000n; // direct map base
+const LAYOUT: KernelLayout = {
+  xarray: {
+    idrHead: 8,
+    idrBase: 16,
+    nodeShift: 0,
+    nodeSlots: 40,
+    chunkSize: 64,
+  },
+  map: {
+    type: 0,
+    keySize: 4,
+    valueSize: 8,
+    maxEntries: 12,
+    flags: 16,
+    mapExtra: 24,
+    id: 32,
+    name: 40,
+    btf: 56,
+    btfKeyTypeId: 64,
+    btfValueTypeId: 68,
+    btfVmlinuxValueTypeId: 72,
+    frozen: 76,
+    btfData: 0,
+    btfDataSize: 8,
+    btfId: 12,
+  },
+  array: { value: 128, elemSize: 120 },
+  htab: {
+    buckets: 128,
+    nBuckets: 136,
+    bucketSize: 16,
+    bucketFirst: 0,
+    elemNext: 0,
+    elemKey: 48,
+  },
+  localStorage: {
+    buckets: 128,
+    bucketLog: 136,
+    bucketSize: 16,
+    bucketFirst: 0,
+    elemMapNode: 0,
+    nodeNext: 0,
+    elemLocalStorage: 32,
+    elemData: 64,
+    storageOwner: 8,
+  },
+  arena: null,
+};
+const PER_CPU = [0x100000n, 0x200000n];
+
+const bytes = (seed: number, len: number): Uint8Array =>
+  Uint8Array.from({ length: len }, (_, i) => (seed * 31 + i) & 255);
+
+interface World {
+  ram: FakeRam;
+  reader: GuestMapReader;
+  /** PA of each map by id. */
+  at: Map<number, bigint>;
+  /** PA of each hash element, in insertion order. */
+  hashElems: bigint[];
+  hashBuckets: bigint;
+  xaNode: bigint;
+}
+
+function writeMap(
+  ram: FakeRam,
+  pa: bigint,
+  f: {
+    id: number;
+    name: string;
+    type: number;
+    key: number;
+    value: number;
+    max: number;
+  },
+): void {
+  const m = LAYOUT.map;
+  ram.u32(pa + BigInt(m.type), f.type);
+  ram.u32(pa + BigInt(m.keySize), f.key);
+  ram.u32(pa + BigInt(m.valueSize), f.value);
+  ram.u32(pa + BigInt(m.maxEntries), f.max);
+  ram.u32(pa + BigInt(m.id), f.id);
+  ram.set(pa + BigInt(m.name), new TextEncoder().encode(f.name));
+}
+
+function world(): World {
+  const ram = new FakeRam(4 << 20, 0x300000n);
+  const tables = new PageTables(ram, 4);
+  const space = new KernelAddressSpace(ram.memory(), {
+    physBase: 0n,
+    rootPa: tables.root,
+    levels: 4,
+    pageOffset: P,
+  });
+  const at = new Map<number, bigint>();
+  const idr = 0x1000n;
+  const xaNode = 0x2000n;
+  ram.u64(idr + 8n, (P + xaNode) | 2n);
+  for (
+    const [id, pa] of [[1, 0x10000n], [2, 0x11000n], [3, 0x12000n], [
+      4,
+      0x15000n,
+    ], [5, 0x18000n]] as const
+  ) {
+    ram.u64(xaNode + 40n + BigInt(id * 8), P + pa);
+    at.set(id, pa);
+  }
+  // 1: ARRAY of 3 x 12 bytes (stride 16), BTF object at 0x1f000 with id 7, frozen
+  writeMap(ram, 0x10000n, {
+    id: 1,
+    name: "arr",
+    type: MapType.ARRAY,
+    key: 4,
+    value: 12,
+    max: 3,
+  });
+  ram.u32(0x10000n + 120n, 16);
+  for (let i = 0; i < 3; i++) {
+    ram.set(0x10000n + 128n + BigInt(i * 16), bytes(i, 12));
+  }
+  ram.u64(0x10000n + 56n, P + 0x1f000n);
+  ram.u8(0x10000n + 76n, 1);
+  ram.u64(0x1f000n, P + 0x1f800n);
+  ram.u32(0x1f008n, 5);
+  ram.u32(0x1f00cn, 7);
+  ram.set(0x1f800n, new Uint8Array([0x9f, 0xeb, 1, 0, 24]));
+  // 2: PERCPU_ARRAY, 2 keys, value 8; pptrs point at P + 0x50000 + key * 8
+  writeMap(ram, 0x11000n, {
+    id: 2,
+    name: "pcpu",
+    type: MapType.PERCPU_ARRAY,
+    key: 4,
+    value: 8,
+    max: 2,
+  });
+  for (let key = 0; key < 2; key++) {
+    ram.u64(0x11000n + 128n + BigInt(key * 8), P + 0x50000n + BigInt(key * 8));
+    PER_CPU.forEach((off, cpu) =>
+      ram.set(0x50000n + off + BigInt(key * 8), bytes(10 * key + cpu, 8))
+    );
+  }
+  // 3: HASH, 4 buckets; elements 0,1 in bucket 2, element 2 in bucket 0
+  writeMap(ram, 0x12000n, {
+    id: 3,
+    name: "hash",
+    type: MapType.HASH,
+    key: 4,
+    value: 8,
+    max: 8,
+  });
+  const buckets = 0x13000n;
+  ram.u64(0x12000n + 128n, P + buckets);
+  ram.u32(0x12000n + 136n, 4);
+  for (let b = 0; b < 4; b++) {
+    ram.u64(buckets + BigInt(b * 16), BigInt((b << 1) | 1));
+  }
+  const hashElems = [0x14000n, 0x14100n, 0x14200n];
+  const chain = (bucket: number, elems: bigint[]): void => {
+    ram.u64(buckets + BigInt(bucket * 16), P + elems[0]!);
+    elems.forEach((e, i) =>
+      ram.u64(
+        e,
+        i + 1 < elems.length ? P + elems[i + 1]! : BigInt((bucket << 1) | 1),
+      )
+    );
+  };
+  chain(2, [hashElems[0]!, hashElems[1]!]);
+  chain(0, [hashElems[2]!]);
+  hashElems.forEach((e, i) => {
+    ram.u32(e + 48n, 100 + i);
+    ram.set(e + 56n, bytes(50 + i, 8));
+  });
+  // 4: TASK_STORAGE, bucket_log 1: two elements in bucket 1
+  writeMap(ram, 0x15000n, {
+    id: 4,
+    name: "stor",
+    type: MapType.TASK_STORAGE,
+    key: 4,
+    value: 16,
+    max: 0,
+  });
+  ram.u64(0x15000n + 128n, P + 0x16000n);
+  ram.u32(0x15000n + 136n, 1);
+  ram.u64(0x16000n + 16n, P + 0x17000n);
+  ram.u64(0x17000n, P + 0x17100n);
+  for (const [i, e] of [0x17000n, 0x17100n].entries()) {
+    ram.u64(e + 32n, P + 0x17800n + BigInt(i * 64));
+    ram.u64(0x17800n + BigInt(i * 64) + 8n, 0xffff888123450000n + BigInt(i));
+    ram.set(e + 64n, bytes(70 + i, 16));
+  }
+  // 5: PERCPU_HASH with one element, key 4 bytes: pointer at key + 8
+  writeMap(ram, 0x18000n, {
+    id: 5,
+    name: "pcpu_hash",
+    type: MapType.PERCPU_HASH,
+    key: 4,
+    value: 8,
+    max: 4,
+  });
+  ram.u64(0x18000n + 128n, P + 0x19000n);
+  ram.u32(0x18000n + 136n, 4);
+  for (let b = 0; b < 4; b++) {
+    ram.u64(0x19000n + BigInt(b * 16), BigInt((b << 1) | 1));
+  }
+  ram.u64(0x19000n + 16n, P + 0x1a000n);
+  ram.u64(0x1a000n, 3n);
+  ram.u32(0x1a000n + 48n, 42);
+  ram.u64(0x1a000n + 56n, P + 0x60000n);
+  PER_CPU.forEach((off, cpu) => ram.set(0x60000n + off, bytes(90 + cpu, 8)));
+  const reader = new GuestMapReader(space, LAYOUT, PER_CPU, P + idr);
+  return { ram, reader, at, hashElems, hashBuckets: buckets, xaNode };
+}
+
+function mapOf(w: World, id: number): GuestMapRecord {
+  const found = w.reader.maps().find((m) => m.id === id);
+  assert.ok(found, `map ${id} listed`);
+  return found;
+}
+
+Deno.test("GuestMapReader.maps lists every map in id order with its metadata", () => {
+  const w = world();
+  const maps = w.reader.maps();
+  assert.deepEqual(maps.map((m) => [m.id, m.name, m.type]), [
+    [1, "arr", MapType.ARRAY],
+    [2, "pcpu", MapType.PERCPU_ARRAY],
+    [3, "hash", MapType.HASH],
+    [4, "stor", MapType.TASK_STORAGE],
+    [5, "pcpu_hash", MapType.PERCPU_HASH],
+  ]);
+  assert.equal(maps[0]!.frozen, true);
+  assert.equal(maps[0]!.btfId, 7);
+  assert.equal(maps[1]!.frozen, false);
+  assert.equal(maps[2]!.kernelAddress, P + 0x12000n);
+  assert.deepEqual(
+    w.reader.programBtf(maps[0]!),
+    new Uint8Array([0x9f, 0xeb, 1, 0, 24]),
+  );
+  assert.equal(w.reader.programBtf(maps[1]!), null);
+  assert.deepEqual(w.reader.problems, []);
+});
+
+Deno.test("GuestMapReader.readArray uses the round_up(value_size, 8) stride and bounds keys", () => {
+  const w = world();
+  const arr = mapOf(w, 1);
+  for (let i = 0; i < 3; i++) {
+    assert.deepEqual(w.reader.readArray(arr, i), bytes(i, 12));
+  }
+  assert.equal(w.reader.readArray(arr, 3), null);
+  assert.equal(w.reader.readArray(arr, -1), null);
+  assert.deepEqual(
+    w.reader.readArrayValue(arr, 4, 8),
+    bytes(0, 12).subarray(4, 12),
+  );
+  assert.equal(w.reader.readArrayValue(arr, 8, 8), null);
+  w.ram.u32(0x10000n + 120n, 12); // elem_size no longer round_up(12, 8)
+  assert.throws(
+    () => w.reader.readArray(arr, 1),
+    /elem_size is 12, expected round_up\(value_size 12, 8\) = 16/,
+  );
+  assert.throws(
+    () => w.reader.readArray(mapOf(w, 3), 0),
+    /type 1; readArray cannot read it/,
+  );
+});
+
+Deno.test("GuestMapReader.readPercpuArray reads each CPU and returns null beyond nr_cpu_ids", () => {
+  const w = world();
+  const pcpu = mapOf(w, 2);
+  assert.deepEqual(w.reader.readPercpuArray(pcpu, 1, 3), [
+    bytes(10, 8),
+    bytes(11, 8),
+    null,
+  ]);
+  assert.equal(w.reader.readPercpuArray(pcpu, 2, 2), null);
+});
+
+Deno.test("GuestMapReader.iterHash yields every element of every bucket", () => {
+  const w = world();
+  const entries = [...w.reader.iterHash(mapOf(w, 3))];
+  const keys = entries.map((e) =>
+    new DataView(e.key.buffer, e.key.byteOffset, 4).getUint32(0, true)
+  );
+  assert.deepEqual(keys, [102, 100, 101]);
+  assert.deepEqual(entries[1]!.value, bytes(50, 8));
+});
+
+Deno.test("GuestMapReader.iterPercpuHash finds the per-CPU pointer at key + round_up(key_size, 8)", () => {
+  const w = world();
+  const [entry, ...rest] = [...w.reader.iterPercpuHash(mapOf(w, 5), 3)];
+  assert.equal(rest.length, 0);
+  assert.deepEqual(entry!.values, [bytes(90, 8), bytes(91, 8), null]);
+});
+
+Deno.test("GuestMapReader.iterLocalStorage keys each value by its owner address", () => {
+  const w = world();
+  const entries = [...w.reader.iterLocalStorage(mapOf(w, 4))];
+  assert.deepEqual(entries.map((e) => e.owner), [
+    0xffff888123450000n,
+    0xffff888123450001n,
+  ]);
+  assert.deepEqual(entries[1]!.value, bytes(71, 16));
+});
+
+Deno.test("a hash chain that loops ends in an error after max_entries + n_buckets elements", () => {
+  const w = world();
+  const hash = mapOf(w, 3);
+  w.ram.u64(w.hashElems[1]!, P + w.hashElems[0]!); // 0 -> 1 -> 0 -> ...
+  let seen = 0;
+  assert.throws(() => {
+    for (const _ of w.reader.iterHash(hash)) seen++;
+  }, /more than max_entries \+ n_buckets = 12 elements \(cycle\?\)/);
+  assert.equal(seen, 12);
+});
+
+Deno.test("wild pointers and absurd counts in a hash map are errors that name the address", () => {
+  const w = world();
+  const hash = mapOf(w, 3);
+  w.ram.u64(w.hashElems[0]!, 0xffff888fff000000n);
+  assert.throws(
+    () => [...w.reader.iterHash(hash)],
+    /key of map 3 at 0xffff888fff000030: not mapped/,
+  );
+  const w2 = world();
+  w2.ram.u32(0x12000n + 136n, 0x40000000);
+  assert.throws(
+    () => [...w2.reader.iterHash(mapOf(w2, 3))],
+    /n_buckets 1073741824 is not a power of two near max_entries 8/,
+  );
+  const w3 = world();
+  w3.ram.u64(0x12000n + 128n, 0xffffc90000000000n); // buckets in unmapped vmalloc space
+  assert.throws(
+    () => [...w3.reader.iterHash(mapOf(w3, 3))],
+    /bucket 0 of map 3 at 0xffffc90000000000/,
+  );
+});
+
+Deno.test("a local-storage list that loops or a huge bucket_log is an error, not a hang", () => {
+  const w = world();
+  w.ram.u32(0x15000n + 136n, 40);
+  assert.throws(
+    () => [...w.reader.iterLocalStorage(mapOf(w, 4))],
+    /bucket_log 40 is implausible/,
+  );
+  const w2 = world();
+  w2.ram.u64(0x17100n, P + 0x17000n);
+  let seen = 0;
+  assert.throws(() => {
+    for (const _ of w2.reader.iterLocalStorage(mapOf(w2, 4))) seen++;
+  }, /selem at 0xffff888000017000 of map 4 is reached twice \(cycle\)/);
+  assert.equal(seen, 2);
+});
+
+Deno.test("a map_idr node that points at itself or at garbage is skipped and reported", () => {
+  const w = world();
+  w.ram.u64(w.xaNode + 40n + 8n * 9n, (P + w.xaNode) | 2n); // slot 9: a node pointer back to the root
+  w.ram.u64(w.xaNode + 40n + 8n * 10n, 0xffff888ff0000000n); // slot 10: a "map" outside memory
+  w.ram.u32(0x18000n + 8n, 1 << 30); // map 5: value_size of 1 GiB
+  const maps = w.reader.maps();
+  assert.deepEqual(maps.map((m) => m.id), [1, 2, 3, 4]);
+  assert.equal(w.reader.problems.length, 3);
+  assert.match(w.reader.problems.join("\n"), /shift 0 but slot 9/);
+  assert.match(w.reader.problems.join("\n"), /entry 10: .*0xffff888ff0000000/);
+  assert.match(
+    w.reader.problems.join("\n"),
+    /entry 5: .*value_size 1073741824 exceed/,
+  );
+});
