@@ -9,14 +9,24 @@
 
 import { parseArgs } from "node:util";
 import { BpfSyscallAccessor } from "../accessor/syscall.ts";
-import { openBpfMapFdByName } from "../accessor/pin.ts";
+import {
+  MapNameTooLongError,
+  MapNotFoundError,
+  openBpfMapFdByName,
+} from "../accessor/pin.ts";
 import type { BpfMapAccessor, BpfMapInfo } from "../accessor/types.ts";
 import { objPin } from "../sys/bpf.ts";
-import { possibleCpuCount } from "../sys/cpus.ts";
 import type { OwnedFd } from "../sys/fd.ts";
 import { mapInfoFromFd } from "../accessor/syscall.ts";
 import { writeMapDump } from "./dump.ts";
 import { btfRenderer } from "./render.ts";
+import {
+  type Source,
+  SOURCE_HELP,
+  SOURCE_OPTIONS,
+  SourceUsageError,
+  withSource,
+} from "./source.ts";
 import { dumpState } from "../dump/dump_state.ts";
 import { reportToJson, reportToText } from "../dump/format.ts";
 import { mapInfoJson, mapTable } from "./format.ts";
@@ -71,7 +81,7 @@ Exit status: 0 ok, 1 runtime error, 2 usage error.
 `;
 
 const HELP: Record<string, string> = {
-  list: `Usage: bpfmap list [--json]
+  list: `Usage: bpfmap list [--json] [SOURCE]
 
 List every BPF map in id order.
 
@@ -79,8 +89,9 @@ Options:
   -j, --json   One JSON array of bpftool-style objects (id, type, name, flags,
                bytes_key, bytes_value, max_entries, bytes_memlock, frozen, btf_id)
   -h, --help   Show this help
-`,
-  show: `Usage: bpfmap show (--id N | --name NAME) [--json]
+
+${SOURCE_HELP}`,
+  show: `Usage: bpfmap show (--id N | --name NAME) [--json] [SOURCE]
 
 Show one map. --name matches the kernel-visible name exactly; several matches
 are all shown (a JSON array when more than one, as bpftool does).
@@ -90,9 +101,10 @@ Options:
       --name NAME  Kernel-visible map name (at most 15 characters)
   -j, --json       bpftool's JSON object
   -h, --help       Show this help
-`,
+
+${SOURCE_HELP}`,
   dump:
-    `Usage: bpfmap dump [--id N | --name NAME] [--json] [--max-entries N] [--hex]
+    `Usage: bpfmap dump [--id N | --name NAME] [--json] [--max-entries N] [--hex] [SOURCE]
 
 Dump a map's entries. Hash and array maps are read in LOOKUP_BATCH runs and
 written as they arrive. Per-CPU maps show one value per possible CPU. Maps
@@ -111,8 +123,9 @@ Options:
       --batch-size N     Entries per LOOKUP_BATCH call (default 4096)
       --hex              Raw bytes only, even when the map has BTF
   -h, --help             Show this help
-`,
-  find: `Usage: bpfmap find NAME [--json] [--full]
+
+${SOURCE_HELP}`,
+  find: `Usage: bpfmap find NAME [--json] [--full] [SOURCE]
 
 Walk map ids in increasing order and print the first map whose kernel-visible
 name equals NAME (the pin helper). Exit 1 with the reason when none matches.
@@ -122,7 +135,8 @@ Options:
                names longer than the kernel's 15 characters
   -j, --json   bpftool's JSON object
   -h, --help   Show this help
-`,
+
+${SOURCE_HELP}`,
   pin: `Usage: bpfmap pin NAME PATH
 
 Pin the lowest-id map named NAME at PATH on a bpffs mount (e.g.
@@ -230,12 +244,15 @@ function selectMaps(
     return [map];
   }
   if (name !== undefined) {
-    const maps = accessor.maps().filter((m) =>
-      m.name === name || m.fullName === name
-    );
+    const all = accessor.maps();
+    const maps = all.filter((m) => m.name === name || m.fullName === name);
     if (maps.length === 0) {
-      // The pin helper's miss explains what was seen and why.
-      openBpfMapFdByName(name).close();
+      // Explain the miss the way the pin helper does.
+      if (name.length > 15) throw new MapNameTooLongError(name);
+      throw new MapNotFoundError(
+        name,
+        all.map((m) => ({ id: m.id, name: m.name })),
+      );
     }
     return maps;
   }
@@ -244,7 +261,6 @@ function selectMaps(
 
 interface Context {
   io: CliIo;
-  accessor: BpfMapAccessor;
 }
 
 function writeText(sink: ByteSink, text: string): void {
@@ -253,46 +269,62 @@ function writeText(sink: ByteSink, text: string): void {
   while (done < bytes.length) done += sink.writeSync(bytes.subarray(done));
 }
 
-function commandList(context: Context, args: string[]): number {
+function commandList(
+  context: Context,
+  args: string[],
+): Promise<number> | number {
   const { values, positionals } = parse("list", args, {
     json: { type: "boolean", short: "j" },
+    ...SOURCE_OPTIONS,
   });
   if (values.help) return help(context, "list");
   if (positionals.length > 0) {
     throw new UsageError(`unexpected argument "${positionals[0]}"`, "list");
   }
-  const maps = context.accessor.maps();
-  writeText(
-    context.io.stdout,
-    values.json ? `[${maps.map(mapInfoJson).join(",")}]\n` : mapTable(maps),
-  );
-  return 0;
+  return withSource(values, ({ accessor }) => {
+    const maps = accessor.maps();
+    writeText(
+      context.io.stdout,
+      values.json ? `[${maps.map(mapInfoJson).join(",")}]\n` : mapTable(maps),
+    );
+    return 0;
+  });
 }
 
-function commandShow(context: Context, args: string[]): number {
+function commandShow(
+  context: Context,
+  args: string[],
+): Promise<number> | number {
   const { values, positionals } = parse("show", args, {
     id: { type: "string" },
     name: { type: "string" },
     json: { type: "boolean", short: "j" },
+    ...SOURCE_OPTIONS,
   });
   if (values.help) return help(context, "show");
   if (positionals.length > 0) {
     throw new UsageError(`unexpected argument "${positionals[0]}"`, "show");
   }
-  const maps = selectMaps(context.accessor, values, "show");
-  if (values.json) {
-    const objects = maps.map(mapInfoJson);
-    writeText(
-      context.io.stdout,
-      objects.length === 1 ? `${objects[0]}\n` : `[${objects.join(",")}]\n`,
-    );
-  } else {
-    writeText(context.io.stdout, mapTable(maps));
-  }
-  return 0;
+  checkSelector(values, "show");
+  return withSource(values, ({ accessor }) => {
+    const maps = selectMaps(accessor, values, "show");
+    if (values.json) {
+      const objects = maps.map(mapInfoJson);
+      writeText(
+        context.io.stdout,
+        objects.length === 1 ? `${objects[0]}\n` : `[${objects.join(",")}]\n`,
+      );
+    } else {
+      writeText(context.io.stdout, mapTable(maps));
+    }
+    return 0;
+  });
 }
 
-function commandDump(context: Context, args: string[]): number {
+function commandDump(
+  context: Context,
+  args: string[],
+): Promise<number> | number {
   const { values, positionals } = parse("dump", args, {
     id: { type: "string" },
     name: { type: "string" },
@@ -300,6 +332,7 @@ function commandDump(context: Context, args: string[]): number {
     "max-entries": { type: "string" },
     "batch-size": { type: "string" },
     hex: { type: "boolean" },
+    ...SOURCE_OPTIONS,
   });
   if (values.help) return help(context, "dump");
   if (positionals.length > 0) {
@@ -317,35 +350,41 @@ function commandDump(context: Context, args: string[]): number {
   );
   const json = values.json === true;
   if (values.id === undefined && values.name === undefined) {
-    return dumpEverything(context, json, maxEntries);
+    return withSource(
+      values,
+      (source) => dumpEverything(context, source, json, maxEntries),
+    );
   }
-  const maps = selectMaps(context.accessor, values, "dump");
-  using out = new OutputWriter(context.io.stdout);
-  const wrap = json && maps.length > 1;
-  if (wrap) out.ascii("[");
-  maps.forEach((map, index) => {
-    if (wrap) {
-      const info = mapInfoJson(map);
-      out.text(`${index === 0 ? "" : ","}${info.slice(0, -1)},"elements":`);
-    } else if (!json && maps.length > 1) {
-      out.text(`${index === 0 ? "" : "\n"}# map ${map.id} "${map.name}"\n`);
-    }
-    writeMapDump(out, context.accessor, map, {
-      json,
-      cpus: possibleCpuCount(),
-      renderer: values.hex ? undefined : btfRenderer(
-        context.accessor,
-        map,
-        (message) =>
-          writeText(context.io.stderr, `bpfmap: warning: ${message}\n`),
-      ),
-      ...(maxEntries !== undefined ? { maxEntries } : {}),
-      ...(batchSize !== undefined ? { batchSize } : {}),
+  checkSelector(values, "dump");
+  return withSource(values, ({ accessor, cpus }) => {
+    const maps = selectMaps(accessor, values, "dump");
+    using out = new OutputWriter(context.io.stdout);
+    const wrap = json && maps.length > 1;
+    if (wrap) out.ascii("[");
+    maps.forEach((map, index) => {
+      if (wrap) {
+        const info = mapInfoJson(map);
+        out.text(`${index === 0 ? "" : ","}${info.slice(0, -1)},"elements":`);
+      } else if (!json && maps.length > 1) {
+        out.text(`${index === 0 ? "" : "\n"}# map ${map.id} "${map.name}"\n`);
+      }
+      writeMapDump(out, accessor, map, {
+        json,
+        cpus,
+        renderer: values.hex ? undefined : btfRenderer(
+          accessor,
+          map,
+          (message) =>
+            writeText(context.io.stderr, `bpfmap: warning: ${message}\n`),
+        ),
+        ...(maxEntries !== undefined ? { maxEntries } : {}),
+        ...(batchSize !== undefined ? { batchSize } : {}),
+      });
+      if (wrap) out.ascii("}");
     });
-    if (wrap) out.ascii("}");
+    if (wrap) out.ascii("]\n");
+    return 0;
   });
-  if (wrap) out.ascii("]\n");
-  return 0;
 }
 
 /**
@@ -354,13 +393,15 @@ function commandDump(context: Context, args: string[]): number {
  */
 function dumpEverything(
   context: Context,
+  source: Source,
   json: boolean,
   maxEntries: number | undefined,
 ): number {
   const progress = context.io.stderrIsTerminal;
-  const report = dumpState(context.accessor, {
+  const report = dumpState(source.accessor, {
     entryLimit: maxEntries ?? 64,
-    numCpus: possibleCpuCount(),
+    numCpus: source.cpus,
+    source: source.description,
     ...(progress
       ? {
         onMap: (index: number, total: number, map: BpfMapInfo): void => {
@@ -382,27 +423,65 @@ function dumpEverything(
   return 0;
 }
 
-function commandFind(context: Context, args: string[]): number {
+function commandFind(
+  context: Context,
+  args: string[],
+): Promise<number> | number {
   const { values, positionals } = parse("find", args, {
     json: { type: "boolean", short: "j" },
     full: { type: "boolean" },
+    ...SOURCE_OPTIONS,
   });
   if (values.help) return help(context, "find");
   if (positionals.length !== 1) {
     throw new UsageError("find takes exactly one NAME", "find");
   }
-  using fd = openBpfMapFdByName(
-    positionals[0]!,
-    values.full ? { match: "full" } : {},
+  const name = positionals[0]!;
+  const full = values.full === true;
+  return withSource(values, ({ accessor }) => {
+    let map: BpfMapInfo;
+    if (accessor instanceof BpfSyscallAccessor) {
+      using fd = openBpfMapFdByName(name, full ? { match: "full" } : {});
+      const id = mapInfoFromFd(fd.fd).id;
+      map = accessor.mapById(id) ?? mapInfoFromFd(fd.fd);
+    } else {
+      map = findInSource(accessor, name, full);
+    }
+    writeText(
+      context.io.stdout,
+      values.json ? `${mapInfoJson(map)}\n` : mapTable([map]),
+    );
+    return 0;
+  });
+}
+
+/** The pin helper's contract over any source: lowest id whose name equals `name`. */
+function findInSource(
+  accessor: BpfMapAccessor,
+  name: string,
+  full: boolean,
+): BpfMapInfo {
+  if (name.length > 15 && !full) throw new MapNameTooLongError(name);
+  const maps = accessor.maps();
+  const found = maps.find((m) =>
+    m.name === name || (full && m.fullName === name)
   );
-  const map = context.accessor instanceof BpfSyscallAccessor
-    ? context.accessor.mapById(mapInfoFromFd(fd.fd).id) ?? mapInfoFromFd(fd.fd)
-    : mapInfoFromFd(fd.fd);
-  writeText(
-    context.io.stdout,
-    values.json ? `${mapInfoJson(map)}\n` : mapTable([map]),
+  if (found) return found;
+  throw new MapNotFoundError(
+    name,
+    maps.map((m) => ({ id: m.id, name: m.name })),
   );
-  return 0;
+}
+
+/** Rejects --id with --name before any source is opened. */
+function checkSelector(
+  values: Record<string, string | boolean | undefined>,
+  command: string,
+): void {
+  if (values.id !== undefined && values.name !== undefined) {
+    throw new UsageError("give either --id or --name, not both", command);
+  }
+  if (values.id !== undefined) parseId(values.id as string, command);
 }
 
 function commandPin(context: Context, args: string[]): number {
@@ -506,7 +585,7 @@ export async function main(
   io: CliIo = defaultIo(),
 ): Promise<number> {
   const [command, ...rest] = args;
-  const context: Context = { io, accessor: new BpfSyscallAccessor() };
+  const context: Context = { io };
   if (
     command === undefined || command === "help" || command === "-h" ||
     command === "--help"
@@ -522,7 +601,10 @@ export async function main(
   try {
     if (!run) throw new UsageError(`unknown command "${command}"`, "");
     return await run(context, rest);
-  } catch (error) {
+  } catch (caught) {
+    const error = caught instanceof SourceUsageError
+      ? new UsageError(caught.message, command)
+      : caught;
     if (error instanceof UsageError) {
       const pointer = error.command
         ? `bpfmap ${error.command} --help`
