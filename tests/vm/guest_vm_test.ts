@@ -12,6 +12,7 @@ import { GuestMemMapAccessor } from "../../src/accessor/guest.ts";
 import { ignoreUnlessCommands, REQUIRE_ALL } from "../_support/env.ts";
 import { agentLine, agentMaps, compareGuest } from "./compare.ts";
 import { bootUntil, KERNELS, kernelsReady, ROOT } from "./harness.ts";
+import { mutationSweep } from "./mutate.ts";
 
 const AGENT = `${ROOT}/tests/vm/guest_agent.ts`;
 const ignore = ignoreUnlessCommands("qemu-system-x86_64") ||
@@ -96,6 +97,20 @@ for (const kernel of KERNELS) {
             Math.round(booted)
           } ms, ` +
           `memory read ${Math.round(readMs)} ms`,
+      );
+
+      // Corrupted copies of this real image: errors or partial data, never a hang.
+      const sweep = mutationSweep(guest.ramPath, 300, kernel.length);
+      assert.equal(sweep.runs, 300);
+      assert.ok(
+        sweep.maxMs < 5000,
+        `slowest mutated read took ${Math.round(sweep.maxMs)} ms`,
+      );
+      console.log(
+        `${memory.release}: ${sweep.runs} mutated images: ${sweep.errors} clean errors, ` +
+          `${sweep.completed} complete reads, slowest ${
+            Math.round(sweep.maxMs)
+          } ms`,
       );
 
       if (kernel === "k612") {
