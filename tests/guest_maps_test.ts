@@ -326,7 +326,7 @@ Deno.test("wild pointers and absurd counts in a hash map are errors that name th
   w.ram.u64(w.hashElems[0]!, 0xffff888fff000000n);
   assert.throws(
     () => [...w.reader.iterHash(hash)],
-    /key of map 3 at 0xffff888fff000030: not mapped/,
+    /htab_elem of map 3 at 0xffff888fff000000: not mapped/,
   );
   const w2 = world();
   w2.ram.u32(0x12000n + 136n, 0x40000000);

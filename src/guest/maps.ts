@@ -340,11 +340,15 @@ export class GuestMapReader {
   }
 
   /**
-   * Walks the buckets of a hash-family map, yielding each element's address.
-   * The walk stops with an error after more than `max_entries + n_buckets`
-   * elements (a cycle or a corrupt count) or at an unmapped pointer.
+   * Walks the buckets of a hash-family map, yielding each element's address
+   * and its first `span` bytes (one read per element). The walk stops with
+   * an error after more than `max_entries + n_buckets` elements (a cycle or
+   * a corrupt count) or at an unmapped pointer.
    */
-  *#htabElements(map: GuestMapRecord): Generator<bigint> {
+  *#htabElements(
+    map: GuestMapRecord,
+    span: number,
+  ): Generator<{ elem: bigint; bytes: Uint8Array }> {
     const h = this.layout.htab;
     if (!h) {
       throw new GuestKernelError(
@@ -370,7 +374,15 @@ export class GuestMapReader {
         `n_buckets ${nBuckets} is not a power of two near max_entries ${map.maxEntries}`,
       );
     }
+    const image = this.space.memory.bytes;
+    const imageView = new DataView(
+      image.buffer,
+      image.byteOffset,
+      image.byteLength,
+    );
+    const nextOffset = h.elemNext;
     const limit = map.maxEntries + nBuckets;
+    const what = `htab_elem of map ${map.id}`;
     let visited = 0;
     for (let b = 0; b < nBuckets; b++) {
       const headVa = buckets + BigInt(b * h.bucketSize + h.bucketFirst);
@@ -390,12 +402,18 @@ export class GuestMapReader {
             `more than max_entries + n_buckets = ${limit} elements (cycle?)`,
           );
         }
-        const elem = node - BigInt(h.elemNext);
-        yield elem;
-        node = this.space.mustU64(
-          node,
-          `htab_elem.hash_node.next of map ${map.id}`,
-        );
+        const elem = node - BigInt(nextOffset);
+        const bytes = this.space.mustRead(elem, span, what);
+        yield { elem, bytes };
+        node = bytes.buffer === image.buffer
+          ? imageView.getBigUint64(
+            bytes.byteOffset - image.byteOffset + nextOffset,
+            true,
+          )
+          : new DataView(bytes.buffer, bytes.byteOffset, span).getBigUint64(
+            nextOffset,
+            true,
+          );
       }
       if (node >> 1n !== BigInt(b)) {
         this.problems.push(
@@ -407,25 +425,21 @@ export class GuestMapReader {
     }
   }
 
-  /** Every element of a HASH or LRU_HASH map. */
+  /** Every element of a HASH or LRU_HASH map (views of guest memory). */
   *iterHash(
     map: GuestMapRecord,
   ): Generator<{ key: Uint8Array; value: Uint8Array }> {
     this.#checkType(map, HASH_TYPES, "iterHash");
-    const keyOffset = BigInt(this.layout.htab?.elemKey ?? 0);
-    const valueOffset = keyOffset + BigInt(roundUp8(map.keySize));
-    for (const elem of this.#htabElements(map)) {
+    const keyOffset = this.layout.htab?.elemKey ?? 0;
+    const valueOffset = keyOffset + roundUp8(map.keySize);
+    const span = Math.max(
+      valueOffset + map.valueSize,
+      (this.layout.htab?.elemNext ?? 0) + 8,
+    );
+    for (const { bytes } of this.#htabElements(map, span)) {
       yield {
-        key: this.space.mustRead(
-          elem + keyOffset,
-          map.keySize,
-          `key of map ${map.id}`,
-        ),
-        value: this.space.mustRead(
-          elem + valueOffset,
-          map.valueSize,
-          `value of map ${map.id}`,
-        ),
+        key: bytes.subarray(keyOffset, keyOffset + map.keySize),
+        value: bytes.subarray(valueOffset, valueOffset + map.valueSize),
       };
     }
   }
@@ -440,24 +454,25 @@ export class GuestMapReader {
     numCpus: number,
   ): Generator<GuestPercpuEntry> {
     this.#checkType(map, PERCPU_HASH_TYPES, "iterPercpuHash");
-    const keyOffset = BigInt(this.layout.htab?.elemKey ?? 0);
-    for (const elem of this.#htabElements(map)) {
-      const key = this.space.mustRead(
-        elem + keyOffset,
-        map.keySize,
-        `key of map ${map.id}`,
-      );
-      const pptr = this.space.mustU64(
-        elem + keyOffset + BigInt(roundUp8(map.keySize)),
-        `per-CPU pointer of map ${map.id}`,
-      );
+    const keyOffset = this.layout.htab?.elemKey ?? 0;
+    const pointerOffset = keyOffset + roundUp8(map.keySize);
+    const span = Math.max(
+      pointerOffset + 8,
+      (this.layout.htab?.elemNext ?? 0) + 8,
+    );
+    for (const { bytes } of this.#htabElements(map, span)) {
+      const pptr = new DataView(bytes.buffer, bytes.byteOffset, span)
+        .getBigUint64(pointerOffset, true);
       const values: (Uint8Array | null)[] = [];
       for (let cpu = 0; cpu < numCpus; cpu++) {
         values.push(
           this.#percpuValue(pptr, cpu, map.valueSize, `value of map ${map.id}`),
         );
       }
-      yield { key, values };
+      yield {
+        key: bytes.subarray(keyOffset, keyOffset + map.keySize).slice(),
+        values,
+      };
     }
   }
 
