@@ -21,6 +21,7 @@ import {
   openRamFile,
 } from "../guest/source.ts";
 import { hex } from "../guest/errors.ts";
+import { parseSystemMap, readVmlinux } from "../guest/symbol_files.ts";
 import { MapType } from "../sys/constants.ts";
 import type {
   ArenaPages,
@@ -38,6 +39,53 @@ export interface GuestMemOptions extends GuestKernelOptions {
   layout?: KernelLayout;
   /** Walk limits. */
   limits?: GuestMapLimits;
+}
+
+/** Files a caller may have for the guest kernel. */
+export interface GuestKernelFiles {
+  /** A System.map (link-time addresses). */
+  systemMap?: string;
+  /** A vmlinux ELF: `.symtab` symbols and `.BTF`. */
+  vmlinux?: string;
+  /** A raw vmlinux BTF file (e.g. a copy of `/sys/kernel/btf/vmlinux` from the guest). */
+  btf?: string;
+}
+
+/**
+ * Reads optional System.map / vmlinux / BTF files into `GuestMemOptions`
+ * fields (symbols win in the order vmlinux, System.map; BTF in the order
+ * btf file, vmlinux `.BTF`). Without files the guest's RAM supplies all.
+ *
+ * @example
+ * ```ts ignore
+ * const options = loadGuestKernelFiles({ systemMap: "System.map-6.1.0-56-cloud-amd64" });
+ * using guest = GuestMemMapAccessor.openRamFile("/dev/shm/vm", options);
+ * ```
+ */
+export function loadGuestKernelFiles(
+  files: GuestKernelFiles,
+): GuestKernelOptions {
+  const options: GuestKernelOptions = {};
+  const symbols = new Map<string, bigint>();
+  let btf: Uint8Array | undefined;
+  if (files.btf) btf = Deno.readFileSync(files.btf);
+  if (files.vmlinux) {
+    const vmlinux = readVmlinux(Deno.readFileSync(files.vmlinux));
+    for (const [name, value] of vmlinux.symbols) symbols.set(name, value);
+    btf ??= vmlinux.btf;
+  }
+  if (files.systemMap) {
+    for (
+      const [name, value] of parseSystemMap(
+        Deno.readTextFileSync(files.systemMap),
+      )
+    ) {
+      if (!symbols.has(name)) symbols.set(name, value);
+    }
+  }
+  if (symbols.size > 0) options.symbols = symbols;
+  if (btf) options.btf = btf;
+  return options;
 }
 
 function toInfo(record: GuestMapRecord): BpfMapInfo {

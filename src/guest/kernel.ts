@@ -18,6 +18,7 @@ import {
   START_KERNEL_MAP,
 } from "./paging.ts";
 import type { PhysicalMemory } from "./phys.ts";
+import { relocateSymbols } from "./symbol_files.ts";
 import {
   findVmcoreinfo,
   parseVmcoreinfo,
@@ -29,10 +30,13 @@ export interface GuestKernelOptions {
   /** VMCOREINFO text (e.g. from an ELF core note); default: scan RAM for it. */
   vmcoreinfo?: string;
   /**
-   * Symbols from a vmlinux ELF or System.map. When given, kallsyms is not
-   * decoded; missing names still fall back to kallsyms.
+   * Symbols from a vmlinux ELF or System.map (see `symbol_files.ts`), at
+   * link-time addresses: the KASLR slide from VMCOREINFO is added. Names
+   * missing here still fall back to kallsyms.
    */
   symbols?: ReadonlyMap<string, bigint>;
+  /** Set when `symbols` already carry the running kernel's addresses. */
+  symbolsRelocated?: boolean;
   /** vmlinux BTF bytes; default: read them from guest memory. */
   btf?: Uint8Array;
 }
@@ -72,7 +76,9 @@ export class GuestKernel {
   ) {
     this.vmcoreinfo = vmcoreinfo;
     this.space = space;
-    this.#extra = options.symbols;
+    this.#extra = options.symbols && !options.symbolsRelocated
+      ? relocateSymbols(options.symbols, vmcoreinfo.kernelOffset)
+      : options.symbols;
     this.#btf = options.btf ?? null;
   }
 

@@ -99,6 +99,30 @@ for (const kernel of KERNELS) {
           `memory read ${Math.round(readMs)} ms`,
       );
 
+      // Caller-supplied symbols (System.map / vmlinux style, link-time addresses) instead of kallsyms.
+      const slide = memory.kernel.vmcoreinfo.kernelOffset;
+      const linkTime = new Map(
+        [
+          "map_idr",
+          "__per_cpu_offset",
+          "nr_cpu_ids",
+          "page_offset_base",
+          "__start_BTF",
+          "__stop_BTF",
+        ].map((
+          name,
+        ) => [name, memory.kernel.symbol(name) - slide]),
+      );
+      using withSymbols = GuestMemMapAccessor.openRamFile(guest.ramPath, {
+        symbols: linkTime,
+      });
+      assert.deepEqual(withSymbols.maps(), memory.maps());
+      assert.equal(
+        withSymbols.kernel.kallsymsMode,
+        null,
+        "kallsyms should not have been needed",
+      );
+
       // Corrupted copies of this real image: errors or partial data, never a hang.
       const sweep = mutationSweep(guest.ramPath, 300, kernel.length);
       assert.equal(sweep.runs, 300);
