@@ -5,6 +5,8 @@
  *   kernel-visible name and returns an owned fd that keeps it alive.
  * - {@linkcode BpfSyscallAccessor} reads every common map type of the running
  *   kernel through bpf(), batched where the kernel allows.
+ * - {@linkcode GuestMemMapAccessor} reads the same maps from a frozen VM's
+ *   RAM file or core, with no agent in the guest and no vmlinux.
  * - {@linkcode renderValue} turns map bytes into typed values with BTF, and
  *   {@linkcode dumpState} builds the failure dump of every map.
  * - Every fd is owned by one object and released by `Symbol.dispose`.
@@ -91,3 +93,18 @@ export {
 } from "./src/btf/mod.ts";
 export type * from "./src/btf/types.ts";
 export * from "./src/dump/mod.ts";
+export {
+  type GuestKernelFiles,
+  GuestMemMapAccessor,
+  type GuestMemOptions,
+  loadGuestKernelFiles,
+} from "./src/accessor/guest.ts";
+export {
+  QmpClient,
+  type QmpConnectOptions,
+  QmpError,
+} from "./src/guest/qmp.ts";
+export { GuestKernelError, GuestMemoryError } from "./src/guest/errors.ts";
+export { type PhysRegion, qemuX86Layout } from "./src/guest/phys.ts";
+export type { GuestKernelOptions } from "./src/guest/kernel.ts";
+export type { GuestMapLimits } from "./src/guest/maps.ts";

@@ -35,7 +35,11 @@ import type {
 export interface GuestMemOptions extends GuestKernelOptions {
   /** Physical layout of a RAM file; default QEMU x86-64 (RAM above 3 GiB at 4 GiB). */
   regions?: readonly PhysRegion[];
-  /** Struct offsets; default read from the guest's BTF. */
+  /**
+   * Struct offsets; default read from the guest's BTF.
+   *
+   * @internal
+   */
   layout?: KernelLayout;
   /** Walk limits. */
   limits?: GuestMapLimits;
@@ -120,9 +124,17 @@ function toInfo(record: GuestMapRecord): BpfMapInfo {
  * ```
  */
 export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
-  /** The located kernel (symbols, address space, BTF). */
+  /**
+   * The located kernel (symbols, address space, BTF).
+   *
+   * @internal
+   */
   readonly kernel: GuestKernel;
-  /** The low-level map reader. */
+  /**
+   * The low-level map reader.
+   *
+   * @internal
+   */
   readonly reader: GuestMapReader;
   readonly #source: GuestMemorySource | null;
   #maps: GuestMapRecord[] | null = null;

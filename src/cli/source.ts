@@ -6,7 +6,10 @@
  * @module
  */
 
-import { GuestMemMapAccessor } from "../accessor/guest.ts";
+import {
+  GuestMemMapAccessor,
+  loadGuestKernelFiles,
+} from "../accessor/guest.ts";
 import { BpfSyscallAccessor } from "../accessor/syscall.ts";
 import type { BpfMapAccessor } from "../accessor/types.ts";
 import { QmpClient } from "../guest/qmp.ts";
@@ -27,6 +30,9 @@ export const SOURCE_OPTIONS = {
   "guest-mem": { type: "string" },
   "guest-core": { type: "string" },
   qmp: { type: "string" },
+  "guest-system-map": { type: "string" },
+  "guest-vmlinux": { type: "string" },
+  "guest-btf": { type: "string" },
 } as const;
 
 /** Help text lines for {@linkcode SOURCE_OPTIONS}. */
@@ -35,6 +41,9 @@ export const SOURCE_HELP = `Source (default: the live kernel through bpf()):
                          share=on, RAM above 3 GiB at 4 GiB); no vmlinux needed
       --guest-core FILE  Read an ELF core (QEMU dump-guest-memory, kdump vmcore)
       --qmp SOCKET       Freeze the guest with QMP "stop" for the read, "cont" after
+      --guest-system-map FILE, --guest-vmlinux FILE, --guest-btf FILE
+                         Take symbols / vmlinux BTF from files instead of the
+                         guest's kallsyms and BTF (optional; RAM alone suffices)
 `;
 
 /** A source option the command was given that does not fit. */
@@ -62,6 +71,24 @@ export async function withSource<T>(
       "give either --guest-mem or --guest-core, not both",
     );
   }
+  const files = {
+    ...(values["guest-system-map"] !== undefined
+      ? { systemMap: values["guest-system-map"] as string }
+      : {}),
+    ...(values["guest-vmlinux"] !== undefined
+      ? { vmlinux: values["guest-vmlinux"] as string }
+      : {}),
+    ...(values["guest-btf"] !== undefined
+      ? { btf: values["guest-btf"] as string }
+      : {}),
+  };
+  if (
+    Object.keys(files).length > 0 && mem === undefined && core === undefined
+  ) {
+    throw new SourceUsageError(
+      "--guest-system-map, --guest-vmlinux and --guest-btf describe a guest: give --guest-mem FILE or --guest-core FILE too",
+    );
+  }
   if (qmpPath !== undefined && mem === undefined && core === undefined) {
     throw new SourceUsageError(
       "--qmp freezes a guest: give --guest-mem FILE or --guest-core FILE too",
@@ -80,9 +107,10 @@ export async function withSource<T>(
     : await QmpClient.connect(qmpPath, { timeoutMs: 5000 });
   try {
     await qmp?.stop();
+    const options = loadGuestKernelFiles(files);
     using accessor = mem !== undefined
-      ? GuestMemMapAccessor.openRamFile(path)
-      : GuestMemMapAccessor.openCore(path);
+      ? GuestMemMapAccessor.openRamFile(path, options)
+      : GuestMemMapAccessor.openCore(path, options);
     return await body({
       accessor,
       cpus: accessor.cpuCount,

@@ -26,6 +26,8 @@ export class GuestMemoryError extends Error {
   readonly address: bigint;
 
   /**
+   * Builds the message naming the address.
+   *
    * @param what what was being read, e.g. `"bpf_map.name"`
    * @param address the guest address that failed
    * @param reason why, e.g. `"not mapped"`
@@ -48,7 +50,11 @@ export class GuestMemoryError extends Error {
  * ```
  */
 export class GuestKernelError extends Error {
-  /** @param message what is missing and where it was looked for */
+  /**
+   * Wraps the message.
+   *
+   * @param message what is missing and where it was looked for
+   */
   constructor(message: string) {
     super(message);
     this.name = "GuestKernelError";

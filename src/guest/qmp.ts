@@ -11,6 +11,8 @@ export class QmpError extends Error {
   readonly errorClass: string;
 
   /**
+   * Builds the error from QMP's reply.
+   *
    * @param command the command that failed
    * @param errorClass QMP's `class`
    * @param description QMP's `desc`

@@ -9,12 +9,24 @@
 
 import assert from "node:assert/strict";
 import { GuestMemMapAccessor } from "../../src/accessor/guest.ts";
+import { main } from "../../src/cli/main.ts";
+import { MemorySink } from "../../src/cli/writer.ts";
+import { parseJsonExact } from "../../src/btf/json.ts";
 import { ignoreUnlessCommands, REQUIRE_ALL } from "../_support/env.ts";
 import { agentLine, agentMaps, compareGuest } from "./compare.ts";
 import { bootUntil, KERNELS, kernelsReady, ROOT } from "./harness.ts";
 import { mutationSweep } from "./mutate.ts";
 
 const AGENT = `${ROOT}/tests/vm/guest_agent.ts`;
+
+async function cli(
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new MemorySink();
+  const stderr = new MemorySink();
+  const code = await main(args, { stdout, stderr, stderrIsTerminal: false });
+  return { code, stdout: stdout.text(), stderr: stderr.text() };
+}
 const ignore = ignoreUnlessCommands("qemu-system-x86_64") ||
   (!REQUIRE_ALL && !kernelsReady());
 
@@ -42,6 +54,27 @@ for (const kernel of KERNELS) {
         !consoleText.includes("BPFMAP-AGENT-ERROR"),
         consoleText.slice(consoleText.indexOf("BPFMAP-AGENT")),
       );
+      // The CLI freezes a running guest through QMP for its read and resumes it.
+      assert.equal(await guest.qmp.status(), "running");
+      const live = await cli(
+        "list",
+        "--json",
+        "--guest-mem",
+        guest.ramPath,
+        "--qmp",
+        guest.spareQmpPath,
+      );
+      assert.equal(live.code, 0, live.stderr);
+      assert.equal(
+        await guest.qmp.status(),
+        "running",
+        "resumed after the read",
+      );
+      const listedWhileRunning = JSON.parse(live.stdout) as {
+        id: number;
+        name: string;
+      }[];
+
       await guest.qmp.stop();
       assert.equal(await guest.qmp.status(), "paused");
 
@@ -91,6 +124,69 @@ for (const kernel of KERNELS) {
         swap.values,
       );
       assert.deepEqual(memory.problems, []);
+
+      // The CLI over the same image: list as bpftool shapes it, a typed dump, the failure dump.
+      const listed = await cli("list", "--json", "--guest-mem", guest.ramPath);
+      assert.equal(listed.code, 0, listed.stderr);
+      const listedMaps = JSON.parse(listed.stdout) as {
+        id: number;
+        name: string;
+        bytes_value: number;
+      }[];
+      assert.deepEqual(
+        listedMaps.map((m) => [m.id, m.name, m.bytes_value]),
+        memory.maps().map((m) => [m.id, m.name, m.valueSize]),
+      );
+      assert.deepEqual(
+        listedWhileRunning.map((m) => m.id),
+        listedMaps.map((m) => m.id),
+      );
+      const swapDump = await cli(
+        "dump",
+        "--name",
+        "swapobj.bss",
+        "--json",
+        "--guest-mem",
+        guest.ramPath,
+      );
+      assert.equal(swapDump.code, 0, swapDump.stderr);
+      const swapElements = parseJsonExact(swapDump.stdout) as {
+        id: number;
+        elements: { value: string[] }[];
+      }[];
+      assert.deepEqual(swapElements.map((m) => m.id), swap.alive);
+      assert.deepEqual(
+        swapElements.map((m) =>
+          m.elements[0]!.value.map((h) => h.slice(2)).join("")
+        ),
+        swap.values,
+      );
+      const everything = await cli(
+        "dump",
+        "--json",
+        "--max-entries",
+        "4",
+        "--guest-mem",
+        guest.ramPath,
+      );
+      assert.equal(everything.code, 0, everything.stderr);
+      const report = parseJsonExact(everything.stdout) as {
+        source: string;
+        maps: { errors?: unknown[] }[];
+      };
+      assert.match(report.source, /^guest memory /);
+      assert.equal(report.maps.length, listedMaps.length);
+      const found = await cli(
+        "find",
+        "swapobj.bss",
+        "--json",
+        "--guest-mem",
+        guest.ramPath,
+      );
+      assert.equal(
+        (JSON.parse(found.stdout) as { id: number }).id,
+        swap.outgoing,
+      );
       console.log(
         `${memory.release}: ${result.maps} maps, ${result.keys} keys, ${result.cpuValues} per-CPU values, ` +
           `${result.pages} arena pages, ${result.bytes} bytes identical; boot+agent ${

@@ -41,6 +41,8 @@ export interface Guest extends AsyncDisposable {
   ramPath: string;
   /** QMP session. */
   qmp: QmpClient;
+  /** A second, unconnected QMP socket, for a CLI run with `--qmp`. */
+  spareQmpPath: string;
   /** Console text so far. */
   console(): string;
   /** Waits until the console contains `marker` (or QEMU exits / time runs out). */
@@ -79,6 +81,7 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
   const initrd = `${dir}/initrd.cpio`;
   const ramPath = `/dev/shm/${name}`;
   const qmpPath = `${dir}/qmp.sock`;
+  const spareQmpPath = `${dir}/qmp-spare.sock`;
   const build = await new Deno.Command("sh", {
     args: [`${ROOT}/tools/vm/build_initramfs.sh`, initrd, options.agent],
     stdout: "inherit",
@@ -114,6 +117,8 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
     "stdio",
     "-qmp",
     `unix:${qmpPath},server,nowait`,
+    "-qmp",
+    `unix:${spareQmpPath},server,nowait`,
   ];
   const started = performance.now();
   const child = new Deno.Command("qemu-system-x86_64", {
@@ -152,6 +157,7 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
   return {
     ramPath,
     qmp,
+    spareQmpPath,
     console: () => text,
     elapsedMs: () => performance.now() - started,
     async waitFor(marker: string | RegExp, timeoutMs: number): Promise<string> {
