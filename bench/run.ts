@@ -152,7 +152,12 @@ function row(label: string, m: Measurement): void {
   );
 }
 
+// The targets are stated for 1M entries; at small sizes Deno's start-up
+// dominates and a verdict would mean nothing.
+const JUDGED = ENTRIES >= 1_000_000;
+
 function verdict(ok: boolean): string {
+  if (!JUDGED) return "not judged below 1M entries";
   return ok ? "meets target" : "MISSES target";
 }
 
