@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import { main } from "../src/cli/main.ts";
-import { MemorySink } from "../src/cli/writer.ts";
+import { runCli as run } from "./_support/cli.ts";
 import {
   MapNameTooLongError,
   openBpfMapFdByName,
@@ -12,15 +11,6 @@ import { ignoreUnlessCommands } from "./_support/env.ts";
 import { loadFixture } from "./btf_fixture.ts";
 
 const ignore = ignoreUnlessCommands("clang", "bpftool");
-
-async function run(
-  ...args: string[]
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new MemorySink();
-  const stderr = new MemorySink();
-  const code = await main(args, { stdout, stderr, stderrIsTerminal: false });
-  return { code, stdout: stdout.text(), stderr: stderr.text() };
-}
 
 function bpftoolDump(id: number): unknown {
   const result = new Deno.Command("bpftool", {

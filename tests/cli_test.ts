@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { main } from "../src/cli/main.ts";
+import { runCli as run } from "./_support/cli.ts";
 import { MemorySink, OutputWriter } from "../src/cli/writer.ts";
 import { BpfSyscallAccessor } from "../src/accessor/syscall.ts";
 import { mapGetInfo, mapUpdateElem, objGet } from "../src/sys/bpf.ts";
@@ -15,15 +15,6 @@ import {
 } from "./_support/maps.ts";
 
 const ignore = ignoreUnlessRoot();
-
-async function run(
-  ...args: string[]
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new MemorySink();
-  const stderr = new MemorySink();
-  const code = await main(args, { stdout, stderr, stderrIsTerminal: false });
-  return { code, stdout: stdout.text(), stderr: stderr.text() };
-}
 
 Deno.test("OutputWriter writes bpftool's quoted hex and plain hex across chunk boundaries", () => {
   const sink = new MemorySink();

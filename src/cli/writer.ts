@@ -7,12 +7,6 @@
  */
 
 const HEX = "0123456789abcdef";
-/** `"0xNN"` for every byte, as ASCII. */
-const QUOTED_HEX: Uint8Array[] = Array.from(
-  { length: 256 },
-  (_, byte) =>
-    new TextEncoder().encode(`"0x${HEX[byte >> 4]}${HEX[byte & 15]}"`),
-);
 /** Two lowercase hex digits for every byte. */
 const PLAIN_HEX: Uint8Array = new Uint8Array(512);
 for (let byte = 0; byte < 256; byte++) {
@@ -34,6 +28,32 @@ function cpuOpen(cpu: number): Uint8Array {
   return cpuOpenCache[cpu] ??= new TextEncoder().encode(
     `${cpu === 0 ? "" : ","}{"cpu":${cpu},"value":[`,
   );
+}
+
+/**
+ * Stores `"0xNN"` for `count` bytes of `source` from `start`, comma
+ * separated, at `at` in `buffer`; returns the new end. The caller has made
+ * room (7 bytes a byte).
+ */
+function storeQuotedHex(
+  buffer: Uint8Array,
+  at: number,
+  source: Uint8Array,
+  start: number,
+  count: number,
+): number {
+  for (let b = 0; b < count; b++) {
+    const byte = source[start + b]!;
+    if (b > 0) buffer[at++] = 0x2c;
+    buffer[at] = 0x22;
+    buffer[at + 1] = 0x30;
+    buffer[at + 2] = 0x78;
+    buffer[at + 3] = HEX_HIGH[byte]!;
+    buffer[at + 4] = HEX_LOW[byte]!;
+    buffer[at + 5] = 0x22;
+    at += 6;
+  }
+  return at;
 }
 
 /** Where bytes go; `Deno.stdout` fits. */
@@ -122,14 +142,15 @@ export class OutputWriter implements Disposable {
     for (let start = 0; start < bytes.length; start += perRound) {
       const end = Math.min(bytes.length, start + perRound);
       this.#reserve((end - start) * 7);
-      const buffer = this.#buffer;
       let at = this.#length;
-      for (let i = start; i < end; i++) {
-        if (i > 0) buffer[at++] = 0x2c; // ,
-        buffer.set(QUOTED_HEX[bytes[i]!]!, at);
-        at += 6;
-      }
-      this.#length = at;
+      if (start > 0) this.#buffer[at++] = 0x2c; // ,
+      this.#length = storeQuotedHex(
+        this.#buffer,
+        at,
+        bytes,
+        start,
+        end - start,
+      );
     }
     this.#reserve(1);
     this.#buffer[this.#length++] = 0x5d; // ]
@@ -177,8 +198,6 @@ export class OutputWriter implements Disposable {
     const slots = cpus > 0 ? cpus : 1;
     const slotStride = cpus > 0 ? Math.ceil(valueSize / 8) * 8 : 0;
     const worst = 32 + 7 * keySize + slots * (28 + 7 * valueSize);
-    const high = HEX_HIGH;
-    const low = HEX_LOW;
     for (let i = 0; i < count; i++) {
       if (worst > this.#buffer.length - this.#length) this.flush();
       if (worst > this.#buffer.length) {
@@ -191,17 +210,7 @@ export class OutputWriter implements Disposable {
       buffer.set(KEY_OPEN, at);
       at += KEY_OPEN.length;
       const keyStart = i * keySize;
-      for (let b = 0; b < keySize; b++) {
-        const byte = keys[keyStart + b]!;
-        if (b > 0) buffer[at++] = 0x2c;
-        buffer[at] = 0x22;
-        buffer[at + 1] = 0x30;
-        buffer[at + 2] = 0x78;
-        buffer[at + 3] = high[byte]!;
-        buffer[at + 4] = low[byte]!;
-        buffer[at + 5] = 0x22;
-        at += 6;
-      }
+      at = storeQuotedHex(buffer, at, keys, keyStart, keySize);
       const opener = cpus > 0 ? VALUES_OPEN : VALUE_OPEN;
       buffer.set(opener, at);
       at += opener.length;
@@ -212,17 +221,7 @@ export class OutputWriter implements Disposable {
           at += open.length;
         }
         const valueStart = i * valueStride + slot * slotStride;
-        for (let b = 0; b < valueSize; b++) {
-          const byte = values[valueStart + b]!;
-          if (b > 0) buffer[at++] = 0x2c;
-          buffer[at] = 0x22;
-          buffer[at + 1] = 0x30;
-          buffer[at + 2] = 0x78;
-          buffer[at + 3] = high[byte]!;
-          buffer[at + 4] = low[byte]!;
-          buffer[at + 5] = 0x22;
-          at += 6;
-        }
+        at = storeQuotedHex(buffer, at, values, valueStart, valueSize);
         buffer[at++] = 0x5d; // ]
         if (cpus > 0) buffer[at++] = 0x7d; // }
       }

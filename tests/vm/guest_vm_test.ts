@@ -8,9 +8,8 @@
  */
 
 import assert from "node:assert/strict";
+import { runCli as cli } from "../_support/cli.ts";
 import { GuestMemMapAccessor } from "../../src/accessor/guest.ts";
-import { main } from "../../src/cli/main.ts";
-import { MemorySink } from "../../src/cli/writer.ts";
 import { parseJsonExact } from "../../src/btf/json.ts";
 import { ignoreUnlessCommands, REQUIRE_ALL } from "../_support/env.ts";
 import { agentLine, agentMaps, compareGuest } from "./compare.ts";
@@ -19,14 +18,6 @@ import { mutationSweep } from "./mutate.ts";
 
 const AGENT = `${ROOT}/tests/vm/guest_agent.ts`;
 
-async function cli(
-  ...args: string[]
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new MemorySink();
-  const stderr = new MemorySink();
-  const code = await main(args, { stdout, stderr, stderrIsTerminal: false });
-  return { code, stdout: stdout.text(), stderr: stderr.text() };
-}
 const ignore = ignoreUnlessCommands("qemu-system-x86_64") ||
   (!REQUIRE_ALL && !kernelsReady());
 

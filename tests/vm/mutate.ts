@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { prng as rng } from "../btf_fixture.ts";
 import { GuestMemMapAccessor } from "../../src/accessor/guest.ts";
 import type { BpfMapInfo } from "../../src/accessor/types.ts";
 import { PhysicalMemory, qemuX86Layout } from "../../src/guest/phys.ts";
@@ -70,18 +71,6 @@ function readMap(
       break;
   }
   return items;
-}
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
