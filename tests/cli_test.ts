@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { runCli as run } from "./_support/cli.ts";
+import { main } from "../src/cli/main.ts";
 import { MemorySink, OutputWriter } from "../src/cli/writer.ts";
 import { BpfSyscallAccessor } from "../src/accessor/syscall.ts";
 import { mapGetInfo, mapUpdateElem, objGet } from "../src/sys/bpf.ts";
@@ -456,5 +457,43 @@ Deno.test({
     await child.stderr.cancel();
     assert.equal((await child.status).code, 0);
     assert.equal(new BpfSyscallAccessor().mapById(id), null);
+  },
+});
+
+Deno.test({
+  name:
+    "bpfmap dump with no selector prints the failure dump, with a progress line on a terminal",
+  ignore,
+  async fn(): Promise<void> {
+    const name = uniqueName("cli_all");
+    using fd = BpfSyscallAccessor.createMap({
+      type: MapType.HASH,
+      keySize: 4,
+      valueSize: 8,
+      maxEntries: 8,
+      name,
+    });
+    mapUpdateElem(fd.fd, u32(3), u64(0x77n));
+    const id = mapGetInfo(fd.fd).id;
+    const stdout = new MemorySink();
+    const stderr = new MemorySink();
+    const code = await main(["dump", "--max-entries", "5"], {
+      stdout,
+      stderr,
+      stderrIsTerminal: true,
+    });
+    assert.equal(code, 0, stderr.text());
+    assert.match(
+      stdout.text(),
+      new RegExp(`== map ${id} ${name} \\(hash\\) ==`),
+    );
+    assert.match(stderr.text(), /dumping map \d+\/\d+: /);
+    const json = await run("dump", "--json", "--max-entries", "5");
+    const report = JSON.parse(json.stdout) as {
+      schema: string;
+      maps: { info: { id: number } }[];
+    };
+    assert.equal(report.schema, "bpfmap.failure-dump/1");
+    assert.equal(json.stderr, "", "no progress when stderr is not a terminal");
   },
 });
