@@ -68,6 +68,8 @@ interface World {
   hashElems: bigint[];
   hashBuckets: bigint;
   xaNode: bigint;
+  tables: PageTables;
+  space: KernelAddressSpace;
 }
 
 function writeMap(
@@ -216,7 +218,16 @@ function world(): World {
   ram.u64(0x1a000n + 56n, P + 0x60000n);
   PER_CPU.forEach((off, cpu) => ram.set(0x60000n + off, bytes(90 + cpu, 8)));
   const reader = new GuestMapReader(space, LAYOUT, PER_CPU, P + idr);
-  return { ram, reader, at, hashElems, hashBuckets: buckets, xaNode };
+  return {
+    ram,
+    reader,
+    at,
+    hashElems,
+    hashBuckets: buckets,
+    xaNode,
+    tables,
+    space,
+  };
 }
 
 function mapOf(w: World, id: number): GuestMapRecord {
@@ -372,4 +383,84 @@ Deno.test("a map_idr node that points at itself or at garbage is skipped and rep
     w.reader.problems.join("\n"),
     /entry 5: .*value_size 1073741824 exceed/,
   );
+});
+
+Deno.test("a hash element that straddles two vmalloc pages is stitched together", () => {
+  const w = world();
+  const hash = mapOf(w, 3);
+  const VMALLOC = 0xffffc90000000000n;
+  // two virtually adjacent pages backed by physically distant frames
+  w.tables.map(VMALLOC, 0x200000n);
+  w.tables.map(VMALLOC + 0x1000n, 0x100000n);
+  const elem = VMALLOC + 0xfe0n; // next at +0, key at +48 (next page), value at +56
+  w.ram.u64(0x200fe0n, P + w.hashElems[2]!); // -> element 2, then the end of bucket 0
+  w.ram.u32(0x100010n, 777);
+  w.ram.set(0x100018n, bytes(99, 8));
+  w.ram.u64(w.hashBuckets, elem); // bucket 0 starts with it
+  for (const walk of [w.reader.iterHash(hash), w.reader.iterHashCopies(hash)]) {
+    const entries = [...walk];
+    assert.deepEqual(
+      entries.map((e) =>
+        new DataView(e.key.buffer, e.key.byteOffset, 4).getUint32(0, true)
+      ),
+      [777, 102, 100, 101],
+    );
+    assert.deepEqual(entries[0]!.value, bytes(99, 8));
+  }
+});
+
+Deno.test("iterHashCopies copies in batches that stay valid, and hands over what it read before an error", () => {
+  const w = world();
+  const hash = mapOf(w, 3);
+  const viewsOf = [...w.reader.iterHash(hash)].map((e) => [
+    e.key.slice(),
+    e.value.slice(),
+  ]);
+  for (const batch of [1, 2, 3, 256]) {
+    const entries = [...w.reader.iterHashCopies(hash, batch)];
+    assert.deepEqual(entries.map((e) => [e.key, e.value]), viewsOf);
+    for (const e of entries) {
+      assert.notEqual(e.value.buffer, w.ram.bytes.buffer, "a copy");
+    }
+  }
+  // the copies outlive a change to guest memory
+  const before = [...w.reader.iterHashCopies(hash, 2)];
+  w.ram.set(w.hashElems[0]! + 56n, new Uint8Array(8));
+  assert.deepEqual(before[1]!.value, bytes(50, 8));
+  // a cycle: every element read before the error reaches the caller
+  w.ram.u64(w.hashElems[1]!, P + w.hashElems[0]!);
+  for (const batch of [5, 256]) {
+    let seen = 0;
+    assert.throws(() => {
+      for (const _ of w.reader.iterHashCopies(hash, batch)) seen++;
+    }, /more than max_entries \+ n_buckets = 12 elements \(cycle\?\)/);
+    assert.equal(seen, 12);
+  }
+  assert.throws(
+    () => [...w.reader.iterHashCopies(mapOf(w, 5))],
+    /type 5; iterHashCopies cannot read it/,
+  );
+});
+
+Deno.test("per-CPU hash values are found when pointer + __per_cpu_offset carries or wraps past 2^64", () => {
+  const w = world();
+  // offsets near 2^64 ("negative"); the pointer is biased up by the same amount
+  const bias = 0x10000000n;
+  const offsets = PER_CPU.map((o) => BigInt.asUintN(64, o - bias));
+  w.ram.u64(0x1a000n + 56n, P + 0x60000n + bias);
+  const reader = new GuestMapReader(w.space, LAYOUT, offsets, P + 0x1000n);
+  const pcpuHash = reader.maps().find((m) => m.id === 5)!;
+  const [entry] = [...reader.iterPercpuHash(pcpuHash, 3)];
+  assert.deepEqual(entry!.values, [bytes(90, 8), bytes(91, 8), null]);
+  // the low halves carry into the high half
+  const carry = 0xf0000000n;
+  w.ram.u64(0x1a000n + 56n, P + 0x60000n - carry);
+  const reader2 = new GuestMapReader(
+    w.space,
+    LAYOUT,
+    PER_CPU.map((o) => o + carry),
+    P + 0x1000n,
+  );
+  const [entry2] = [...reader2.iterPercpuHash(pcpuHash, 2)];
+  assert.deepEqual(entry2!.values, [bytes(90, 8), bytes(91, 8)]);
 });

@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import {
+  joinAddress,
   KernelAddressSpace,
+  splitAddress,
   START_KERNEL_MAP,
   walkPageTables,
 } from "../src/guest/paging.ts";
+import { PhysicalMemory } from "../src/guest/phys.ts";
 import { FakeRam, PageTables } from "./guest_fixture.ts";
 
 const VMALLOC = 0xffffc90000000000n;
@@ -141,4 +144,110 @@ Deno.test("KernelAddressSpace.read stitches pages that are not physically adjace
     () => space.mustU64(VMALLOC_L5 + 0x2000n, "test.field"),
     /test\.field at 0xff5c800000002000: not mapped/,
   );
+});
+
+Deno.test("KernelAddressSpace.offsetAt agrees with translate for 4 KiB, 2 MiB and 1 GiB pages", () => {
+  const ram = new FakeRam(8 << 20);
+  const tables = new PageTables(ram, 4);
+  tables.map(VMALLOC, 0x300000n);
+  tables.map(VMALLOC + (2n << 20n), 0x400000n, 2n << 20n);
+  tables.map(VMALLOC + (1n << 30n), 0x0n, 1n << 30n);
+  const memory = ram.memory();
+  const space = new KernelAddressSpace(memory, {
+    physBase: 0n,
+    rootPa: tables.root,
+    levels: 4,
+    pageOffset: 0xffff888000000000n,
+  });
+  const probes = [
+    VMALLOC + 0x10n,
+    VMALLOC + 0xff8n,
+    // every 4 KiB piece of the 2 MiB page, each cached on its own
+    ...[0n, 0x1000n, 0x5000n, 0x1ff000n].map((o) =>
+      VMALLOC + (2n << 20n) + o + 0x123n
+    ),
+    VMALLOC + (1n << 30n) + 0x7f0008n,
+    VMALLOC + (1n << 30n) + 0x10n,
+  ];
+  for (let round = 0; round < 2; round++) { // cold, then cached
+    for (const va of probes) {
+      const [hi, lo] = splitAddress(va);
+      assert.equal(
+        space.offsetAt(hi, lo, 8),
+        Number(space.translate(va)),
+        `${va.toString(16)} round ${round}`,
+      );
+    }
+  }
+  // a read that crosses a page, an unmapped page, a negative length: -1
+  const [hi, lo] = splitAddress(VMALLOC + 0xffcn);
+  assert.equal(space.offsetAt(hi, lo, 8), -1);
+  const [uhi, ulo] = splitAddress(VMALLOC + 0x1000n);
+  assert.equal(space.offsetAt(uhi, ulo, 8), -1);
+  assert.equal(space.offsetAt(uhi, ulo, -1), -1);
+  assert.equal(
+    joinAddress(...splitAddress(VMALLOC + 0x123n)),
+    VMALLOC + 0x123n,
+  );
+});
+
+Deno.test("KernelAddressSpace's page cache is per address space, survives slot collisions and is dropped by clearCache", () => {
+  const ram = new FakeRam(8 << 20);
+  const a = new PageTables(ram, 4);
+  const b = new PageTables(ram, 4);
+  // pages 2^28 apart fall in the same cache slot
+  const far = VMALLOC + (1n << 28n);
+  a.map(VMALLOC, 0x300000n);
+  a.map(far, 0x301000n);
+  b.map(VMALLOC, 0x302000n);
+  ram.u64(0x300000n, 1n);
+  ram.u64(0x301000n, 2n);
+  ram.u64(0x302000n, 3n);
+  ram.u64(0x303000n, 4n);
+  const memory = ram.memory();
+  const params = { physBase: 0n, levels: 4 as const, pageOffset: null };
+  const spaceA = new KernelAddressSpace(memory, { ...params, rootPa: a.root });
+  const spaceB = new KernelAddressSpace(memory, { ...params, rootPa: b.root });
+  for (let i = 0; i < 3; i++) {
+    assert.equal(spaceA.u64(VMALLOC), 1n);
+    assert.equal(spaceA.u64(far), 2n);
+    assert.equal(spaceB.u64(VMALLOC), 3n);
+    assert.equal(spaceB.u64(far), null);
+  }
+  // the guest ran and remapped the page: clearCache() sees the new mapping
+  a.map(VMALLOC, 0x303000n);
+  spaceA.clearCache();
+  assert.equal(spaceA.u64(VMALLOC), 4n);
+  assert.deepEqual(spaceA.read(VMALLOC, 2), new Uint8Array([4, 0]));
+});
+
+Deno.test("KernelAddressSpace does not cache a page split between image regions, and setPageOffset drops the cache", () => {
+  // GPA [0, 0x1800) at file offset 0x4000, GPA [0x1800, 0x4000) at file offset 0
+  const bytes = new Uint8Array(0x6000);
+  const view = new DataView(bytes.buffer);
+  view.setBigUint64(0x4000 + 0x1000, 0x1111n, true);
+  view.setBigUint64(0x0, 0x2222n, true); // GPA 0x1800
+  view.setBigUint64(0x800, 0x3333n, true); // GPA 0x2000
+  const memory = new PhysicalMemory(bytes, [
+    { gpa: 0n, size: 0x1800n, fileOffset: 0x4000 },
+    { gpa: 0x1800n, size: 0x2800n, fileOffset: 0 },
+  ]);
+  const P = 0xffff888000000000n;
+  const space = new KernelAddressSpace(memory, {
+    physBase: 0n,
+    rootPa: 0x100000n,
+    levels: 4,
+    pageOffset: P,
+  });
+  for (let i = 0; i < 2; i++) {
+    const [hi, lo] = splitAddress(P + 0x1000n);
+    assert.equal(space.offsetAt(hi, lo, 8), -1, "page 1 spans two regions");
+    assert.equal(space.u64(P + 0x1000n), 0x1111n);
+    assert.equal(space.u64(P + 0x1800n), 0x2222n);
+    assert.equal(space.u64(P + 0x2000n), 0x3333n);
+  }
+  // moving the direct map forgets pages cached under the old base
+  space.setPageOffset(P + 0x1000n);
+  assert.equal(space.u64(P + 0x2000n), 0x1111n);
+  assert.equal(space.u64(P), null);
 });

@@ -299,9 +299,7 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
 
   /** Every entry of a HASH or LRU_HASH map (bucket order). */
   *iterHashMap(map: BpfMapInfo): Iterable<MapEntry> {
-    for (const { key, value } of this.reader.iterHash(this.#record(map))) {
-      yield { key: key.slice(), value: value.slice() };
-    }
+    yield* this.reader.iterHashCopies(this.#record(map));
   }
 
   /** Each CPU's value of index `key` of a PERCPU_ARRAY; null beyond `nr_cpu_ids`. */
@@ -325,7 +323,8 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
         numCpus,
       )
     ) {
-      yield { key: key.slice(), values: values.map((v) => v?.slice() ?? null) };
+      // the reader's key is already a copy; its values are views of guest memory
+      yield { key, values: values.map((v) => v?.slice() ?? null) };
     }
   }
 

@@ -10,7 +10,11 @@
 import { MapType } from "../sys/constants.ts";
 import { GuestKernelError, GuestMemoryError, hex } from "./errors.ts";
 import type { KernelLayout } from "./layout.ts";
-import type { KernelAddressSpace } from "./paging.ts";
+import {
+  joinAddress,
+  type KernelAddressSpace,
+  splitAddress,
+} from "./paging.ts";
 import { walkIdr } from "./xarray.ts";
 
 /** A `struct bpf_map` as read from guest memory. */
@@ -96,6 +100,29 @@ const STORAGE_TYPES = new Set<number>([
   MapType.CGRP_STORAGE,
 ]);
 
+/** An element during a hash walk: its bytes are `bytes[at, at + span)`. */
+interface HtabCursor {
+  bytes: Uint8Array;
+  at: number;
+}
+
+const TWO_32 = 0x1_0000_0000;
+
+/** Copies `len` bytes; a plain loop for small runs (no subarray objects). */
+function copyInto(
+  to: Uint8Array,
+  toAt: number,
+  from: Uint8Array,
+  fromAt: number,
+  len: number,
+): void {
+  if (len <= 64) {
+    for (let i = 0; i < len; i++) to[toAt + i] = from[fromAt + i]!;
+  } else {
+    to.set(from.subarray(fromAt, fromAt + len), toAt);
+  }
+}
+
 function roundUp8(n: number): number {
   return (n + 7) & ~7;
 }
@@ -127,6 +154,8 @@ export class GuestMapReader {
   /** Problems met while walking (skipped nodes, truncated chains). */
   readonly problems: string[] = [];
   readonly #limits: Required<GuestMapLimits>;
+  readonly #percpuHi: number[];
+  readonly #percpuLo: number[];
 
   /**
    * @param space the guest kernel's address space
@@ -144,6 +173,9 @@ export class GuestMapReader {
     this.space = space;
     this.layout = layout;
     this.perCpuOffsets = perCpuOffsets;
+    const halves = perCpuOffsets.map(splitAddress);
+    this.#percpuHi = halves.map(([hi]) => hi);
+    this.#percpuLo = halves.map(([, lo]) => lo);
     this.mapIdr = mapIdr;
     this.#limits = {
       maxMaps: limits.maxMaps ?? 65_536,
@@ -340,15 +372,21 @@ export class GuestMapReader {
   }
 
   /**
-   * Walks the buckets of a hash-family map, yielding each element's address
-   * and its first `span` bytes (one read per element). The walk stops with
-   * an error after more than `max_entries + n_buckets` elements (a cycle or
-   * a corrupt count) or at an unmapped pointer.
+   * Walks the buckets of a hash-family map, yielding each element's first
+   * `span` bytes as `cursor.bytes[cursor.at, cursor.at + span)` (one read per
+   * element; a view of the image, or a copy when the element crosses a page).
+   * The cursor object is reused: consume it before resuming the walk. The
+   * walk stops with an error after more than `max_entries + n_buckets`
+   * elements (a cycle or a corrupt count) or at an unmapped pointer.
+   *
+   * Addresses stay as unsigned 32-bit halves (hi:lo) in this loop, and pages
+   * are translated through `KernelAddressSpace.offsetAt`'s cache, so the
+   * common case does no bigint arithmetic.
    */
   *#htabElements(
     map: GuestMapRecord,
     span: number,
-  ): Generator<{ elem: bigint; bytes: Uint8Array }> {
+  ): Generator<HtabCursor> {
     const h = this.layout.htab;
     if (!h) {
       throw new GuestKernelError(
@@ -374,7 +412,8 @@ export class GuestMapReader {
         `n_buckets ${nBuckets} is not a power of two near max_entries ${map.maxEntries}`,
       );
     }
-    const image = this.space.memory.bytes;
+    const space = this.space;
+    const image = space.memory.bytes;
     const imageView = new DataView(
       image.buffer,
       image.byteOffset,
@@ -383,46 +422,88 @@ export class GuestMapReader {
     const nextOffset = h.elemNext;
     const limit = map.maxEntries + nBuckets;
     const what = `htab_elem of map ${map.id}`;
+    const [bucketsHi, bucketsLo] = splitAddress(buckets);
+    const cursor: HtabCursor = { bytes: image, at: 0 };
     let visited = 0;
     for (let b = 0; b < nBuckets; b++) {
-      const headVa = buckets + BigInt(b * h.bucketSize + h.bucketFirst);
-      let node = this.space.mustU64(headVa, `bucket ${b} of map ${map.id}`);
-      while ((node & 1n) === 0n) {
-        if (node === 0n) {
+      // head = buckets + b * bucket_size + offsetof(head.first), in hi:lo
+      const sum = bucketsLo + b * h.bucketSize + h.bucketFirst;
+      const carry = Math.floor(sum / TWO_32);
+      const headLo = sum - carry * TWO_32;
+      const headHi = (bucketsHi + carry) >>> 0;
+      let lo: number;
+      let hi: number;
+      const headAt = space.offsetAt(headHi, headLo, 8);
+      if (headAt >= 0) {
+        lo = imageView.getUint32(headAt, true);
+        hi = imageView.getUint32(headAt + 4, true);
+      } else {
+        [hi, lo] = splitAddress(space.mustU64(
+          joinAddress(headHi, headLo),
+          `bucket ${b} of map ${map.id}`,
+        ));
+      }
+      while ((lo & 1) === 0) {
+        if (lo === 0 && hi === 0) {
           throw new GuestMemoryError(
             `walk bucket ${b} of map ${map.id}`,
-            headVa,
+            joinAddress(headHi, headLo),
             "NULL in an hlist_nulls chain",
           );
         }
         if (++visited > limit) {
           throw new GuestMemoryError(
             `walk map ${map.id} ("${map.name}")`,
-            node,
+            joinAddress(hi, lo),
             `more than max_entries + n_buckets = ${limit} elements (cycle?)`,
           );
         }
-        const elem = node - BigInt(nextOffset);
-        const bytes = this.space.mustRead(elem, span, what);
-        yield { elem, bytes };
-        node = bytes.buffer === image.buffer
-          ? imageView.getBigUint64(
-            bytes.byteOffset - image.byteOffset + nextOffset,
-            true,
-          )
-          : new DataView(bytes.buffer, bytes.byteOffset, span).getBigUint64(
-            nextOffset,
-            true,
-          );
+        // elem = node - offsetof(htab_elem, hash_node.next)
+        let elemLo = lo - nextOffset;
+        let elemHi = hi;
+        if (elemLo < 0) {
+          elemLo += TWO_32;
+          elemHi = (hi - 1) >>> 0;
+        }
+        const at = space.offsetAt(elemHi, elemLo, span);
+        if (at >= 0) {
+          cursor.bytes = image;
+          cursor.at = at;
+          yield cursor;
+          lo = imageView.getUint32(at + nextOffset, true);
+          hi = imageView.getUint32(at + nextOffset + 4, true);
+        } else {
+          const bytes = space.mustRead(joinAddress(elemHi, elemLo), span, what);
+          cursor.bytes = bytes;
+          cursor.at = 0;
+          yield cursor;
+          const view = new DataView(bytes.buffer, bytes.byteOffset, span);
+          lo = view.getUint32(nextOffset, true);
+          hi = view.getUint32(nextOffset + 4, true);
+        }
       }
-      if (node >> 1n !== BigInt(b)) {
+      if (hi !== 0 || lo >>> 1 !== b) {
         this.problems.push(
           `map ${map.id}: bucket ${b} ends with nulls marker ${
-            hex(node)
+            hex(joinAddress(hi, lo))
           } (element moved?)`,
         );
       }
     }
+  }
+
+  #hashShape(map: GuestMapRecord): {
+    keyOffset: number;
+    valueOffset: number;
+    span: number;
+  } {
+    const keyOffset = this.layout.htab?.elemKey ?? 0;
+    const valueOffset = keyOffset + roundUp8(map.keySize);
+    const span = Math.max(
+      valueOffset + map.valueSize,
+      (this.layout.htab?.elemNext ?? 0) + 8,
+    );
+    return { keyOffset, valueOffset, span };
   }
 
   /** Every element of a HASH or LRU_HASH map (views of guest memory). */
@@ -430,18 +511,117 @@ export class GuestMapReader {
     map: GuestMapRecord,
   ): Generator<{ key: Uint8Array; value: Uint8Array }> {
     this.#checkType(map, HASH_TYPES, "iterHash");
-    const keyOffset = this.layout.htab?.elemKey ?? 0;
-    const valueOffset = keyOffset + roundUp8(map.keySize);
-    const span = Math.max(
-      valueOffset + map.valueSize,
-      (this.layout.htab?.elemNext ?? 0) + 8,
-    );
-    for (const { bytes } of this.#htabElements(map, span)) {
+    const { keyOffset, valueOffset, span } = this.#hashShape(map);
+    const keySize = map.keySize;
+    const valueSize = map.valueSize;
+    for (const { bytes, at } of this.#htabElements(map, span)) {
       yield {
-        key: bytes.subarray(keyOffset, keyOffset + map.keySize),
-        value: bytes.subarray(valueOffset, valueOffset + map.valueSize),
+        key: bytes.subarray(at + keyOffset, at + keyOffset + keySize),
+        value: bytes.subarray(at + valueOffset, at + valueOffset + valueSize),
       };
     }
+  }
+
+  /**
+   * Every element of a HASH or LRU_HASH map, copied out of guest memory in
+   * batches of up to `batchSize` elements (fewer when values are large, so a
+   * batch stays within 256 KiB): each batch is one key buffer and
+   * one value buffer, and entries are views into them (valid after the walk
+   * moves on, like the live path's batches). When the walk fails, the
+   * elements read before the failure are yielded first, then it throws.
+   */
+  *iterHashCopies(
+    map: GuestMapRecord,
+    batchSize = 256,
+  ): Generator<{ key: Uint8Array; value: Uint8Array }> {
+    this.#checkType(map, HASH_TYPES, "iterHashCopies");
+    const { keyOffset, valueOffset, span } = this.#hashShape(map);
+    const keySize = map.keySize;
+    const valueSize = map.valueSize;
+    // at most 256 KiB of copies in flight, however large the values
+    const batch = Math.max(
+      1,
+      Math.min(
+        Math.floor(batchSize),
+        Math.floor((256 << 10) / Math.max(1, keySize + valueSize)),
+      ),
+    );
+    const walk = this.#htabElements(map, span);
+    try {
+      yield* this.#copyBatches(
+        walk,
+        keyOffset,
+        keySize,
+        valueOffset,
+        valueSize,
+        batch,
+      );
+    } finally {
+      walk.return(undefined);
+    }
+  }
+
+  *#copyBatches(
+    walk: Generator<HtabCursor>,
+    keyOffset: number,
+    keySize: number,
+    valueOffset: number,
+    valueSize: number,
+    batch: number,
+  ): Generator<{ key: Uint8Array; value: Uint8Array }> {
+    for (;;) {
+      const keys = new Uint8Array(keySize * batch);
+      const values = new Uint8Array(valueSize * batch);
+      const entries: { key: Uint8Array; value: Uint8Array }[] = [];
+      let failure: { error: unknown } | null = null;
+      let done = false;
+      try {
+        for (let k = 0, v = 0; entries.length < batch;) {
+          const next = walk.next();
+          if (next.done) {
+            done = true;
+            break;
+          }
+          const { bytes, at } = next.value;
+          copyInto(keys, k, bytes, at + keyOffset, keySize);
+          copyInto(values, v, bytes, at + valueOffset, valueSize);
+          entries.push({
+            key: keys.subarray(k, k + keySize),
+            value: values.subarray(v, v + valueSize),
+          });
+          k += keySize;
+          v += valueSize;
+        }
+      } catch (error) {
+        failure = { error };
+      }
+      for (let i = 0; i < entries.length; i++) yield entries[i]!;
+      if (failure) throw failure.error;
+      if (done) return;
+    }
+  }
+
+  #percpuPointer(
+    pptrHi: number,
+    pptrLo: number,
+    cpu: number,
+    size: number,
+    what: string,
+  ): Uint8Array | null {
+    const offsetLo = this.#percpuLo[cpu];
+    const offsetHi = this.#percpuHi[cpu];
+    if (offsetLo === undefined || offsetHi === undefined) return null;
+    const sum = pptrLo + offsetLo;
+    const carry = sum >= TWO_32 ? 1 : 0;
+    const lo = sum - carry * TWO_32;
+    const hi = (pptrHi + offsetHi + carry) >>> 0;
+    const at = this.space.offsetAt(hi, lo, size);
+    if (at >= 0) return this.space.memory.bytes.subarray(at, at + size);
+    return this.space.mustRead(
+      joinAddress(hi, lo),
+      size,
+      `${what} on CPU ${cpu}`,
+    );
   }
 
   /**
@@ -460,17 +640,27 @@ export class GuestMapReader {
       pointerOffset + 8,
       (this.layout.htab?.elemNext ?? 0) + 8,
     );
-    for (const { bytes } of this.#htabElements(map, span)) {
-      const pptr = new DataView(bytes.buffer, bytes.byteOffset, span)
-        .getBigUint64(pointerOffset, true);
+    const what = `value of map ${map.id}`;
+    const image = this.space.memory.bytes;
+    const imageView = new DataView(
+      image.buffer,
+      image.byteOffset,
+      image.byteLength,
+    );
+    for (const { bytes, at } of this.#htabElements(map, span)) {
+      const view = bytes === image
+        ? imageView
+        : new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      const pptrLo = view.getUint32(at + pointerOffset, true);
+      const pptrHi = view.getUint32(at + pointerOffset + 4, true);
       const values: (Uint8Array | null)[] = [];
       for (let cpu = 0; cpu < numCpus; cpu++) {
         values.push(
-          this.#percpuValue(pptr, cpu, map.valueSize, `value of map ${map.id}`),
+          this.#percpuPointer(pptrHi, pptrLo, cpu, map.valueSize, what),
         );
       }
       yield {
-        key: bytes.subarray(keyOffset, keyOffset + map.keySize).slice(),
+        key: bytes.slice(at + keyOffset, at + keyOffset + map.keySize),
         values,
       };
     }

@@ -79,6 +79,24 @@ export interface AddressSpaceParams {
 }
 
 const TLB_LIMIT = 1 << 16;
+/** Slots of the direct-mapped page cache used by `offsetAt` (64 Ki pages, 256 MiB). */
+const PAGE_CACHE_BITS = 16;
+const PAGE_CACHE_MASK = (1 << PAGE_CACHE_BITS) - 1;
+
+/**
+ * Splits a kernel virtual address into its high and low 32 bits (unsigned
+ * numbers), the form `offsetAt` takes; hot loops keep addresses this way to
+ * avoid bigint arithmetic.
+ */
+export function splitAddress(va: bigint): [hi: number, lo: number] {
+  va = BigInt.asUintN(64, va);
+  return [Number(va >> 32n), Number(va & 0xffffffffn)];
+}
+
+/** Joins `hi:lo` (as from `splitAddress`) back into a bigint address. */
+export function joinAddress(hi: number, lo: number): bigint {
+  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+}
 
 /**
  * Kernel virtual address reads over a guest's physical memory. Direct-map
@@ -99,6 +117,12 @@ export class KernelAddressSpace {
   readonly params: AddressSpaceParams;
   readonly #tlb = new Map<bigint, bigint>();
   readonly #imageSize: bigint;
+  readonly #imageView: DataView;
+  // direct-mapped cache of 4 KiB page -> image offset, keyed by the page's
+  // high 32 address bits and its 20-bit page index within them (numbers only)
+  readonly #pageHi = new Int32Array(1 << PAGE_CACHE_BITS);
+  readonly #pageLo = new Int32Array(1 << PAGE_CACHE_BITS).fill(-1);
+  readonly #pageOffset = new Float64Array(1 << PAGE_CACHE_BITS);
 
   /**
    * @param memory the guest's physical memory
@@ -108,17 +132,59 @@ export class KernelAddressSpace {
     this.memory = memory;
     this.params = { ...params };
     this.#imageSize = params.kernelImageSize ?? DEFAULT_KERNEL_IMAGE_SIZE;
+    this.#imageView = new DataView(
+      memory.bytes.buffer,
+      memory.bytes.byteOffset,
+      memory.bytes.byteLength,
+    );
   }
 
   /** Sets the direct-map base once it has been read from the guest. */
   setPageOffset(pageOffset: bigint): void {
     this.params.pageOffset = pageOffset;
-    this.#tlb.clear();
+    this.clearCache();
   }
 
   /** Forgets cached translations. */
   clearCache(): void {
     this.#tlb.clear();
+    this.#pageLo.fill(-1);
+  }
+
+  /**
+   * Image offset (into `memory.bytes`) of the kernel virtual address `hi:lo`
+   * when `[va, va+len)` is mapped and lies inside one 4 KiB page, else -1
+   * (unmapped, or crossing a page: use `read`/`mustRead` then). The address
+   * is two unsigned 32-bit halves so callers can stay in number arithmetic;
+   * pages are cached at 4 KiB granularity whatever the size of the page that
+   * maps them, and the cache is dropped by `clearCache()`.
+   */
+  offsetAt(hi: number, lo: number, len: number): number {
+    const inPage = lo & 0xfff;
+    if (len < 0 || inPage + len > 4096) return -1;
+    const page = lo >>> 12;
+    const slot = (page ^ (hi << 4) ^ (hi >>> 12)) & PAGE_CACHE_MASK;
+    if (this.#pageLo[slot] === page && this.#pageHi[slot] === (hi | 0)) {
+      return this.#pageOffset[slot]! + inPage;
+    }
+    const base = this.#fillPage(hi, lo, slot);
+    return base < 0 ? -1 : base + inPage;
+  }
+
+  #fillPage(hi: number, lo: number, slot: number): number {
+    const start = joinAddress(hi, lo & ~0xfff);
+    const pa = this.translate(start);
+    // the page is cached only when its first and last bytes translate the
+    // same way (one linear run) and it lies wholly inside one image region
+    if (pa === null || this.translate(start | 0xfffn) !== pa + 0xfffn) {
+      return -1;
+    }
+    const offset = this.memory.offsetOf(pa, 4096);
+    if (offset < 0) return -1;
+    this.#pageHi[slot] = hi | 0;
+    this.#pageLo[slot] = lo >>> 12;
+    this.#pageOffset[slot] = offset;
+    return offset;
   }
 
   /** Guest physical address of `va`, or null when it is not mapped or not backed. */
@@ -168,6 +234,14 @@ export class KernelAddressSpace {
   read(va: bigint, len: number): Uint8Array | null {
     va = BigInt.asUintN(64, va);
     if (len <= 0) return new Uint8Array(0);
+    if (len <= 4096) {
+      const at = this.offsetAt(
+        Number(va >> 32n),
+        Number(va & 0xffffffffn),
+        len,
+      );
+      if (at >= 0) return this.memory.bytes.subarray(at, at + len);
+    }
     const first = this.translate(va);
     if (first === null) return null;
     const inPage = 4096 - Number(va & 0xfffn);
@@ -210,6 +284,9 @@ export class KernelAddressSpace {
 
   /** Little-endian u64 at `va`, or null. */
   u64(va: bigint): bigint | null {
+    va = BigInt.asUintN(64, va);
+    const at = this.offsetAt(Number(va >> 32n), Number(va & 0xffffffffn), 8);
+    if (at >= 0) return this.#imageView.getBigUint64(at, true);
     const pa = this.translate(va);
     if (pa === null) return null;
     if ((va & 0xfffn) <= 0xff8n) return this.memory.u64(pa);
@@ -221,6 +298,9 @@ export class KernelAddressSpace {
 
   /** Little-endian u32 at `va`, or null. */
   u32(va: bigint): number | null {
+    va = BigInt.asUintN(64, va);
+    const at = this.offsetAt(Number(va >> 32n), Number(va & 0xffffffffn), 4);
+    if (at >= 0) return this.#imageView.getUint32(at, true);
     const pa = this.translate(va);
     if (pa === null) return null;
     if ((va & 0xfffn) <= 0xffcn) return this.memory.u32(pa);
@@ -232,6 +312,9 @@ export class KernelAddressSpace {
 
   /** u8 at `va`, or null. */
   u8(va: bigint): number | null {
+    va = BigInt.asUintN(64, va);
+    const at = this.offsetAt(Number(va >> 32n), Number(va & 0xffffffffn), 1);
+    if (at >= 0) return this.memory.bytes[at]!;
     const pa = this.translate(va);
     return pa === null ? null : this.memory.u8(pa);
   }
