@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import type { KernelLayout } from "../src/guest/layout.ts";
-import { GuestMapReader, type GuestMapRecord } from "../src/guest/maps.ts";
+import {
+  CopySlab,
+  GuestMapReader,
+  type GuestMapRecord,
+} from "../src/guest/maps.ts";
 import { KernelAddressSpace } from "../src/guest/paging.ts";
 import { MapType } from "../src/sys/constants.ts";
 import { FakeRam, PageTables } from "./guest_fixture.ts";
@@ -409,37 +413,65 @@ Deno.test("a hash element that straddles two vmalloc pages is stitched together"
   }
 });
 
-Deno.test("iterHashCopies copies in batches that stay valid, and hands over what it read before an error", () => {
+Deno.test("iterHashCopies and iterPercpuHashCopies return copies that outlive guest memory changes and errors", () => {
   const w = world();
   const hash = mapOf(w, 3);
   const viewsOf = [...w.reader.iterHash(hash)].map((e) => [
     e.key.slice(),
     e.value.slice(),
   ]);
-  for (const batch of [1, 2, 3, 256]) {
-    const entries = [...w.reader.iterHashCopies(hash, batch)];
-    assert.deepEqual(entries.map((e) => [e.key, e.value]), viewsOf);
-    for (const e of entries) {
-      assert.notEqual(e.value.buffer, w.ram.bytes.buffer, "a copy");
-    }
+  const entries = [...w.reader.iterHashCopies(hash)];
+  assert.deepEqual(entries.map((e) => [e.key, e.value]), viewsOf);
+  for (const e of entries) {
+    assert.notEqual(e.value.buffer, w.ram.bytes.buffer, "a copy");
+    assert.equal(e.value.byteOffset % 8, 0, "8-byte aligned");
   }
-  // the copies outlive a change to guest memory
-  const before = [...w.reader.iterHashCopies(hash, 2)];
   w.ram.set(w.hashElems[0]! + 56n, new Uint8Array(8));
-  assert.deepEqual(before[1]!.value, bytes(50, 8));
+  assert.deepEqual(entries[1]!.value, bytes(50, 8));
+  const pcpu = mapOf(w, 5);
+  const [copied] = [...w.reader.iterPercpuHashCopies(pcpu, 3)];
+  w.ram.set(0x60000n + PER_CPU[1]!, new Uint8Array(8));
+  assert.deepEqual(copied!.values, [bytes(90, 8), bytes(91, 8), null]);
+  assert.deepEqual([...w.reader.iterPercpuHash(pcpu, 2)][0]!.values, [
+    bytes(90, 8),
+    new Uint8Array(8),
+  ]);
   // a cycle: every element read before the error reaches the caller
   w.ram.u64(w.hashElems[1]!, P + w.hashElems[0]!);
-  for (const batch of [5, 256]) {
-    let seen = 0;
-    assert.throws(() => {
-      for (const _ of w.reader.iterHashCopies(hash, batch)) seen++;
-    }, /more than max_entries \+ n_buckets = 12 elements \(cycle\?\)/);
-    assert.equal(seen, 12);
-  }
+  let seen = 0;
+  assert.throws(() => {
+    for (const _ of w.reader.iterHashCopies(hash)) seen++;
+  }, /more than max_entries \+ n_buckets = 12 elements \(cycle\?\)/);
+  assert.equal(seen, 12);
   assert.throws(
-    () => [...w.reader.iterHashCopies(mapOf(w, 5))],
+    () => [...w.reader.iterHashCopies(pcpu)],
     /type 5; iterHashCopies cannot read it/,
   );
+  assert.throws(
+    () => [...w.reader.iterPercpuHashCopies(hash, 2)],
+    /type 1; iterPercpuHashCopies cannot read it/,
+  );
+});
+
+Deno.test("CopySlab packs small copies 8-byte aligned into shared chunks and gives large ones their own buffer", () => {
+  const slab = new CopySlab(256);
+  const source = Uint8Array.from({ length: 300 }, (_, i) => i & 255);
+  const a = slab.copy(source, 3, 5);
+  const b = slab.copy(source, 10, 60);
+  assert.deepEqual(a, source.subarray(3, 8));
+  assert.deepEqual(b, source.subarray(10, 70));
+  assert.equal(a.buffer, b.buffer, "one chunk");
+  assert.deepEqual([a.byteOffset, b.byteOffset], [0, 8]);
+  const big = slab.copy(source, 0, 65); // over a quarter chunk
+  assert.notEqual(big.buffer, a.buffer);
+  assert.equal(big.byteLength, 65);
+  // fill the chunk: the next copy starts a new one, old views stay intact
+  const copies = Array.from({ length: 8 }, () => slab.copy(source, 100, 40));
+  assert.notEqual(copies.at(-1)!.buffer, a.buffer);
+  source.fill(0);
+  assert.deepEqual(a, Uint8Array.from([3, 4, 5, 6, 7]));
+  for (const c of copies) assert.equal(c[0], 100);
+  assert.deepEqual(slab.copy(source, 0, 0), new Uint8Array(0));
 });
 
 Deno.test("per-CPU hash values are found when pointer + __per_cpu_offset carries or wraps past 2^64", () => {

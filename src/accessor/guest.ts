@@ -10,6 +10,7 @@ import { Btf } from "../btf/mod.ts";
 import { GuestKernel, type GuestKernelOptions } from "../guest/kernel.ts";
 import { type KernelLayout, kernelLayoutFromBtf } from "../guest/layout.ts";
 import {
+  CopySlab,
   type GuestMapLimits,
   GuestMapReader,
   type GuestMapRecord,
@@ -139,6 +140,8 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
   readonly #source: GuestMemorySource | null;
   #maps: GuestMapRecord[] | null = null;
   readonly #byAddress = new Map<bigint, GuestMapRecord>();
+  // point reads copy into shared 4 KiB chunks (one allocation per chunk)
+  readonly #slab = new CopySlab(4096);
 
   private constructor(
     kernel: GuestKernel,
@@ -287,14 +290,19 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
   /** `len` bytes at `offset` of value 0 of an ARRAY map; null for other types or out of bounds. */
   readValue(map: BpfMapInfo, offset: number, len: number): Uint8Array | null {
     if (map.type !== MapType.ARRAY) return null;
-    return this.reader.readArrayValue(this.#record(map), offset, len)
-      ?.slice() ?? null;
+    return this.#copy(
+      this.reader.readArrayValue(this.#record(map), offset, len),
+    );
   }
 
   /** Value `key` of an ARRAY map; null when out of range or not an array. */
   readArray(map: BpfMapInfo, key: number): Uint8Array | null {
     if (map.type !== MapType.ARRAY) return null;
-    return this.reader.readArray(this.#record(map), key)?.slice() ?? null;
+    return this.#copy(this.reader.readArray(this.#record(map), key));
+  }
+
+  #copy(bytes: Uint8Array | null): Uint8Array | null {
+    return bytes === null ? null : this.#slab.copy(bytes, 0, bytes.length);
   }
 
   /** Every entry of a HASH or LRU_HASH map (bucket order). */
@@ -309,7 +317,7 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     numCpus: number,
   ): (Uint8Array | null)[] | null {
     const values = this.reader.readPercpuArray(this.#record(map), key, numCpus);
-    return values ? values.map((v) => v?.slice() ?? null) : null;
+    return values ? values.map((v) => this.#copy(v)) : null;
   }
 
   /** Every entry of a PERCPU_HASH or LRU_PERCPU_HASH. */
@@ -317,25 +325,23 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     map: BpfMapInfo,
     numCpus: number,
   ): Iterable<{ key: Uint8Array; values: (Uint8Array | null)[] }> {
-    for (
-      const { key, values } of this.reader.iterPercpuHash(
-        this.#record(map),
-        numCpus,
-      )
-    ) {
-      // the reader's key is already a copy; its values are views of guest memory
-      yield { key, values: values.map((v) => v?.slice() ?? null) };
-    }
+    yield* this.reader.iterPercpuHashCopies(this.#record(map), numCpus);
   }
 
   /** Every element of a TASK/INODE/SK/CGRP storage map; owner and key are the owner's kernel address. */
   *iterTaskStorage(map: BpfMapInfo): Iterable<LocalStorageEntry> {
+    const slab = new CopySlab();
+    const scratch = new Uint8Array(8);
+    const scratchView = new DataView(scratch.buffer);
     for (
       const { owner, value } of this.reader.iterLocalStorage(this.#record(map))
     ) {
-      const key = new Uint8Array(8);
-      new DataView(key.buffer).setBigUint64(0, owner, true);
-      yield { owner: hex(owner), key, value: value.slice() };
+      scratchView.setBigUint64(0, owner, true);
+      yield {
+        owner: hex(owner),
+        key: slab.copy(scratch, 0, 8),
+        value: slab.copy(value, 0, value.length),
+      };
     }
   }
 

@@ -123,6 +123,47 @@ function copyInto(
   }
 }
 
+/**
+ * Copies small byte runs into shared chunks and hands out views of them, so
+ * a walk allocates one buffer per chunk instead of one per key or value
+ * (allocating an ArrayBuffer costs far more than copying a few bytes). Each
+ * copy starts 8-byte aligned; runs over a quarter chunk get their own buffer.
+ * A view keeps its whole chunk alive.
+ *
+ * @example
+ * ```ts
+ * import { CopySlab } from "./maps.ts";
+ * const slab = new CopySlab(4096);
+ * const a = slab.copy(new Uint8Array([1, 2, 3]), 1, 2);
+ * console.log(a); // Uint8Array(2) [ 2, 3 ]
+ * ```
+ */
+export class CopySlab {
+  readonly #chunkSize: number;
+  #chunk = new Uint8Array(0);
+  #used = 0;
+
+  /** @param chunkSize bytes per shared chunk */
+  constructor(chunkSize = 64 << 10) {
+    this.#chunkSize = Math.max(64, chunkSize);
+  }
+
+  /** A copy of `from[at, at + len)`. */
+  copy(from: Uint8Array, at: number, len: number): Uint8Array {
+    if (len > this.#chunkSize >> 2) {
+      return from.slice(at, at + len);
+    }
+    let start = this.#used;
+    if (start + len > this.#chunk.length) {
+      this.#chunk = new Uint8Array(this.#chunkSize);
+      start = 0;
+    }
+    copyInto(this.#chunk, start, from, at, len);
+    this.#used = (start + len + 7) & ~7;
+    return this.#chunk.subarray(start, start + len);
+  }
+}
+
 function roundUp8(n: number): number {
   return (n + 7) & ~7;
 }
@@ -310,7 +351,8 @@ export class GuestMapReader {
     const stride = this.#arrayElemSize(map);
     const va = map.kernelAddress + BigInt(this.layout.array.value) +
       BigInt(key) * BigInt(stride);
-    return this.space.mustRead(
+    // the message is built only when the read fails
+    return this.space.read(va, map.valueSize) ?? this.space.mustRead(
       va,
       map.valueSize,
       `value ${key} of map ${map.id} ("${map.name}")`,
@@ -523,81 +565,23 @@ export class GuestMapReader {
   }
 
   /**
-   * Every element of a HASH or LRU_HASH map, copied out of guest memory in
-   * batches of up to `batchSize` elements (fewer when values are large, so a
-   * batch stays within 256 KiB): each batch is one key buffer and
-   * one value buffer, and entries are views into them (valid after the walk
-   * moves on, like the live path's batches). When the walk fails, the
-   * elements read before the failure are yielded first, then it throws.
+   * Every element of a HASH or LRU_HASH map, copied out of guest memory
+   * (into shared chunks; see {@linkcode CopySlab}), so entries stay valid
+   * after the walk moves on or the guest runs again.
    */
   *iterHashCopies(
     map: GuestMapRecord,
-    batchSize = 256,
   ): Generator<{ key: Uint8Array; value: Uint8Array }> {
     this.#checkType(map, HASH_TYPES, "iterHashCopies");
     const { keyOffset, valueOffset, span } = this.#hashShape(map);
     const keySize = map.keySize;
     const valueSize = map.valueSize;
-    // at most 256 KiB of copies in flight, however large the values
-    const batch = Math.max(
-      1,
-      Math.min(
-        Math.floor(batchSize),
-        Math.floor((256 << 10) / Math.max(1, keySize + valueSize)),
-      ),
-    );
-    const walk = this.#htabElements(map, span);
-    try {
-      yield* this.#copyBatches(
-        walk,
-        keyOffset,
-        keySize,
-        valueOffset,
-        valueSize,
-        batch,
-      );
-    } finally {
-      walk.return(undefined);
-    }
-  }
-
-  *#copyBatches(
-    walk: Generator<HtabCursor>,
-    keyOffset: number,
-    keySize: number,
-    valueOffset: number,
-    valueSize: number,
-    batch: number,
-  ): Generator<{ key: Uint8Array; value: Uint8Array }> {
-    for (;;) {
-      const keys = new Uint8Array(keySize * batch);
-      const values = new Uint8Array(valueSize * batch);
-      const entries: { key: Uint8Array; value: Uint8Array }[] = [];
-      let failure: { error: unknown } | null = null;
-      let done = false;
-      try {
-        for (let k = 0, v = 0; entries.length < batch;) {
-          const next = walk.next();
-          if (next.done) {
-            done = true;
-            break;
-          }
-          const { bytes, at } = next.value;
-          copyInto(keys, k, bytes, at + keyOffset, keySize);
-          copyInto(values, v, bytes, at + valueOffset, valueSize);
-          entries.push({
-            key: keys.subarray(k, k + keySize),
-            value: values.subarray(v, v + valueSize),
-          });
-          k += keySize;
-          v += valueSize;
-        }
-      } catch (error) {
-        failure = { error };
-      }
-      for (let i = 0; i < entries.length; i++) yield entries[i]!;
-      if (failure) throw failure.error;
-      if (done) return;
+    const slab = new CopySlab();
+    for (const { bytes, at } of this.#htabElements(map, span)) {
+      yield {
+        key: slab.copy(bytes, at + keyOffset, keySize),
+        value: slab.copy(bytes, at + valueOffset, valueSize),
+      };
     }
   }
 
@@ -627,13 +611,31 @@ export class GuestMapReader {
   /**
    * Every element of a PERCPU_HASH or LRU_PERCPU_HASH: the per-CPU pointer
    * sits where a plain hash keeps its value, at `key + round_up(key_size, 8)`
-   * (verified on 6.1 and 6.12 with a 4-byte key).
+   * (verified on 6.1 and 6.12 with a 4-byte key). Keys are copies, values
+   * views of guest memory.
    */
-  *iterPercpuHash(
+  iterPercpuHash(
     map: GuestMapRecord,
     numCpus: number,
   ): Generator<GuestPercpuEntry> {
     this.#checkType(map, PERCPU_HASH_TYPES, "iterPercpuHash");
+    return this.#percpuHashEntries(map, numCpus, null);
+  }
+
+  /** Like `iterPercpuHash`, but values are copies too (into shared chunks; see {@linkcode CopySlab}). */
+  iterPercpuHashCopies(
+    map: GuestMapRecord,
+    numCpus: number,
+  ): Generator<GuestPercpuEntry> {
+    this.#checkType(map, PERCPU_HASH_TYPES, "iterPercpuHashCopies");
+    return this.#percpuHashEntries(map, numCpus, new CopySlab());
+  }
+
+  *#percpuHashEntries(
+    map: GuestMapRecord,
+    numCpus: number,
+    slab: CopySlab | null,
+  ): Generator<GuestPercpuEntry> {
     const keyOffset = this.layout.htab?.elemKey ?? 0;
     const pointerOffset = keyOffset + roundUp8(map.keySize);
     const span = Math.max(
@@ -647,6 +649,7 @@ export class GuestMapReader {
       image.byteOffset,
       image.byteLength,
     );
+    const valueSize = map.valueSize;
     for (const { bytes, at } of this.#htabElements(map, span)) {
       const view = bytes === image
         ? imageView
@@ -655,12 +658,15 @@ export class GuestMapReader {
       const pptrHi = view.getUint32(at + pointerOffset + 4, true);
       const values: (Uint8Array | null)[] = [];
       for (let cpu = 0; cpu < numCpus; cpu++) {
+        const value = this.#percpuPointer(pptrHi, pptrLo, cpu, valueSize, what);
         values.push(
-          this.#percpuPointer(pptrHi, pptrLo, cpu, map.valueSize, what),
+          slab && value ? slab.copy(value, 0, valueSize) : value,
         );
       }
       yield {
-        key: bytes.slice(at + keyOffset, at + keyOffset + map.keySize),
+        key: slab
+          ? slab.copy(bytes, at + keyOffset, map.keySize)
+          : bytes.slice(at + keyOffset, at + keyOffset + map.keySize),
         values,
       };
     }
