@@ -37,16 +37,28 @@ export type {
   ArenaPages,
   BpfMapAccessor,
   BpfMapInfo,
+  EntryBatch,
+  EntryBatchOptions,
   LocalStorageEntry,
   MapEntry,
   PercpuMapEntry,
+  ReadProblem,
 } from "./src/accessor/types.ts";
 export {
   BpfSyscallAccessor,
-  type EntryBatch,
   type IterBatchesOptions,
-  percpuStride,
 } from "./src/accessor/syscall.ts";
+export { percpuStride } from "./src/accessor/percpu.ts";
+export {
+  BpfmapError,
+  type BpfmapErrorOptions,
+  MapArgumentError,
+  MapChangedError,
+  MapGoneError,
+  type MapIdentity,
+  MapTypeError,
+  MapUnreadableError,
+} from "./src/errors.ts";
 export {
   MapNameTooLongError,
   MapNotFoundError,
@@ -56,7 +68,11 @@ export {
   type SeenMap,
   truncateMapName,
 } from "./src/accessor/pin.ts";
-export { BpfError, type BpfErrorOptions } from "./src/sys/errors.ts";
+export {
+  BpfError,
+  type BpfErrorOptions,
+  SyscallError,
+} from "./src/sys/errors.ts";
 export { OwnedFd } from "./src/sys/fd.ts";
 export type { MapCreateAttr } from "./src/sys/bpf.ts";
 export {

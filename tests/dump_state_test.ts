@@ -3,12 +3,15 @@ import { ignoreUnlessCommands } from "./_support/env.ts";
 import { BtfBuilder } from "./btf_builder.ts";
 import { assertSnapshot } from "./dump_snapshot.ts";
 import { loadFixture } from "./btf_fixture.ts";
+import { entryBatchesFromReads } from "../src/accessor/entry_batches.ts";
 import type {
   ArenaPages,
   BpfMapAccessor,
   BpfMapInfo,
+  EntryBatch,
   LocalStorageEntry,
   MapEntry,
+  ReadProblem,
 } from "../src/accessor/types.ts";
 import { BpfSyscallAccessor } from "../src/accessor/syscall.ts";
 import { Btf, parseJsonExact } from "../src/btf/mod.ts";
@@ -94,6 +97,8 @@ function stat(packets: bigint, comm: string, level: number): Uint8Array {
 class FakeAccessor implements BpfMapAccessor {
   readonly btf = programBtf();
   readonly list: BpfMapInfo[];
+  readonly kernelRelease = "9.9.9-fake-guest";
+  readonly possibleCpus = 4;
   constructor() {
     const { ids } = this.btf;
     this.list = [
@@ -170,6 +175,15 @@ class FakeAccessor implements BpfMapAccessor {
   findMap(suffix: string): BpfMapInfo | null {
     return this.list.find((m) => m.name.endsWith(suffix)) ?? null;
   }
+  mapById(id: number): BpfMapInfo | null {
+    return this.list.find((m) => m.id === id) ?? null;
+  }
+  iterEntryBatches(map: BpfMapInfo): Iterable<EntryBatch> {
+    return entryBatchesFromReads(this, map);
+  }
+  problems(): readonly ReadProblem[] {
+    return [];
+  }
   readValue(map: BpfMapInfo, offset: number, len: number): Uint8Array | null {
     if (map.id !== 3) return null;
     const bytes = new Uint8Array(12);
@@ -196,7 +210,7 @@ class FakeAccessor implements BpfMapAccessor {
   readPercpuArray(
     _map: BpfMapInfo,
     key: number,
-    numCpus: number,
+    numCpus: number = this.possibleCpus,
   ): (Uint8Array | null)[] | null {
     if (key !== 0) return null;
     return Array.from(
@@ -283,6 +297,18 @@ Deno.test("dumpState() reads every map kind through the accessor interface alone
     badBtf!.entries[0]!.value,
     "01000000",
     "without usable BTF the value is hex",
+  );
+});
+
+Deno.test("dumpState() takes the kernel release and CPU count from the accessor, not the host", () => {
+  const report = dumpState(new FakeAccessor(), { entryLimit: 1 });
+  equal(report.kernelRelease, "9.9.9-fake-guest");
+  const percpu = report.maps.find((m) => m.id === 6)!;
+  // The fake kernel has 4 possible CPUs (CPU 2 reads as absent); this host has 2.
+  deepEqual(
+    [...reportToJson({ ...report, maps: [percpu] }).matchAll(/"cpu":(\d+)/g)]
+      .map((m) => Number(m[1])),
+    [0, 1, 3],
   );
 });
 

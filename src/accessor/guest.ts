@@ -24,12 +24,16 @@ import {
 import { hex } from "../guest/errors.ts";
 import { parseSystemMap, readVmlinux } from "../guest/symbol_files.ts";
 import { MapType } from "../sys/constants.ts";
+import { entryBatchesFromReads } from "./entry_batches.ts";
 import type {
   ArenaPages,
   BpfMapAccessor,
   BpfMapInfo,
+  EntryBatch,
+  EntryBatchOptions,
   LocalStorageEntry,
   MapEntry,
+  ReadProblem,
 } from "./types.ts";
 
 /** Options for opening a guest image. */
@@ -234,14 +238,27 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     return this.kernel.release;
   }
 
+  /** The guest's `OSRELEASE` (the interface's name for {@linkcode release}). */
+  get kernelRelease(): string {
+    return this.kernel.release;
+  }
+
   /** How many CPUs the guest kernel has (`nr_cpu_ids`). */
   get cpuCount(): number {
     return this.reader.perCpuOffsets.length;
   }
 
-  /** Things skipped while walking (corrupt nodes, moved elements). */
-  get problems(): readonly string[] {
-    return this.reader.problems;
+  /** The guest's possible-CPU count (`nr_cpu_ids`): values per per-CPU map entry. */
+  get possibleCpus(): number {
+    return this.reader.perCpuOffsets.length;
+  }
+
+  /** Things skipped while walking (corrupt nodes, moved elements), oldest first. */
+  problems(): readonly ReadProblem[] {
+    return this.reader.problems.map((message) => ({
+      what: message.startsWith("map_idr") ? "map" as const : "element" as const,
+      message,
+    }));
   }
 
   #records(): GuestMapRecord[] {
@@ -281,6 +298,20 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     return this.#records().map(toInfo);
   }
 
+  /** The map with this id in `map_idr`, or null. */
+  mapById(id: number): BpfMapInfo | null {
+    const found = this.#records().find((r) => r.id === id);
+    return found ? toInfo(found) : null;
+  }
+
+  /** Every entry of a hash or array map, packed into batches. */
+  iterEntryBatches(
+    map: BpfMapInfo,
+    options: EntryBatchOptions = {},
+  ): Iterable<EntryBatch> {
+    return entryBatchesFromReads(this, map, options);
+  }
+
   /** The first map (lowest id) whose name ends with `suffix`, or null. */
   findMap(suffix: string): BpfMapInfo | null {
     const found = this.#records().find((r) => r.name.endsWith(suffix));
@@ -314,7 +345,7 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
   readPercpuArray(
     map: BpfMapInfo,
     key: number,
-    numCpus: number,
+    numCpus: number = this.possibleCpus,
   ): (Uint8Array | null)[] | null {
     const values = this.reader.readPercpuArray(this.#record(map), key, numCpus);
     return values ? values.map((v) => this.#copy(v)) : null;
@@ -323,7 +354,7 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
   /** Every entry of a PERCPU_HASH or LRU_PERCPU_HASH. */
   *iterPercpuHashMap(
     map: BpfMapInfo,
-    numCpus: number,
+    numCpus: number = this.possibleCpus,
   ): Iterable<{ key: Uint8Array; values: (Uint8Array | null)[] }> {
     yield* this.reader.iterPercpuHashCopies(this.#record(map), numCpus);
   }

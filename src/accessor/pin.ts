@@ -4,6 +4,7 @@
  * @module
  */
 
+import { BpfmapError } from "../errors.ts";
 import { loadBtfById } from "../btf/load.ts";
 import { recoverFullMapName } from "../btf/map_name.ts";
 import {
@@ -31,7 +32,7 @@ export interface SeenMap {
  * No map carries the requested name. The message names every map seen, how
  * many were scanned, and the usual causes.
  */
-export class MapNotFoundError extends Error {
+export class MapNotFoundError extends BpfmapError {
   /** The name that was asked for. */
   readonly wanted: string;
   /** Every map seen during the walk, in id order. */
@@ -64,7 +65,6 @@ export class MapNotFoundError extends Error {
         `the name is longer than the ${USABLE_NAME_LEN} characters BPF_OBJ_NAME_LEN keeps, so the kernel holds a truncated form (compare with the names listed); ` +
         `or the map was already freed (its last fd, pin and program reference are gone)`,
     );
-    this.name = "MapNotFoundError";
     this.wanted = wanted;
     this.seen = seen;
   }
@@ -95,7 +95,6 @@ export class MapVanishedError extends MapNotFoundError {
       } vanished between enumeration (BPF_MAP_GET_NEXT_ID) and open (BPF_MAP_GET_FD_BY_ID): ` +
         `if that was "${wanted}", it was freed just now.`,
     );
-    this.name = "MapVanishedError";
     this.vanishedIds = vanishedIds;
   }
 }

@@ -27,47 +27,32 @@ import {
   Errno,
   LOCAL_STORAGE_MAP_TYPES,
   MapType,
-  PERCPU_MAP_TYPES,
+  mapTypeName,
 } from "../sys/constants.ts";
 import { possibleCpuCount } from "../sys/cpus.ts";
 import { BpfError } from "../sys/errors.ts";
 import type { OwnedFd } from "../sys/fd.ts";
+import { MapTypeError } from "../errors.ts";
 import type { Btf } from "../btf/btf.ts";
 import { loadBtfById } from "../btf/load.ts";
 import { recoverFullMapName } from "../btf/map_name.ts";
 import { readArenaPagesLive } from "./arena.ts";
 import { iterLocalStorageLive } from "./local_storage.ts";
+import { batchEntries, valueStrideOf } from "./entry_batches.ts";
+import { percpuStride, splitPercpu } from "./percpu.ts";
 import type {
   ArenaPages,
   BpfMapAccessor,
   BpfMapInfo,
+  EntryBatch,
+  EntryBatchOptions,
   LocalStorageEntry,
   MapEntry,
+  ReadProblem,
 } from "./types.ts";
 
-/** Rounds a value size up to the 8-byte per-CPU slot stride. */
-export function percpuStride(valueSize: number): number {
-  return Math.ceil(valueSize / 8) * 8;
-}
-
-/** A run of entries returned by one LOOKUP_BATCH call; views are reused by the next batch. */
-export interface EntryBatch {
-  /** Number of entries in this batch. */
-  count: number;
-  /** `count * keySize` key bytes. */
-  keys: Uint8Array;
-  /** `count * valueStride` value bytes. */
-  values: Uint8Array;
-  /** Key size in bytes. */
-  keySize: number;
-  /** Bytes per entry in `values` (per-CPU: `round_up(value_size, 8) * cpus`). */
-  valueStride: number;
-}
-
 /** Options for {@linkcode BpfSyscallAccessor.iterBatches}. */
-export interface IterBatchesOptions {
-  /** Entries to ask for per call at first (grows on ENOSPC). Default 4096. */
-  batchSize?: number;
+export interface IterBatchesOptions extends EntryBatchOptions {
   /**
    * `"batch"` (default) uses LOOKUP_BATCH and falls back when the map type
    * lacks it; `"next-key"` forces GET_NEXT_KEY + LOOKUP (kernels before 5.6).
@@ -75,7 +60,33 @@ export interface IterBatchesOptions {
   mode?: "batch" | "next-key";
 }
 
-const DEFAULT_BATCH = 4096;
+/** Map types whose contents are listed by key (LOOKUP_BATCH or GET_NEXT_KEY). */
+export const KEYED_MAP_TYPES: ReadonlySet<number> = new Set([
+  MapType.HASH,
+  MapType.ARRAY,
+  MapType.PERCPU_HASH,
+  MapType.PERCPU_ARRAY,
+  MapType.LRU_HASH,
+  MapType.LRU_PERCPU_HASH,
+  MapType.LPM_TRIE,
+  MapType.ARRAY_OF_MAPS,
+  MapType.HASH_OF_MAPS,
+  MapType.PROG_ARRAY,
+  MapType.PERF_EVENT_ARRAY,
+  MapType.CGROUP_ARRAY,
+  MapType.STACK_TRACE,
+  MapType.DEVMAP,
+  MapType.DEVMAP_HASH,
+  MapType.CPUMAP,
+  MapType.SOCKMAP,
+  MapType.SOCKHASH,
+  MapType.XSKMAP,
+  MapType.REUSEPORT_SOCKARRAY,
+  MapType.STRUCT_OPS,
+  MapType.CGROUP_STORAGE,
+  MapType.PERCPU_CGROUP_STORAGE,
+]);
+
 const HASH_TYPES: ReadonlySet<number> = new Set([
   MapType.HASH,
   MapType.LRU_HASH,
@@ -133,6 +144,23 @@ export function mapInfoFromFd(
  */
 export class BpfSyscallAccessor implements BpfMapAccessor {
   readonly #btfCache = new Map<number, Btf | null>();
+  readonly #problems: ReadProblem[] = [];
+  #possibleCpus: number | undefined;
+
+  /** The running kernel's release (`uname -r`). */
+  get kernelRelease(): string {
+    return Deno.osRelease();
+  }
+
+  /** The running kernel's possible CPUs (`/sys/devices/system/cpu/possible`). */
+  get possibleCpus(): number {
+    return this.#possibleCpus ??= possibleCpuCount();
+  }
+
+  /** What reads so far had to skip. */
+  problems(): readonly ReadProblem[] {
+    return this.#problems;
+  }
 
   /** Every map, in id order; maps freed mid-walk are skipped. */
   maps(): BpfMapInfo[] {
@@ -253,11 +281,11 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
   readPercpuArray(
     map: BpfMapInfo,
     key: number,
-    numCpus: number,
+    numCpus: number = this.possibleCpus,
   ): (Uint8Array | null)[] | null {
     if (map.type !== MapType.PERCPU_ARRAY) return null;
     if (!Number.isInteger(key) || key < 0 || key >= map.maxEntries) return null;
-    const cpus = possibleCpuCount();
+    const cpus = this.possibleCpus;
     const stride = percpuStride(map.valueSize);
     const all = this.#lookupIndex(map, key, stride * cpus);
     if (all === null) return null;
@@ -288,15 +316,9 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     map: BpfMapInfo,
     options: IterBatchesOptions = {},
   ): Generator<EntryBatch, void, undefined> {
-    const percpu = PERCPU_MAP_TYPES.has(map.type);
-    const valueStride = percpu
-      ? percpuStride(map.valueSize) * possibleCpuCount()
-      : map.valueSize;
+    const valueStride = valueStrideOf(map, this.possibleCpus);
     using fd = this.open(map);
-    const initial = Math.max(
-      1,
-      Math.min(options.batchSize ?? DEFAULT_BATCH, Math.max(map.maxEntries, 1)),
-    );
+    const initial = batchEntries(map, valueStride, options);
     if (options.mode === "next-key") {
       yield* this.#iterByNextKey(fd.fd, map, valueStride);
       return;
@@ -337,6 +359,24 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     }
   }
 
+  /** Every entry of a keyed map in LOOKUP_BATCH runs (see {@linkcode iterBatches}). */
+  iterEntryBatches(
+    map: BpfMapInfo,
+    options: EntryBatchOptions = {},
+  ): Iterable<EntryBatch> {
+    if (!KEYED_MAP_TYPES.has(map.type)) {
+      throw new MapTypeError(
+        map,
+        map.type,
+        "a map whose entries are listed by key",
+        {
+          hint: `a ${mapTypeName(map.type)} map has its own reader`,
+        },
+      );
+    }
+    return this.iterBatches(map, options);
+  }
+
   *#iterByNextKey(
     fd: number,
     map: BpfMapInfo,
@@ -375,9 +415,7 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
    */
   *iterHashMap(map: BpfMapInfo): Generator<MapEntry, void, undefined> {
     if (!HASH_TYPES.has(map.type)) {
-      throw new TypeError(
-        `Map "${map.name}" (id ${map.id}) is not a hash or LRU hash map`,
-      );
+      throw new MapTypeError(map, map.type, "a HASH or LRU_HASH map");
     }
     for (const batch of this.iterBatches(map)) {
       const keys = batch.keys.slice();
@@ -400,18 +438,20 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
   /** Every entry of a PERCPU_HASH or LRU_PERCPU_HASH map, one value per CPU. */
   *iterPercpuHashMap(
     map: BpfMapInfo,
-    numCpus: number,
+    numCpus: number = this.possibleCpus,
   ): Generator<
     { key: Uint8Array; values: (Uint8Array | null)[] },
     void,
     undefined
   > {
     if (!PERCPU_HASH_TYPES.has(map.type)) {
-      throw new TypeError(
-        `Map "${map.name}" (id ${map.id}) is not a per-CPU hash map`,
+      throw new MapTypeError(
+        map,
+        map.type,
+        "a PERCPU_HASH or LRU_PERCPU_HASH map",
       );
     }
-    const cpus = possibleCpuCount();
+    const cpus = this.possibleCpus;
     for (const batch of this.iterBatches(map)) {
       for (let i = 0; i < batch.count; i++) {
         yield {
@@ -445,8 +485,10 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
    */
   iterTaskStorage(map: BpfMapInfo): Iterable<LocalStorageEntry> {
     if (!LOCAL_STORAGE_MAP_TYPES.has(map.type)) {
-      throw new TypeError(
-        `Map "${map.name}" (id ${map.id}) is not a task, inode, sk or cgroup storage map`,
+      throw new MapTypeError(
+        map,
+        map.type,
+        "a task, inode, sk or cgroup storage map",
       );
     }
     return iterLocalStorageLive(map, () => this.open(map));
@@ -458,7 +500,7 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
    */
   readArenaPages(map: BpfMapInfo): ArenaPages {
     if (map.type !== MapType.ARENA) {
-      throw new TypeError(`Map "${map.name}" (id ${map.id}) is not an arena`);
+      throw new MapTypeError(map, map.type, "an ARENA map");
     }
     return readArenaPagesLive(map);
   }
@@ -515,7 +557,7 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
   /** Overwrites `bytes` at `offset` of an ARRAY map's single value (global data). */
   writeValue(map: BpfMapInfo, offset: number, bytes: Uint8Array): void {
     if (map.type !== MapType.ARRAY) {
-      throw new TypeError(`Map "${map.name}" (id ${map.id}) is not an array`);
+      throw new MapTypeError(map, map.type, "an ARRAY map");
     }
     if (offset < 0 || offset + bytes.length > map.valueSize) {
       throw new RangeError(
@@ -540,23 +582,4 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     using fd = this.open(map);
     objPin(fd.fd, path);
   }
-}
-
-/** Cuts a per-CPU buffer into `numCpus` values; CPUs the kernel does not have are null. */
-export function splitPercpu(
-  all: Uint8Array,
-  valueSize: number,
-  kernelCpus: number,
-  numCpus: number,
-): (Uint8Array | null)[] {
-  const stride = percpuStride(valueSize);
-  const values: (Uint8Array | null)[] = [];
-  for (let cpu = 0; cpu < numCpus; cpu++) {
-    values.push(
-      cpu < kernelCpus
-        ? all.slice(cpu * stride, cpu * stride + valueSize)
-        : null,
-    );
-  }
-  return values;
 }

@@ -97,13 +97,72 @@ export interface ArenaPages {
 }
 
 /**
+ * A run of entries of a keyed map, as one LOOKUP_BATCH call returns them:
+ * keys back to back, values back to back. The views may be reused by the next
+ * batch: copy what you keep.
+ */
+export interface EntryBatch {
+  /** Number of entries in this batch. */
+  count: number;
+  /** `count * keySize` key bytes. */
+  keys: Uint8Array;
+  /** `count * valueStride` value bytes. */
+  values: Uint8Array;
+  /** Key size in bytes. */
+  keySize: number;
+  /**
+   * Bytes per entry in `values`: `value_size`, or for per-CPU maps
+   * `round_up(value_size, 8) * possibleCpus` (the kernel's own layout).
+   */
+  valueStride: number;
+}
+
+/** Options for {@linkcode BpfMapAccessor.iterEntryBatches}. */
+export interface EntryBatchOptions {
+  /** Entries to ask for per batch at first (may grow to fit a hash bucket). Default 4096. */
+  batchSize?: number;
+  /**
+   * Upper bound on one batch's key + value bytes, so memory stays bounded
+   * for large values whatever `batchSize` says. Default 4 MiB.
+   */
+  maxBatchBytes?: number;
+}
+
+/** Something a read had to skip, recorded instead of silently dropped. */
+export interface ReadProblem {
+  /** What was skipped. */
+  what: "map" | "bucket" | "element" | "page" | "owner" | "program";
+  /** The map it belongs to, when known. */
+  mapId?: number;
+  /** The kernel (guest) address involved, when there is one. */
+  address?: bigint;
+  /** One line: what was skipped and why. */
+  message: string;
+}
+
+/**
  * One read-only view over BPF maps, whatever the source: the live kernel
  * (`BpfSyscallAccessor`) or a frozen guest's memory (`GuestMemMapAccessor`).
  * Writes live on a backend, never here.
+ *
+ * Every backend raises the same errors for the same mistakes (see
+ * `src/errors.ts`): `MapTypeError` for a method given the wrong map type,
+ * `MapArgumentError` for an index or buffer that does not fit the map,
+ * `MapGoneError` when the map is freed mid-read, `MapUnreadableError` when it
+ * exists but cannot be read.
  */
 export interface BpfMapAccessor {
-  /** Every map, in id order. */
+  /** The kernel release (`uname -r` of the kernel whose maps these are). */
+  readonly kernelRelease: string;
+  /** The kernel's possible-CPU count: the number of values a per-CPU map holds. */
+  readonly possibleCpus: number;
+  /** Every map, in id order. Maps that could not be read are left out and recorded in `problems()`. */
   maps(): BpfMapInfo[];
+  /**
+   * The map with this id; null when no map has it. Throws
+   * `MapUnreadableError` when the map exists but its record cannot be read.
+   */
+  mapById(id: number): BpfMapInfo | null;
   /** The first map (lowest id) whose name ends with `suffix`, or null. */
   findMap(suffix: string): BpfMapInfo | null;
   /**
@@ -113,21 +172,33 @@ export interface BpfMapAccessor {
   readValue(map: BpfMapInfo, offset: number, len: number): Uint8Array | null;
   /** The value at index `key` of an ARRAY map; null when out of range or not an array. */
   readArray(map: BpfMapInfo, key: number): Uint8Array | null;
+  /**
+   * Every entry of a keyed map (the hash and array families, per-CPU ones
+   * included) in batches: the fast generic path dumps use.
+   */
+  iterEntryBatches(
+    map: BpfMapInfo,
+    options?: EntryBatchOptions,
+  ): Iterable<EntryBatch>;
   /** Every entry of a HASH or LRU_HASH map. */
   iterHashMap(map: BpfMapInfo): Iterable<MapEntry>;
   /**
-   * The value of every CPU `0..numCpus-1` at index `key` of a PERCPU_ARRAY;
-   * CPUs the kernel does not have come back null. Null when `key` is out of range.
+   * The value of every CPU `0..numCpus-1` (default: `possibleCpus`) at index
+   * `key` of a PERCPU_ARRAY; CPUs the kernel does not have come back null.
+   * Null when `key` is out of range.
    */
   readPercpuArray(
     map: BpfMapInfo,
     key: number,
-    numCpus: number,
+    numCpus?: number,
   ): (Uint8Array | null)[] | null;
-  /** Every entry of a PERCPU_HASH or LRU_PERCPU_HASH, `numCpus` values each (null beyond the kernel's CPUs). */
+  /**
+   * Every entry of a PERCPU_HASH or LRU_PERCPU_HASH, `numCpus` (default:
+   * `possibleCpus`) values each (null beyond the kernel's CPUs).
+   */
   iterPercpuHashMap(
     map: BpfMapInfo,
-    numCpus: number,
+    numCpus?: number,
   ): Iterable<{ key: Uint8Array; values: (Uint8Array | null)[] }>;
   /** Every element of a TASK/INODE/SK/CGRP storage map the backend can reach. */
   iterTaskStorage(map: BpfMapInfo): Iterable<LocalStorageEntry>;
@@ -140,4 +211,9 @@ export interface BpfMapAccessor {
    * none. `base` (vmlinux BTF) is needed for split (kernel module) BTF.
    */
   loadProgramBtf(map: BpfMapInfo, base?: Btf): Btf | null;
+  /**
+   * What reads so far had to skip (maps, buckets, elements, pages), oldest
+   * first. Callers that must not lose data check it after reading.
+   */
+  problems(): readonly ReadProblem[];
 }

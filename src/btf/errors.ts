@@ -4,6 +4,8 @@
  * @module
  */
 
+import { BpfmapError, type BpfmapErrorOptions } from "../errors.ts";
+
 /**
  * A BTF blob (or ELF file carrying one) is malformed: a length, offset,
  * kind or reference is out of range, or type references form a cycle.
@@ -20,7 +22,7 @@
  * }
  * ```
  */
-export class BtfError extends Error {
+export class BtfError extends BpfmapError {
   /** Byte offset of the bad data in the blob, -1 when not tied to one place. */
   readonly offset: number;
 
@@ -30,13 +32,16 @@ export class BtfError extends Error {
    * @param message what is wrong, sentence case, no final period
    * @param offset byte offset of the bad data, -1 when unknown
    */
-  constructor(message: string, offset = -1) {
+  constructor(message: string, offset = -1, options: BpfmapErrorOptions = {}) {
+    // Subclasses (a failed lookup) are not about invalid bytes: they keep their own wording.
     super(
-      offset >= 0
+      new.target !== BtfError
+        ? message
+        : offset >= 0
         ? `Invalid BTF at byte ${offset}: ${message}`
         : `Invalid BTF: ${message}`,
+      options,
     );
-    this.name = "BtfError";
     this.offset = offset;
   }
 }
@@ -55,14 +60,13 @@ export class BtfError extends Error {
  * }
  * ```
  */
-export class BtfNotFoundError extends Error {
+export class BtfNotFoundError extends BtfError {
   /**
    * Builds the error.
    *
    * @param message what was looked up and not found
    */
   constructor(message: string) {
-    super(message);
-    this.name = "BtfNotFoundError";
+    super(message, -1);
   }
 }

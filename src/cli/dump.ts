@@ -5,12 +5,12 @@
  * @module
  */
 
-import {
-  BpfSyscallAccessor,
-  type EntryBatch,
-  percpuStride,
-} from "../accessor/syscall.ts";
-import type { BpfMapAccessor, BpfMapInfo } from "../accessor/types.ts";
+import { percpuStride } from "../accessor/percpu.ts";
+import type {
+  BpfMapAccessor,
+  BpfMapInfo,
+  EntryBatch,
+} from "../accessor/types.ts";
 import {
   LOCAL_STORAGE_MAP_TYPES,
   MapType,
@@ -57,33 +57,6 @@ export interface DumpCount {
   omitted: number;
 }
 
-/** Map types whose contents are listed by key (batch or GET_NEXT_KEY). */
-const KEYED_TYPES: ReadonlySet<number> = new Set([
-  MapType.HASH,
-  MapType.ARRAY,
-  MapType.PERCPU_HASH,
-  MapType.PERCPU_ARRAY,
-  MapType.LRU_HASH,
-  MapType.LRU_PERCPU_HASH,
-  MapType.LPM_TRIE,
-  MapType.ARRAY_OF_MAPS,
-  MapType.HASH_OF_MAPS,
-  MapType.PROG_ARRAY,
-  MapType.PERF_EVENT_ARRAY,
-  MapType.CGROUP_ARRAY,
-  MapType.STACK_TRACE,
-  MapType.DEVMAP,
-  MapType.DEVMAP_HASH,
-  MapType.CPUMAP,
-  MapType.SOCKMAP,
-  MapType.SOCKHASH,
-  MapType.XSKMAP,
-  MapType.REUSEPORT_SOCKARRAY,
-  MapType.STRUCT_OPS,
-  MapType.CGROUP_STORAGE,
-  MapType.PERCPU_CGROUP_STORAGE,
-]);
-
 /** Why a map's contents cannot be listed, or undefined when they can. */
 export function unlistableReason(map: BpfMapInfo): string | undefined {
   switch (map.type) {
@@ -97,85 +70,15 @@ export function unlistableReason(map: BpfMapInfo): string | undefined {
   }
 }
 
-function* genericBatches(
-  accessor: BpfMapAccessor,
-  map: BpfMapInfo,
-  cpus: number,
-): Generator<EntryBatch> {
-  const one = (
-    key: Uint8Array,
-    value: Uint8Array,
-    valueStride: number,
-  ): EntryBatch => ({
-    count: 1,
-    keys: key,
-    values: value,
-    keySize: map.keySize,
-    valueStride,
-  });
-  const indexKey = (index: number): Uint8Array => {
-    const key = new Uint8Array(4);
-    new DataView(key.buffer).setUint32(0, index, true);
-    return key;
-  };
-  switch (map.type) {
-    case MapType.ARRAY:
-      for (let index = 0; index < map.maxEntries; index++) {
-        const value = accessor.readArray(map, index);
-        if (value) yield one(indexKey(index), value, map.valueSize);
-      }
-      return;
-    case MapType.PERCPU_ARRAY: {
-      const stride = percpuStride(map.valueSize);
-      for (let index = 0; index < map.maxEntries; index++) {
-        const values = accessor.readPercpuArray(map, index, cpus);
-        if (values) {
-          yield one(indexKey(index), joinPercpu(values, stride), stride * cpus);
-        }
-      }
-      return;
-    }
-    case MapType.HASH:
-    case MapType.LRU_HASH:
-      for (const entry of accessor.iterHashMap(map)) {
-        yield one(entry.key, entry.value, map.valueSize);
-      }
-      return;
-    case MapType.PERCPU_HASH:
-    case MapType.LRU_PERCPU_HASH: {
-      const stride = percpuStride(map.valueSize);
-      for (const entry of accessor.iterPercpuHashMap(map, cpus)) {
-        yield one(entry.key, joinPercpu(entry.values, stride), stride * cpus);
-      }
-      return;
-    }
-    default:
-      throw new Error(
-        `Cannot list a ${mapTypeName(map.type)} map from this source`,
-      );
-  }
-}
-
-function joinPercpu(values: (Uint8Array | null)[], stride: number): Uint8Array {
-  const joined = new Uint8Array(stride * values.length);
-  values.forEach((value, cpu) => {
-    if (value) joined.set(value, cpu * stride);
-  });
-  return joined;
-}
-
 function batchesOf(
   accessor: BpfMapAccessor,
   map: BpfMapInfo,
   options: WriteMapDumpOptions,
 ): Iterable<EntryBatch> {
-  if (accessor instanceof BpfSyscallAccessor && KEYED_TYPES.has(map.type)) {
-    return accessor.iterBatches(
-      map,
-      options.batchSize ? { batchSize: options.batchSize } : {},
-    );
-  }
-  return genericBatches(accessor, map, options.cpus);
+  return accessor.iterEntryBatches(
+    map,
+    options.batchSize ? { batchSize: options.batchSize } : {},
+  );
 }
 
 /**

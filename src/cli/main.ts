@@ -8,6 +8,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { BpfmapError } from "../errors.ts";
 import { BpfSyscallAccessor } from "../accessor/syscall.ts";
 import {
   MapNameTooLongError,
@@ -33,7 +34,7 @@ import { mapInfoJson, mapTable } from "./format.ts";
 import { type ByteSink, OutputWriter } from "./writer.ts";
 
 /** A mistake in how the command was called (exit 2). */
-export class UsageError extends Error {
+export class UsageError extends BpfmapError {
   /** The command whose help applies. */
   readonly command: string;
 
@@ -43,7 +44,6 @@ export class UsageError extends Error {
    */
   constructor(message: string, command = "") {
     super(message);
-    this.name = "UsageError";
     this.command = command;
   }
 }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { BpfmapError } from "../errors.ts";
 import {
   GuestMemMapAccessor,
   loadGuestKernelFiles,
@@ -47,11 +48,10 @@ export const SOURCE_HELP = `Source (default: the live kernel through bpf()):
 `;
 
 /** A source option the command was given that does not fit. */
-export class SourceUsageError extends Error {
+export class SourceUsageError extends BpfmapError {
   /** @param message what was wrong */
   constructor(message: string) {
     super(message);
-    this.name = "SourceUsageError";
   }
 }
 

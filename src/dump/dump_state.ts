@@ -19,7 +19,6 @@ import {
   mapTypeName,
 } from "../sys/constants.ts";
 import type { PercpuRenderedValue } from "../btf/render.ts";
-import { possibleCpuCount } from "../sys/cpus.ts";
 import {
   type DumpEntry,
   FAILURE_DUMP_SCHEMA,
@@ -31,7 +30,7 @@ import {
 export interface DumpStateOptions {
   /** Where the maps come from (default `live kernel`). */
   source?: string;
-  /** Kernel release (default `Deno.osRelease()`, needs `--allow-sys`). */
+  /** Kernel release (default: the accessor's `kernelRelease`). */
   kernelRelease?: string;
   /** The moment to record (default now). */
   takenAt?: Date;
@@ -39,10 +38,7 @@ export interface DumpStateOptions {
   entryLimit?: number;
   /** Entries counted past the limit before giving up counting (default 100000). */
   countLimit?: number;
-  /**
-   * CPUs to read per-CPU values for (required for the guest backend; default
-   * the host's possible CPUs from `/sys/devices/system/cpu/possible`, else 1).
-   */
+  /** CPUs to read per-CPU values for (default: the accessor's `possibleCpus`). */
   numCpus?: number;
   /** Only maps for which this returns true. */
   filter?: (map: BpfMapInfo) => boolean;
@@ -62,19 +58,19 @@ function message(error: unknown): string {
     : String(error);
 }
 
-function hostCpus(): number {
+function releaseOf(accessor: BpfMapAccessor): string {
   try {
-    return possibleCpuCount();
-  } catch {
-    return 1;
+    return accessor.kernelRelease;
+  } catch (error) {
+    return `unknown (${message(error)})`;
   }
 }
 
-function kernelRelease(): string {
+function cpusOf(accessor: BpfMapAccessor): number {
   try {
-    return Deno.osRelease();
+    return accessor.possibleCpus;
   } catch {
-    return "unknown";
+    return 1;
   }
 }
 
@@ -378,7 +374,7 @@ export function dumpState(
     schema: FAILURE_DUMP_SCHEMA,
     takenAt: (options.takenAt ?? new Date()).toISOString(),
     source: options.source ?? "live kernel",
-    kernelRelease: options.kernelRelease ?? kernelRelease(),
+    kernelRelease: options.kernelRelease ?? releaseOf(accessor),
     entryLimit,
     maps: [],
     errors: [],
@@ -394,7 +390,7 @@ export function dumpState(
     accessor,
     entryLimit,
     Math.max(0, options.countLimit ?? 100_000),
-    options.numCpus ?? hostCpus(),
+    options.numCpus ?? cpusOf(accessor),
     options.kernelBtf,
   );
   const selected = options.filter ? maps.filter(options.filter) : maps;

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { BpfmapError, type BpfmapErrorOptions } from "../errors.ts";
+
 /** Formats an address as `0x` plus 16 hex digits. */
 export function hex(address: bigint): string {
   return "0x" + BigInt.asUintN(64, address).toString(16).padStart(16, "0");
@@ -21,7 +23,7 @@ export function hex(address: bigint): string {
  * console.log(error.message);
  * ```
  */
-export class GuestMemoryError extends Error {
+export class GuestMemoryError extends BpfmapError {
   /** The guest address (virtual or physical, see `message`). */
   readonly address: bigint;
 
@@ -32,9 +34,13 @@ export class GuestMemoryError extends Error {
    * @param address the guest address that failed
    * @param reason why, e.g. `"not mapped"`
    */
-  constructor(what: string, address: bigint, reason: string) {
-    super(`Cannot ${what} at ${hex(address)}: ${reason}`);
-    this.name = "GuestMemoryError";
+  constructor(
+    what: string,
+    address: bigint,
+    reason: string,
+    options: BpfmapErrorOptions = {},
+  ) {
+    super(`Cannot ${what} at ${hex(address)}: ${reason}`, options);
     this.address = address;
   }
 }
@@ -49,14 +55,13 @@ export class GuestMemoryError extends Error {
  * throw new GuestKernelError("symbol map_idr not found in kallsyms");
  * ```
  */
-export class GuestKernelError extends Error {
+export class GuestKernelError extends BpfmapError {
   /**
    * Wraps the message.
    *
    * @param message what is missing and where it was looked for
    */
-  constructor(message: string) {
-    super(message);
-    this.name = "GuestKernelError";
+  constructor(message: string, options: BpfmapErrorOptions = {}) {
+    super(message, options);
   }
 }

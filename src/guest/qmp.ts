@@ -5,8 +5,10 @@
  * @module
  */
 
+import { BpfmapError } from "../errors.ts";
+
 /** A QMP error reply (`{"error": {...}}`). */
-export class QmpError extends Error {
+export class QmpError extends BpfmapError {
   /** QMP error class, e.g. `GenericError`. */
   readonly errorClass: string;
 
@@ -19,7 +21,6 @@ export class QmpError extends Error {
    */
   constructor(command: string, errorClass: string, description: string) {
     super(`QMP ${command} failed: ${errorClass}: ${description}`);
-    this.name = "QmpError";
     this.errorClass = errorClass;
   }
 }

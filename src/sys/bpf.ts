@@ -10,7 +10,7 @@
  */
 
 import { BPF_OBJ_NAME_LEN, BpfCommand, Errno } from "./constants.ts";
-import { BpfError } from "./errors.ts";
+import { BpfError, SyscallError } from "./errors.ts";
 import { addressOf, getLibc, lastErrno } from "./ffi.ts";
 import { OwnedFd } from "./fd.ts";
 
@@ -505,7 +505,7 @@ export function pidfdOpen(pid: number, thread = false): OwnedFd {
     getLibc().syscall3(SYS_PIDFD_OPEN, BigInt(pid), thread ? 0x80n : 0n, 0n),
   );
   if (result < 0) {
-    throw new BpfError(-1, lastErrno(), { action: `pidfd_open(${pid})` });
+    throw new SyscallError(`pidfd_open(${pid})`, lastErrno());
   }
   return new OwnedFd(result);
 }
@@ -516,9 +516,7 @@ export function pidfdGetfd(pidfd: number, targetFd: number): OwnedFd {
     getLibc().syscall3(SYS_PIDFD_GETFD, BigInt(pidfd), BigInt(targetFd), 0n),
   );
   if (result < 0) {
-    throw new BpfError(-1, lastErrno(), {
-      action: `pidfd_getfd(fd ${targetFd})`,
-    });
+    throw new SyscallError(`pidfd_getfd(fd ${targetFd})`, lastErrno());
   }
   return new OwnedFd(result);
 }
@@ -533,7 +531,7 @@ export function openReadOnly(path: string, directory = false): OwnedFd {
     0,
   );
   if (result < 0) {
-    throw new BpfError(-1, lastErrno(), { action: `open ${path}` });
+    throw new SyscallError(`open ${path}`, lastErrno());
   }
   return new OwnedFd(result);
 }

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { BpfmapError } from "../errors.ts";
 import { commandName, Errno, errnoName } from "./constants.ts";
 
 const ERRNO_TEXT: Record<number, string> = {
@@ -36,28 +37,73 @@ function defaultHint(errno: number): string | undefined {
   }
 }
 
-/** Options for {@linkcode BpfError}. */
+/** Options for {@linkcode SyscallError} and {@linkcode BpfError}. */
 export interface BpfErrorOptions {
   /** What bpfmap was doing, e.g. `look up key 0x01 in map 12`. */
   action?: string;
   /** Advice for the reader; a default is chosen for EPERM and ENOSYS. */
   hint?: string;
+  /** The lower-level error this one wraps. */
+  cause?: unknown;
+}
+
+function errnoPhrase(errno: number): string {
+  const text = ERRNO_TEXT[errno] ?? "";
+  return `${errnoName(errno)}${text ? ` (${text})` : ""}`;
 }
 
 /**
- * A failed bpf() (or related) system call: carries the command, errno number and name.
+ * A failed system call other than bpf() (`pidfd_open`, `mmap`, `open`, ...):
+ * the call, errno number and name.
+ *
+ * @example
+ * ```ts
+ * import { SyscallError } from "./errors.ts";
+ * const error = new SyscallError("pidfd_open(1)", 3);
+ * console.log(error.code, error.message); // ESRCH ...
+ * ```
+ */
+export class SyscallError extends BpfmapError {
+  /** The errno number. */
+  readonly errno: number;
+  /** The errno name, e.g. `ENOENT`; `errno N` when unknown. */
+  readonly code: string;
+
+  /**
+   * Builds the one-line message.
+   *
+   * @param call the call and its argument, e.g. `open /sys/fs/bpf/x`
+   * @param errno the errno it returned
+   * @param options advice and cause
+   */
+  constructor(
+    call: string,
+    errno: number,
+    options: Omit<BpfErrorOptions, "action"> = {},
+  ) {
+    super(`${call} failed: ${errnoPhrase(errno)}`, {
+      hint: options.hint ?? defaultHint(errno),
+      cause: options.cause,
+    });
+    this.errno = errno;
+    this.code = errnoName(errno);
+  }
+}
+
+/**
+ * A failed bpf() system call: carries the command, errno number and name.
  *
  * @example Catch a missing key
- * ```ts ignore
- * import { BpfError } from "@bpfmap/bpfmap";
+ * ```ts
+ * import { BpfError } from "./errors.ts";
  * try {
- *   // ...
+ *   throw new BpfError(1, 2, { action: "look up key 0x01 in map 12" });
  * } catch (error) {
  *   if (error instanceof BpfError && error.code === "ENOENT") console.log("absent");
  * }
  * ```
  */
-export class BpfError extends Error {
+export class BpfError extends BpfmapError {
   /** The bpf() command number, or -1 for a non-bpf() call. */
   readonly command: number;
   /** The kernel's name for the call, e.g. `BPF_MAP_LOOKUP_ELEM`. */
@@ -66,34 +112,26 @@ export class BpfError extends Error {
   readonly errno: number;
   /** The errno name, e.g. `ENOENT`; `errno N` when unknown. */
   readonly code: string;
-  /** Advice, when there is some. */
-  readonly hint: string | undefined;
 
   /**
    * Builds the error; the message reads `BPF_X failed (action): ENAME (text); hint`.
    *
    * @param command the bpf() command number, or -1 with `options.action` naming the call
    * @param errno the errno the call returned
-   * @param options what was being done and advice
+   * @param options what was being done, advice and cause
    */
   constructor(command: number, errno: number, options: BpfErrorOptions = {}) {
     const name = command >= 0
       ? commandName(command)
       : (options.action ?? "system call");
-    const code = errnoName(errno);
-    const text = ERRNO_TEXT[errno] ?? "";
-    const hint = options.hint ?? defaultHint(errno);
     const action = command >= 0 && options.action ? ` (${options.action})` : "";
-    super(
-      `${name} failed${action}: ${code}${text ? ` (${text})` : ""}${
-        hint ? `; ${hint}` : ""
-      }`,
-    );
-    this.name = "BpfError";
+    super(`${name} failed${action}: ${errnoPhrase(errno)}`, {
+      hint: options.hint ?? defaultHint(errno),
+      cause: options.cause,
+    });
     this.command = command;
     this.commandName = name;
     this.errno = errno;
-    this.code = code;
-    this.hint = hint;
+    this.code = errnoName(errno);
   }
 }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { BpfError } from "./errors.ts";
+import { SyscallError } from "./errors.ts";
 import { getLibc, lastErrno } from "./ffi.ts";
 import { openReadOnly } from "./bpf.ts";
 
@@ -14,7 +14,7 @@ const PROT_WRITE = 2;
 const MAP_SHARED = 1;
 const MAP_FAILED = 0xffffffffffffffffn;
 
-/** mmap(2) with MAP_SHARED; throws a BpfError naming `what` on failure. */
+/** mmap(2) with MAP_SHARED; throws a SyscallError naming `what` on failure. */
 function mapShared(
   fd: number,
   length: number,
@@ -34,7 +34,7 @@ function mapShared(
     ? 0n
     : BigInt(Deno.UnsafePointer.value(pointer));
   if (pointer === null || value === MAP_FAILED) {
-    throw new BpfError(-1, lastErrno(), { action: `mmap of ${what}` });
+    throw new SyscallError(`mmap of ${what}`, lastErrno());
   }
   return pointer;
 }

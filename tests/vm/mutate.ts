@@ -154,7 +154,7 @@ export function mutationSweep(
     guest.refresh();
     assert.equal(guest.maps().length, maps.length);
     assert.match(
-      guest.problems.join("\n"),
+      guest.problems().map((p) => p.message).join("\n"),
       /holds node pointer|reachable twice/,
     );
   });
