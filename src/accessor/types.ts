@@ -115,6 +115,13 @@ export interface EntryBatch {
    * `round_up(value_size, 8) * possibleCpus` (the kernel's own layout).
    */
   valueStride: number;
+  /**
+   * Per-entry read errors, when some entry's key was listed but its value
+   * could not be read (e.g. a `perf_event_array` slot: the kernel answers
+   * ENOTSUPP to a lookup). `errors[i]` is one line for entry `i` (whose value
+   * bytes are then zero) or null; absent when every value was read.
+   */
+  errors?: readonly (string | null)[];
 }
 
 /** Options for {@linkcode BpfMapAccessor.iterEntryBatches}. */
