@@ -35,6 +35,8 @@ const symbols = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   /** ssize_t pread(int fd, void *buf, size_t count, off_t offset) */
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "i64" },
+  /** uid_t geteuid(void) */
+  geteuid: { parameters: [], result: "u32" },
   /** char *strerror(int errnum) */
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
