@@ -285,9 +285,18 @@ export class BatchBuffers {
   }
 
   /**
+   * Bytes the buffers hold now (keys and values): what a walk's memory bound
+   * is checked against.
+   */
+  get bytes(): number {
+    return this.keys.byteLength + this.values.byteLength;
+  }
+
+  /**
    * One LOOKUP_BATCH call from the current cursor. Returns how many elements
    * were written and the errno (0, ENOENT at the end, ENOSPC when the next
-   * bucket does not fit, or another error). On success the cursor advances.
+   * bucket does not fit, EINTR when elements vanished under the kernel's own
+   * walk, or another error). When elements were copied the cursor advances.
    */
   next(fd: number): { count: number; errno: number } {
     const f = BATCH_ATTR.fields;
@@ -302,11 +311,17 @@ export class BatchBuffers {
     const result = rawBpf(BpfCommand.MAP_LOOKUP_BATCH, this.#attr);
     const count = getU32(view, f.count);
     const errno = result < 0 ? -result : 0;
-    if (errno === 0 || errno === Errno.ENOENT) {
+    // EINTR (the generic walk lost an element three times) still reports
+    // the elements copied before it, with the cursor after them.
+    const partial = errno === Errno.EINTR && count > 0;
+    if (errno === 0 || errno === Errno.ENOENT || partial) {
       this.#inCursor.set(this.#outCursor);
       this.#started = true;
     }
-    return { count: errno === 0 || errno === Errno.ENOENT ? count : 0, errno };
+    return {
+      count: errno === 0 || errno === Errno.ENOENT || partial ? count : 0,
+      errno,
+    };
   }
 }
 
