@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { BpfmapError } from "../src/errors.ts";
 import { parseCpuList } from "../src/sys/cpus.ts";
 import { BpfError, permissionHint } from "../src/sys/errors.ts";
 import { errnoName, errnoText, knownErrnos } from "../src/sys/errno.ts";
@@ -16,7 +17,7 @@ Deno.test("parseCpuList() counts slots up to the highest possible CPU", () => {
   assert.equal(parseCpuList("0-1\n"), 2);
   assert.equal(parseCpuList("0-3,8-11"), 12);
   assert.equal(parseCpuList("0,2"), 3);
-  assert.throws(() => parseCpuList(""), SyntaxError);
+  assert.throws(() => parseCpuList(""), BpfmapError);
   assert.throws(() => parseCpuList("0-x"), /Bad CPU list "0-x"/);
   assert.throws(() => parseCpuList("3-1"), /Bad CPU range "3-1"/);
 });
