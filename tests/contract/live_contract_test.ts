@@ -101,7 +101,7 @@ function openLive(): ContractSubject {
       arenaName,
       taskBtf: btfBlob,
       missingId,
-      knownGaps: new Set(),
+      knownGaps: new Map(),
       [Symbol.dispose](): void {
         for (const resource of owned.reverse()) resource.close();
       },
