@@ -20,7 +20,11 @@ import type {
   BpfMapInfo,
   EntryBatch,
 } from "../../src/accessor/types.ts";
-import { MapArgumentError, MapTypeError } from "../../src/errors.ts";
+import {
+  MapArgumentError,
+  MapGoneError,
+  MapTypeError,
+} from "../../src/errors.ts";
 import {
   ARENA_PAGES,
   CONTRACT_SPEC,
@@ -482,6 +486,41 @@ check("loadProgramBtfBytes", (s, maps) => {
   assert.equal(s.accessor.loadProgramBtf(maps.hash), null);
   assert.deepEqual(s.accessor.loadProgramBtfBytes(maps.task), s.taskBtf);
   assert.ok((s.accessor.loadProgramBtf(maps.task)?.typeCount ?? 0) >= 3);
+});
+
+check("gone", (s, maps) => {
+  // A record whose map no longer exists (freed since it was listed).
+  // (The guest backend finds a record by kernel address first: drop it.)
+  const gone = (role: Role): BpfMapInfo => {
+    const { kernelAddress: _, ...rest } = maps[role];
+    return { ...rest, id: s.missingId };
+  };
+  const calls: [string, () => unknown][] = [
+    ["readValue", () => s.accessor.readValue(gone("global"), 0, 4)],
+    ["readArray", () => s.accessor.readArray(gone("array"), 0)],
+    ["readPercpuArray", () => s.accessor.readPercpuArray(gone("pcpuArray"), 0)],
+    ["iterHashMap", () => s.accessor.iterHashMap(gone("hash"))],
+    ["iterPercpuHashMap", () => s.accessor.iterPercpuHashMap(gone("pcpuHash"))],
+    ["iterEntryBatches", () => s.accessor.iterEntryBatches(gone("hash"))],
+    ["iterTaskStorage", () => s.accessor.iterTaskStorage(gone("task"))],
+  ];
+  for (const [method, call] of calls) {
+    assert.throws(
+      () => {
+        const result = call();
+        if (result && typeof result === "object" && Symbol.iterator in result) {
+          [...(result as Iterable<unknown>)];
+        }
+      },
+      (error: unknown) => {
+        assert.ok(
+          error instanceof MapGoneError,
+          `${method}: expected MapGoneError, got ${error}`,
+        );
+        return true;
+      },
+    );
+  }
 });
 
 check("problems.clean", (s, maps) => {
