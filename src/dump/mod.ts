@@ -26,3 +26,17 @@ export {
   type MapDump,
   type MapDumpKind,
 } from "./report.ts";
+export {
+  diffReports,
+  diffToJson,
+  diffToText,
+  type EntryChange,
+  type MapChange,
+  type MapPresence,
+  type MapRef,
+  REPORT_DIFF_SCHEMA,
+  type ReportDiff,
+  ReportFormatError,
+  reportsDiffer,
+  type ValueChange,
+} from "./diff.ts";
