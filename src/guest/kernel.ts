@@ -185,12 +185,14 @@ export class GuestKernel {
       sym("kallsyms_num_syms"),
       "kallsyms_num_syms",
     );
+    // 7.x dropped kallsyms_relative_base (offsets became pc-relative)
     const relativeBase = this.vmcoreinfo.symbols.has("kallsyms_relative_base")
       ? this.space.mustU64(
         sym("kallsyms_relative_base"),
         "kallsyms_relative_base",
       )
-      : 0n;
+      : null;
+    const offsetsVa = sym("kallsyms_offsets");
     const namesMax =
       tokenTableVa > namesVa && tokenTableVa - namesVa < BigInt(MAX_TABLE)
         ? Number(tokenTableVa - namesVa)
@@ -204,11 +206,8 @@ export class GuestKernel {
         512,
         "kallsyms_token_index",
       ),
-      offsets: this.imageView(
-        sym("kallsyms_offsets"),
-        numSyms * 4,
-        "kallsyms_offsets",
-      ),
+      offsets: this.imageView(offsetsVa, numSyms * 4, "kallsyms_offsets"),
+      offsetsAddress: offsetsVa,
       relativeBase,
     }, this.vmcoreinfo.symbols);
     this.#kallsyms = table;

@@ -1,5 +1,5 @@
 /**
- * The proof for the guest-memory backend: boot real Debian 6.1 and 6.12
+ * The proof for the guest-memory backend: boot real Debian 6.1, 6.12 and 7.3
  * kernels under QEMU, let bpfmap's live backend create and read maps of
  * every type inside, freeze the VM, and read the same maps from its RAM file
  * with GuestMemMapAccessor. Every map, key and CPU must match byte for byte.
