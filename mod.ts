@@ -87,6 +87,7 @@ export {
   Btf,
   BtfError,
   btfFromElf,
+  btfFromElfFile,
   BtfKind,
   BtfNotFoundError,
   type BtfParseOptions,

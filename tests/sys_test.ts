@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
+import { BpfmapError } from "../src/errors.ts";
 import { parseCpuList } from "../src/sys/cpus.ts";
-import { BpfError } from "../src/sys/errors.ts";
+import { BpfError, permissionHint } from "../src/sys/errors.ts";
+import { errnoName, errnoText, knownErrnos } from "../src/sys/errno.ts";
 import {
   commandName,
   Errno,
@@ -15,7 +17,7 @@ Deno.test("parseCpuList() counts slots up to the highest possible CPU", () => {
   assert.equal(parseCpuList("0-1\n"), 2);
   assert.equal(parseCpuList("0-3,8-11"), 12);
   assert.equal(parseCpuList("0,2"), 3);
-  assert.throws(() => parseCpuList(""), SyntaxError);
+  assert.throws(() => parseCpuList(""), BpfmapError);
   assert.throws(() => parseCpuList("0-x"), /Bad CPU list "0-x"/);
   assert.throws(() => parseCpuList("3-1"), /Bad CPU range "3-1"/);
 });
@@ -29,10 +31,12 @@ Deno.test("BpfError names the command, errno and a readable text, never 'Unknown
     unsupported.message,
     "BPF_MAP_GET_NEXT_KEY failed (map fd 5): ENOTSUPP (operation not supported for this map type)",
   );
-  const denied = new BpfError(12, Errno.EPERM);
+  const denied = new BpfError(12, Errno.EPERM, {
+    hint: permissionHint({ euid: 1000, sysAdmin: false }),
+  });
   assert.match(
     denied.message,
-    /EPERM \(operation not permitted\); needs root or CAP_SYS_ADMIN/,
+    /EPERM \(operation not permitted\); needs root or CAP_SYS_ADMIN \(run with sudo\)$/,
   );
   assert.equal(
     new BpfError(-1, 9, { action: "pidfd_open(3)" }).message,
@@ -43,6 +47,64 @@ Deno.test("BpfError names the command, errno and a readable text, never 'Unknown
     /^bpf command 99 failed: errno 200$/,
   );
   assert.equal(commandName(24), "BPF_MAP_LOOKUP_BATCH");
+});
+
+Deno.test("permissionHint() tells sudo only to a caller that is not root", () => {
+  assert.match(
+    permissionHint({ euid: 1000, sysAdmin: false }),
+    /run with sudo/,
+  );
+  for (
+    const privileges of [
+      { euid: 0, sysAdmin: true },
+      { euid: 0, sysAdmin: false },
+      { euid: 0, sysAdmin: null },
+      { euid: 1000, sysAdmin: true },
+    ]
+  ) {
+    const hint = permissionHint(privileges);
+    assert.doesNotMatch(hint, /sudo/, JSON.stringify(privileges));
+    assert.match(hint, /CAP_SYS_ADMIN/);
+  }
+  assert.match(
+    permissionHint({ euid: 0, sysAdmin: false }),
+    /lacks CAP_SYS_ADMIN/,
+  );
+});
+
+Deno.test("errnoName() and errnoText() cover every errno of the kernel's headers", () => {
+  assert.equal(errnoName(36), "ENAMETOOLONG");
+  assert.equal(errnoText(36), "file name too long");
+  assert.equal(errnoName(24), "EMFILE");
+  assert.equal(errnoText(24), "too many open files");
+  assert.equal(
+    new BpfError(6, 36, { action: "pin to /sys/fs/bpf/x" }).message.split(
+      ";",
+    )[0],
+    "BPF_OBJ_PIN failed (pin to /sys/fs/bpf/x): ENAMETOOLONG (file name too long)",
+  );
+  assert.equal(errnoName(4000), "errno 4000");
+  // The headers are the oracle where they are installed (linux-libc-dev).
+  let headers = "";
+  for (const file of ["errno-base.h", "errno.h"]) {
+    try {
+      headers += Deno.readTextFileSync(`/usr/include/asm-generic/${file}`);
+    } catch {
+      // Not installed: the spot checks above stand.
+    }
+  }
+  const defined = [...headers.matchAll(/^#define\s+(E[A-Z0-9]+)\s+(\d+)/gm)];
+  if (headers !== "") assert.ok(defined.length > 120, "headers parsed");
+  for (const [, name, number] of defined) {
+    assert.equal(errnoName(Number(number)), name);
+    assert.ok(errnoText(Number(number)), `${name} has a text`);
+  }
+  const known = new Set(knownErrnos());
+  for (let errno = 1; errno <= 133; errno++) {
+    if (errno !== 41 && errno !== 58) {
+      assert.ok(known.has(errno), `errno ${errno}`);
+    }
+  }
 });
 
 Deno.test("mapTypeName() spells types as bpftool does and shows unknown numbers as numbers", () => {

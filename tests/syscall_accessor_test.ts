@@ -16,6 +16,11 @@ import { MappedBpfMap } from "../src/sys/mmap.ts";
 import { findArenaMappings, presentPages } from "../src/accessor/arena.ts";
 import { ignoreUnlessRoot } from "./_support/env.ts";
 import {
+  MapArgumentError,
+  MapChangedError,
+  MapTypeError,
+} from "../src/errors.ts";
+import {
   loadIntBtf,
   readU32,
   readU64,
@@ -102,16 +107,25 @@ Deno.test({
     );
     assert.deepEqual(accessor.readArray(map, 1), new Uint8Array(12));
     assert.deepEqual(accessor.readArray(map, 2), new Uint8Array(12).fill(0xee));
-    assert.equal(accessor.readArray(map, 3), null);
-    assert.equal(accessor.readArray(map, -1), null);
+    for (const index of [3, -1, 0.5, 2 ** 32]) {
+      assert.throws(
+        () => accessor.readArray(map, index),
+        (error: unknown) =>
+          error instanceof MapArgumentError && error.argument === "key" &&
+          error.message.includes(`key ${index} is out of range`),
+      );
+    }
     assert.deepEqual(accessor.readValue(map, 4, 3), new Uint8Array([5, 6, 7]));
-    assert.throws(() => accessor.readValue(map, 10, 3), RangeError);
+    assert.throws(
+      () => accessor.readValue(map, 10, 3),
+      /offset 10 with length 3 is outside the 12-byte value/,
+    );
   },
 });
 
 Deno.test({
   name:
-    "BpfSyscallAccessor.readValue() is null for types without a single value",
+    "BpfSyscallAccessor.readValue() and readArray() raise MapTypeError for types without indexed values",
   ignore,
   fn(): void {
     using fd = BpfSyscallAccessor.createMap({
@@ -121,8 +135,14 @@ Deno.test({
       maxEntries: 2,
       name: uniqueName("acc_rv"),
     });
-    assert.equal(accessor.readValue(infoOf(fd), 0, 4), null);
-    assert.equal(accessor.readArray(infoOf(fd), 0), null);
+    const map = infoOf(fd);
+    assert.throws(() => accessor.readValue(map, 0, 4), MapTypeError);
+    assert.throws(() => accessor.readArray(map, 0), MapTypeError);
+    // The kernel's record decides, not the caller's: calling it an array does not help.
+    assert.throws(
+      () => accessor.readArray({ ...map, type: MapType.ARRAY }, 0),
+      /is not an ARRAY map \(its type is 1\)/,
+    );
   },
 });
 
@@ -153,7 +173,10 @@ Deno.test({
       "a CPU the kernel lacks is null, not CPU 0 again",
     );
     assert.equal(values[cpus + 1], null);
-    assert.equal(accessor.readPercpuArray(map, 4, cpus), null);
+    assert.throws(
+      () => accessor.readPercpuArray(map, 4, cpus),
+      MapArgumentError,
+    );
   },
 });
 
@@ -319,7 +342,8 @@ Deno.test({
         stoppedWith = error;
       }
       if (stoppedWith !== null) {
-        assert.match(String(stoppedWith), /changed during iteration/);
+        assert.ok(stoppedWith instanceof MapChangedError, String(stoppedWith));
+        assert.match(String(stoppedWith), /changed during the walk/);
       }
       assert.ok(
         yielded <= map.maxEntries * 2 + 1,

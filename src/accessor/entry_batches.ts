@@ -6,7 +6,7 @@
  * @module
  */
 
-import { MapTypeError } from "../errors.ts";
+import { MapArgumentError, type MapIdentity, MapTypeError } from "../errors.ts";
 import { MapType, mapTypeName } from "../sys/constants.ts";
 import { joinPercpu, percpuStride } from "./percpu.ts";
 import type {
@@ -31,8 +31,42 @@ export const BATCHABLE_TYPES: ReadonlySet<number> = new Set([
   MapType.LRU_PERCPU_HASH,
 ]);
 
+/** The largest `batchSize` accepted: 16M entries, far past any useful batch. */
+export const MAX_BATCH_ENTRIES = 1 << 24;
+/** The largest `maxBatchBytes` accepted: 1 GiB. */
+export const MAX_BATCH_BYTES = 1 << 30;
+
+/**
+ * Checks batch options before anything is allocated for them.
+ *
+ * @throws {MapArgumentError} naming the option, its value and the range
+ */
+export function validateBatchOptions(
+  map: MapIdentity,
+  options: EntryBatchOptions,
+): void {
+  const checks: [keyof EntryBatchOptions, number][] = [
+    ["batchSize", MAX_BATCH_ENTRIES],
+    ["maxBatchBytes", MAX_BATCH_BYTES],
+  ];
+  for (const [name, max] of checks) {
+    const value = options[name];
+    if (value === undefined) continue;
+    if (!Number.isInteger(value) || value < 1 || value > max) {
+      throw new MapArgumentError(
+        map,
+        name,
+        `is ${value}; it must be an integer from 1 to ${max}`,
+      );
+    }
+  }
+}
+
 /** Bytes one entry of `map` takes in a batch's value buffer. */
-export function valueStrideOf(map: BpfMapInfo, possibleCpus: number): number {
+export function valueStrideOf(
+  map: Pick<BpfMapInfo, "type" | "valueSize">,
+  possibleCpus: number,
+): number {
   return map.type === MapType.PERCPU_ARRAY ||
       map.type === MapType.PERCPU_HASH ||
       map.type === MapType.LRU_PERCPU_HASH ||
@@ -46,7 +80,7 @@ export function valueStrideOf(map: BpfMapInfo, possibleCpus: number): number {
  * values stay under `maxBatchBytes` (at least one entry).
  */
 export function batchEntries(
-  map: BpfMapInfo,
+  map: Pick<BpfMapInfo, "keySize" | "maxEntries">,
   valueStride: number,
   options: EntryBatchOptions = {},
 ): number {
@@ -80,6 +114,7 @@ export function* entryBatchesFromReads(
       { hint: `a ${mapTypeName(map.type)} map has its own reader` },
     );
   }
+  validateBatchOptions(map, options);
   const cpus = accessor.possibleCpus;
   const keySize = map.keySize;
   const valueStride = valueStrideOf(map, cpus);

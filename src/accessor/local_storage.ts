@@ -7,14 +7,14 @@
  */
 
 import {
-  mapLookupElem,
+  mapLookupElemErrno,
   openReadOnly,
   pidfdGetfd,
   pidfdOpen,
 } from "../sys/bpf.ts";
 import { MapType } from "../sys/constants.ts";
 import type { OwnedFd } from "../sys/fd.ts";
-import type { BpfMapInfo, LocalStorageEntry } from "./types.ts";
+import type { LocalStorageEntry } from "./types.ts";
 
 function numericEntries(path: string): number[] {
   const result: number[] = [];
@@ -42,43 +42,43 @@ function tryOpen(open: () => OwnedFd): OwnedFd | null {
   }
 }
 
-function lookupWith(
-  mapFd: number,
-  ownerFd: OwnedFd,
-  valueSize: number,
-  owner: string,
-): LocalStorageEntry | null {
-  const key = keyFor(ownerFd.fd);
-  const value = new Uint8Array(new ArrayBuffer(valueSize));
-  try {
-    return mapLookupElem(mapFd, key, value) ? { owner, key, value } : null;
-  } catch {
-    // EBADF/EINVAL: the owner vanished or is of the wrong kind; skip it.
-    return null;
-  }
+/** One candidate owner: how to name it and how to open an fd on it (null when it is gone). */
+interface Candidate {
+  owner: string;
+  open(): OwnedFd | null;
 }
 
-function* tasks(mapFd: number, map: BpfMapInfo): Generator<LocalStorageEntry> {
+/** The facts of a storage map the walk needs. */
+export interface LocalStorageMap {
+  /** `enum bpf_map_type` (one of the four storage types). */
+  type: number;
+  /** Value size in bytes. */
+  valueSize: number;
+}
+
+/**
+ * Threads as candidates. PIDFD_THREAD (6.9+) reaches every thread; before
+ * it only thread-group leaders can be opened, so the walk falls back.
+ */
+function* tasks(): Generator<Candidate> {
   let threadPidfds = true;
   for (const pid of numericEntries("/proc")) {
     for (const tid of numericEntries(`/proc/${pid}/task`)) {
-      let fd: OwnedFd | null = null;
-      if (threadPidfds) {
-        try {
-          fd = pidfdOpen(tid, true);
-        } catch (error) {
-          // Before 6.9 PIDFD_THREAD is EINVAL: fall back to leaders only.
-          if ((error as { errno?: number }).errno === 22) threadPidfds = false;
-        }
-      }
-      if (fd === null && tid === pid) fd = tryOpen(() => pidfdOpen(tid));
-      if (fd === null) continue;
-      try {
-        const entry = lookupWith(mapFd, fd, map.valueSize, String(tid));
-        if (entry) yield entry;
-      } finally {
-        fd.close();
-      }
+      if (!threadPidfds && tid !== pid) continue;
+      yield {
+        owner: String(tid),
+        open(): OwnedFd | null {
+          if (threadPidfds) {
+            try {
+              return pidfdOpen(tid, true);
+            } catch (error) {
+              if ((error as { errno?: number }).errno !== 22) return null;
+              threadPidfds = false;
+            }
+          }
+          return tid === pid ? tryOpen(() => pidfdOpen(tid)) : null;
+        },
+      };
     }
   }
 }
@@ -95,26 +95,17 @@ export function cgroup2Mounts(): string[] {
   }
 }
 
-function* cgroups(
-  mapFd: number,
-  map: BpfMapInfo,
-): Generator<LocalStorageEntry> {
+function* cgroups(): Generator<Candidate> {
   // The same hierarchy may be mounted twice; walk it once.
   const root = cgroup2Mounts()[0];
   if (root === undefined) return;
   const stack = [root];
   while (stack.length > 0) {
     const dir = stack.pop()!;
-    const fd = tryOpen(() => openReadOnly(dir, true));
-    if (fd !== null) {
-      try {
-        const owner = dir === root ? "/" : dir.slice(root.length);
-        const entry = lookupWith(mapFd, fd, map.valueSize, owner);
-        if (entry) yield entry;
-      } finally {
-        fd.close();
-      }
-    }
+    yield {
+      owner: dir === root ? "/" : dir.slice(root.length),
+      open: () => tryOpen(() => openReadOnly(dir, true)),
+    };
     try {
       const children: string[] = [];
       for (const entry of Deno.readDirSync(dir)) {
@@ -127,82 +118,102 @@ function* cgroups(
   }
 }
 
-function* openFiles(
-  mapFd: number,
-  map: BpfMapInfo,
-  sockets: boolean,
-): Generator<LocalStorageEntry> {
+function* openFiles(sockets: boolean): Generator<Candidate> {
   const seen = new Set<string>();
   for (const pid of numericEntries("/proc")) {
-    let pidfd: OwnedFd | null = null;
-    try {
-      for (const fdNumber of numericEntries(`/proc/${pid}/fd`)) {
-        let target: string;
+    for (const fdNumber of numericEntries(`/proc/${pid}/fd`)) {
+      let target: string;
+      try {
+        target = Deno.readLinkSync(`/proc/${pid}/fd/${fdNumber}`);
+      } catch {
+        continue;
+      }
+      const isSocket = target.startsWith("socket:[");
+      if (isSocket !== sockets) continue;
+      if (!sockets && !target.startsWith("/")) continue;
+      let identity = target;
+      if (!sockets) {
         try {
-          target = Deno.readLinkSync(`/proc/${pid}/fd/${fdNumber}`);
+          const stat = Deno.statSync(`/proc/${pid}/fd/${fdNumber}`);
+          identity = `${stat.dev}:${stat.ino}`;
         } catch {
           continue;
         }
-        const isSocket = target.startsWith("socket:[");
-        if (isSocket !== sockets) continue;
-        if (!sockets && !target.startsWith("/")) continue;
-        let identity = target;
-        if (!sockets) {
-          try {
-            const stat = Deno.statSync(`/proc/${pid}/fd/${fdNumber}`);
-            identity = `${stat.dev}:${stat.ino}`;
-          } catch {
-            continue;
-          }
-        }
-        if (seen.has(identity)) continue;
-        seen.add(identity);
-        let fd: OwnedFd | null;
-        if (sockets) {
-          pidfd ??= tryOpen(() => pidfdOpen(pid));
-          if (pidfd === null) break;
-          const pidfdNumber = pidfd.fd;
-          fd = tryOpen(() => pidfdGetfd(pidfdNumber, fdNumber));
-        } else {
-          fd = tryOpen(() => openReadOnly(`/proc/${pid}/fd/${fdNumber}`));
-        }
-        if (fd === null) continue;
-        try {
-          const owner = sockets ? `${pid}/${fdNumber} ${target}` : target;
-          const entry = lookupWith(mapFd, fd, map.valueSize, owner);
-          if (entry) yield entry;
-        } finally {
-          fd.close();
-        }
       }
-    } finally {
-      pidfd?.close();
+      if (seen.has(identity)) continue;
+      seen.add(identity);
+      yield {
+        owner: sockets ? `${pid}/${fdNumber} ${target}` : target,
+        open(): OwnedFd | null {
+          if (!sockets) {
+            return tryOpen(() => openReadOnly(`/proc/${pid}/fd/${fdNumber}`));
+          }
+          const pidfd = tryOpen(() => pidfdOpen(pid));
+          if (pidfd === null) return null;
+          try {
+            return tryOpen(() => pidfdGetfd(pidfd.fd, fdNumber));
+          } finally {
+            pidfd.close();
+          }
+        },
+      };
     }
   }
 }
 
+function candidatesOf(type: number): Generator<Candidate> {
+  switch (type) {
+    case MapType.TASK_STORAGE:
+      return tasks();
+    case MapType.CGRP_STORAGE:
+      return cgroups();
+    case MapType.SK_STORAGE:
+      return openFiles(true);
+    default:
+      return openFiles(false);
+  }
+}
+
+/** Candidates looked up per map fd: a few hundred lookups share one open. */
+const CANDIDATES_PER_OPEN = 256;
+
 /**
  * Walks the candidate owners of a local-storage map and yields those that
- * hold an element. `openMap` is called once; its fd is closed when the walk
- * ends or is abandoned.
+ * hold an element. Candidates are looked up in chunks, each under a fresh
+ * map fd from `openMap` that is closed (with every owner fd) before the
+ * chunk's entries are yielded: a suspended or abandoned walk holds no fd.
  */
 export function* iterLocalStorageLive(
-  map: BpfMapInfo,
+  map: LocalStorageMap,
   openMap: () => OwnedFd,
 ): Generator<LocalStorageEntry, void, undefined> {
-  using mapFd = openMap();
-  switch (map.type) {
-    case MapType.TASK_STORAGE:
-      yield* tasks(mapFd.fd, map);
-      return;
-    case MapType.CGRP_STORAGE:
-      yield* cgroups(mapFd.fd, map);
-      return;
-    case MapType.SK_STORAGE:
-      yield* openFiles(mapFd.fd, map, true);
-      return;
-    case MapType.INODE_STORAGE:
-      yield* openFiles(mapFd.fd, map, false);
-      return;
+  const candidates = candidatesOf(map.type);
+  let exhausted = false;
+  while (!exhausted) {
+    const found: LocalStorageEntry[] = [];
+    {
+      using mapFd = openMap();
+      for (let looked = 0; looked < CANDIDATES_PER_OPEN; looked++) {
+        const next = candidates.next();
+        if (next.done) {
+          exhausted = true;
+          break;
+        }
+        const owner = next.value.open();
+        if (owner === null) continue;
+        try {
+          const key = keyFor(owner.fd);
+          const value = new Uint8Array(new ArrayBuffer(map.valueSize));
+          // ENOENT: no storage; EBADF/EINVAL: the owner vanished or is of
+          // the wrong kind. Either way this owner has nothing to list.
+          if (mapLookupElemErrno(mapFd.fd, key, value) === 0) {
+            found.push({ owner: next.value.owner, key, value });
+          }
+        } finally {
+          owner.close();
+        }
+      }
+    }
+    yield* found;
   }
 }

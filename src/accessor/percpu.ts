@@ -5,6 +5,27 @@
  * @module
  */
 
+import { MapArgumentError, type MapIdentity } from "../errors.ts";
+
+/**
+ * Checks a caller's CPU count before anything is allocated for it: an
+ * integer from 1 to `max` (no kernel has more possible CPUs than 8192).
+ */
+export function validateCpuCount(
+  map: MapIdentity,
+  numCpus: number,
+  max: number,
+): void {
+  if (!Number.isInteger(numCpus) || numCpus < 1 || numCpus > max) {
+    throw new MapArgumentError(
+      map,
+      "numCpus",
+      `is ${numCpus}; it must be an integer from 1 to ${max}`,
+      { hint: "leave it out to get the kernel's possible CPUs" },
+    );
+  }
+}
+
 /** Rounds a value size up to the 8-byte per-CPU slot stride. */
 export function percpuStride(valueSize: number): number {
   return Math.ceil(valueSize / 8) * 8;

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { BpfmapError } from "../errors.ts";
+import { BpfmapError, MapArgumentError } from "../errors.ts";
 import { loadBtfById } from "../btf/load.ts";
 import { recoverFullMapName } from "../btf/map_name.ts";
 import {
@@ -100,7 +100,7 @@ export class MapVanishedError extends MapNotFoundError {
 }
 
 /** The requested name can never match: the kernel keeps at most 15 characters. */
-export class MapNameTooLongError extends RangeError {
+export class MapNameTooLongError extends MapArgumentError {
   /** The name that was asked for. */
   readonly wanted: string;
   /** What the kernel would show for it. */
@@ -116,15 +116,19 @@ export class MapNameTooLongError extends RangeError {
   constructor(wanted: string, recognised: readonly SeenMap[] = []) {
     const truncated = truncateMapName(wanted);
     const known = recognised.length > 0
-      ? ` Map ${
+      ? `. Map ${
         recognised.map((m) => `id ${m.id} ("${m.name}")`).join(", ")
-      } has this full name in its BTF.`
+      } has this full name in its BTF`
       : "";
     super(
-      `Map name "${wanted}" is ${wanted.length} characters but the kernel keeps only ${USABLE_NAME_LEN} (BPF_OBJ_NAME_LEN is ${BPF_OBJ_NAME_LEN} with the NUL): ` +
-        `look for "${truncated}" instead, or match the full BTF name with { match: "full" } (bpfmap find --full).${known}`,
+      null,
+      "name",
+      `"${wanted}" is ${wanted.length} characters but the kernel keeps only ${USABLE_NAME_LEN} (BPF_OBJ_NAME_LEN is ${BPF_OBJ_NAME_LEN} with the NUL)${known}`,
+      {
+        hint:
+          `look for "${truncated}" instead, or match the full BTF name with { match: "full" } (bpfmap find --full)`,
+      },
     );
-    this.name = "MapNameTooLongError";
     this.wanted = wanted;
     this.truncated = truncated;
   }
@@ -223,7 +227,9 @@ export function openBpfMapFdByName(
     throw new MapNameTooLongError(name, mapsWithFullName(name));
   }
   if (name === "") {
-    throw new TypeError("Map name is empty: pass the kernel-visible name");
+    throw new MapArgumentError(null, "name", "is empty", {
+      hint: "pass the kernel-visible name (bpfmap list shows them)",
+    });
   }
   const seen: SeenMap[] = [];
   const vanished: number[] = [];

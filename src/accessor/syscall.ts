@@ -1,6 +1,17 @@
 /**
  * The live backend: reads maps of the running kernel through bpf().
  *
+ * Two rules shape every method here:
+ *
+ * - The caller's {@linkcode BpfMapInfo} names a map by id and nothing more.
+ *   Each call opens the id and takes type and sizes from the kernel's own
+ *   record of the opened fd, so a stale or edited record can never size a
+ *   buffer the kernel writes into; caller buffers are checked against those
+ *   real sizes before anything is sent.
+ * - No fd outlives a call, and no iterator holds one while suspended: walks
+ *   reopen the map by id for each batch, so an iterator dropped mid-walk
+ *   costs memory only until it is collected, never a descriptor.
+ *
  * @module
  */
 
@@ -17,6 +28,7 @@ import {
   mapGetNextId,
   mapGetNextKey,
   mapLookupElem,
+  mapLookupElemErrno,
   mapUpdateElem,
   objPin,
   OpenFlag,
@@ -24,22 +36,35 @@ import {
   readFdinfo,
 } from "../sys/bpf.ts";
 import {
+  BpfCommand,
   Errno,
   LOCAL_STORAGE_MAP_TYPES,
   MapType,
   mapTypeName,
+  PERCPU_MAP_TYPES,
 } from "../sys/constants.ts";
 import { possibleCpuCount } from "../sys/cpus.ts";
 import { BpfError } from "../sys/errors.ts";
 import type { OwnedFd } from "../sys/fd.ts";
-import { MapTypeError } from "../errors.ts";
+import {
+  MapArgumentError,
+  MapChangedError,
+  MapGoneError,
+  type MapIdentity,
+  MapTypeError,
+} from "../errors.ts";
 import type { Btf } from "../btf/btf.ts";
 import { loadBtfById } from "../btf/load.ts";
 import { recoverFullMapName } from "../btf/map_name.ts";
 import { readArenaPagesLive } from "./arena.ts";
 import { iterLocalStorageLive } from "./local_storage.ts";
-import { batchEntries, valueStrideOf } from "./entry_batches.ts";
-import { percpuStride, splitPercpu } from "./percpu.ts";
+import {
+  batchEntries,
+  DEFAULT_BATCH_BYTES,
+  validateBatchOptions,
+  valueStrideOf,
+} from "./entry_batches.ts";
+import { percpuStride, splitPercpu, validateCpuCount } from "./percpu.ts";
 import type {
   ArenaPages,
   BpfMapAccessor,
@@ -95,6 +120,25 @@ const PERCPU_HASH_TYPES: ReadonlySet<number> = new Set([
   MapType.PERCPU_HASH,
   MapType.LRU_PERCPU_HASH,
 ]);
+/**
+ * Types whose walk can never return a key twice: the htab batch walks by
+ * bucket, and array indexes cannot be deleted. Every other type's walk is
+ * GET_NEXT_KEY (in the kernel's generic batch or ours), which restarts from
+ * the first key when the cursor key is deleted, so it is deduplicated.
+ */
+const REPEAT_FREE_TYPES: ReadonlySet<number> = new Set([
+  MapType.HASH,
+  MapType.PERCPU_HASH,
+  MapType.LRU_HASH,
+  MapType.LRU_PERCPU_HASH,
+  MapType.ARRAY,
+  MapType.PERCPU_ARRAY,
+]);
+/** fd arrays whose slots the kernel will not show user space (ENOTSUPP per lookup). */
+const HIDDEN_SLOT_TYPES: ReadonlySet<number> = new Set([
+  MapType.PERF_EVENT_ARRAY,
+  MapType.CGROUP_ARRAY,
+]);
 
 /** Builds a {@linkcode BpfMapInfo} from the kernel's info struct and the fd's fdinfo. */
 export function mapInfoFromFd(
@@ -128,10 +172,117 @@ export function mapInfoFromFd(
   };
 }
 
+/** A map opened for one call, with the kernel's record of what the fd is. */
+class OpenedMap implements Disposable {
+  readonly fd: OwnedFd;
+  readonly real: RawMapInfo;
+
+  constructor(fd: OwnedFd, real: RawMapInfo) {
+    this.fd = fd;
+    this.real = real;
+  }
+
+  [Symbol.dispose](): void {
+    this.fd.close();
+  }
+}
+
+function sameShape(a: RawMapInfo, b: RawMapInfo): boolean {
+  return a.type === b.type && a.keySize === b.keySize &&
+    a.valueSize === b.valueSize && a.maxEntries === b.maxEntries;
+}
+
+function identity(real: RawMapInfo): MapIdentity {
+  return { id: real.id, name: real.name };
+}
+
+function hexKey(key: Uint8Array): string {
+  let text = "";
+  for (const byte of key) text += byte.toString(16).padStart(2, "0");
+  return text === "" ? "(none)" : `0x${text}`;
+}
+
+/** One line for an element whose lookup failed: the walk records it and goes on. */
+function elementError(
+  real: RawMapInfo,
+  key: Uint8Array,
+  errno: number,
+): string {
+  const hint = errno === Errno.ENOTSUPP && HIDDEN_SLOT_TYPES.has(real.type)
+    ? `the kernel does not show user space what a ${
+      mapTypeName(real.type)
+    } slot holds`
+    : undefined;
+  return new BpfError(BpfCommand.MAP_LOOKUP_ELEM, errno, {
+    action: `map "${real.name}" (id ${real.id}), key ${hexKey(key)}`,
+    ...(hint ? { hint } : {}),
+  }).message;
+}
+
+/**
+ * The keys a GET_NEXT_KEY-based walk has listed, so that a walk restarted by
+ * a deletion lists each key once. Holds at most `max_entries + 1` keys: more
+ * distinct keys than the map can hold means it is refilled faster than it is
+ * walked, and the walk stops with MapChangedError.
+ */
+class KeyDedupe {
+  readonly #seen = new Set<string>();
+  readonly #limit: number;
+  /** Keys returned again (each one a sign the walk restarted). */
+  duplicates = 0;
+
+  constructor(maxEntries: number) {
+    this.#limit = maxEntries + 1;
+  }
+
+  static #text(key: Uint8Array): string {
+    let text = "";
+    for (let i = 0; i < key.length; i += 4096) {
+      text += String.fromCharCode.apply(
+        null,
+        key.subarray(i, i + 4096) as unknown as number[],
+      );
+    }
+    return text;
+  }
+
+  has(key: Uint8Array): boolean {
+    return this.#seen.has(KeyDedupe.#text(key));
+  }
+
+  /** Records `key`; false (and a counted duplicate) when it was listed before. */
+  add(key: Uint8Array, map: MapIdentity): boolean {
+    const text = KeyDedupe.#text(key);
+    if (this.#seen.has(text)) {
+      if (++this.duplicates > this.#limit) {
+        throw new MapChangedError(
+          map,
+          `GET_NEXT_KEY returned ${this.duplicates} keys it had already returned (more than max_entries + 1), so keys are deleted under the walk faster than it advances`,
+          { hint: "read it again when it is quieter, or stop its writers" },
+        );
+      }
+      return false;
+    }
+    if (this.#seen.size >= this.#limit) {
+      throw new MapChangedError(
+        map,
+        `more than max_entries + 1 (${this.#limit}) distinct keys were listed, so entries are replaced faster than the walk advances`,
+        { hint: "read it again when it is quieter, or stop its writers" },
+      );
+    }
+    this.#seen.add(text);
+    return true;
+  }
+}
+
+/** The largest per-CPU count a caller may ask for: no kernel has more possible CPUs (CONFIG_NR_CPUS). */
+const MAX_CPUS = 8192;
+
 /**
  * Reads the running kernel's maps through the bpf() syscall. Every call
- * opens the map by id and closes it before returning (iterators close when
- * done or abandoned), so the accessor never keeps a map alive.
+ * opens the map by id and closes it before returning; iterators reopen it
+ * for each batch and hold no fd between yields, so the accessor never keeps
+ * a map alive (or a descriptor open).
  *
  * Requires root or CAP_SYS_ADMIN, and `--allow-ffi --allow-read`.
  *
@@ -157,7 +308,7 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     return this.#possibleCpus ??= possibleCpuCount();
   }
 
-  /** What reads so far had to skip. */
+  /** What reads so far had to skip or could only give a torn view of. */
   problems(): readonly ReadProblem[] {
     return this.#problems;
   }
@@ -174,6 +325,13 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
 
   /** The map with this id, or null when it does not exist (any more). */
   mapById(id: number): BpfMapInfo | null {
+    if (!Number.isInteger(id) || id < 0 || id > 0x7fffffff) {
+      throw new MapArgumentError(
+        null,
+        "id",
+        `${id} is not a map id (an integer from 0 to 2147483647)`,
+      );
+    }
     let fd: OwnedFd;
     try {
       fd = mapGetFdById(id, OpenFlag.RDONLY);
@@ -251,110 +409,457 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     return null;
   }
 
-  /** Opens `map` read-only; the caller owns (and must close) the fd. */
+  /**
+   * Opens `map` by id (read-only by default); the caller owns (and must
+   * close) the fd.
+   *
+   * @throws {MapGoneError} when no map has that id any more
+   */
   open(map: BpfMapInfo, openFlags: number = OpenFlag.RDONLY): OwnedFd {
-    return mapGetFdById(map.id, openFlags);
+    try {
+      return mapGetFdById(map.id, openFlags);
+    } catch (error) {
+      if (error instanceof BpfError && error.errno === Errno.ENOENT) {
+        throw new MapGoneError(map, {
+          cause: error,
+          hint: "list the maps again; a freed map's id is not reused",
+        });
+      }
+      throw error;
+    }
   }
 
-  /** `len` bytes at `offset` of the single value of an ARRAY or STRUCT_OPS map. */
-  readValue(map: BpfMapInfo, offset: number, len: number): Uint8Array | null {
-    if (map.type !== MapType.ARRAY && map.type !== MapType.STRUCT_OPS) {
-      return null;
+  /** Opens `map` and reads the kernel's record of it: the only source of sizes. */
+  #openReal(map: BpfMapInfo, openFlags: number = OpenFlag.RDONLY): OpenedMap {
+    const fd = this.open(map, openFlags);
+    try {
+      return new OpenedMap(fd, mapGetInfo(fd.fd));
+    } catch (error) {
+      fd.close();
+      throw error;
     }
-    if (offset < 0 || len < 0 || offset + len > map.valueSize) {
-      throw new RangeError(
-        `Cannot read ${len} bytes at offset ${offset} of map "${map.name}" (id ${map.id}): its value is ${map.valueSize} bytes`,
+  }
+
+  /** Reopens a map mid-walk, refusing a different map behind the same id. */
+  #reopen(map: BpfMapInfo, first: RawMapInfo): OpenedMap {
+    const opened = this.#openReal(map);
+    if (!sameShape(opened.real, first)) {
+      opened.fd.close();
+      throw new MapChangedError(
+        identity(first),
+        `its id now opens a map of type ${opened.real.type} with key ${opened.real.keySize}, value ${opened.real.valueSize} and ${opened.real.maxEntries} entries`,
       );
     }
-    const value = this.#lookupIndex(map, 0, map.valueSize);
-    return value === null ? null : value.slice(offset, offset + len);
+    return opened;
   }
 
-  /** The value at index `key` of an ARRAY map. */
+  #expectType(
+    real: RawMapInfo,
+    types: ReadonlySet<number>,
+    expected: string,
+  ): void {
+    if (!types.has(real.type)) {
+      throw new MapTypeError(identity(real), real.type, expected, {
+        hint: `it is a ${mapTypeName(real.type)} map`,
+      });
+    }
+  }
+
+  #checkIndex(real: RawMapInfo, key: number): void {
+    if (!Number.isInteger(key) || key < 0 || key >= real.maxEntries) {
+      throw new MapArgumentError(
+        identity(real),
+        "key",
+        `${key} is out of range: the map has ${real.maxEntries} entries (indexes 0 to ${
+          real.maxEntries - 1
+        })`,
+      );
+    }
+  }
+
+  /**
+   * `len` bytes at `offset` of the single value of an ARRAY (global data)
+   * or STRUCT_OPS map.
+   *
+   * @throws {MapTypeError} for other map types
+   * @throws {MapArgumentError} when the range is not inside the value
+   */
+  readValue(map: BpfMapInfo, offset: number, len: number): Uint8Array | null {
+    using opened = this.#openReal(map);
+    const real = opened.real;
+    this.#expectType(
+      real,
+      new Set([MapType.ARRAY, MapType.STRUCT_OPS]),
+      "an ARRAY or STRUCT_OPS map (a map with one value)",
+    );
+    checkRange(real, "offset", offset, len);
+    const value = new Uint8Array(new ArrayBuffer(real.valueSize));
+    if (!mapLookupElem(opened.fd.fd, indexKey(0), value)) return null;
+    return value.slice(offset, offset + len);
+  }
+
+  /**
+   * The value at index `key` of an ARRAY map.
+   *
+   * @throws {MapTypeError} for other map types
+   * @throws {MapArgumentError} when `key` is not an index of the map
+   */
   readArray(map: BpfMapInfo, key: number): Uint8Array | null {
-    if (map.type !== MapType.ARRAY) return null;
-    if (!Number.isInteger(key) || key < 0 || key >= map.maxEntries) return null;
-    return this.#lookupIndex(map, key, map.valueSize);
+    using opened = this.#openReal(map);
+    const real = opened.real;
+    this.#expectType(real, new Set([MapType.ARRAY]), "an ARRAY map");
+    this.#checkIndex(real, key);
+    const value = new Uint8Array(new ArrayBuffer(real.valueSize));
+    return mapLookupElem(opened.fd.fd, indexKey(key), value) ? value : null;
   }
 
-  /** Per-CPU values at index `key` of a PERCPU_ARRAY; CPUs beyond the kernel's are null. */
+  /**
+   * Per-CPU values at index `key` of a PERCPU_ARRAY; CPUs beyond the
+   * kernel's are null.
+   *
+   * @throws {MapTypeError} for other map types
+   * @throws {MapArgumentError} when `key` is not an index or `numCpus` is not a CPU count
+   */
   readPercpuArray(
     map: BpfMapInfo,
     key: number,
     numCpus: number = this.possibleCpus,
   ): (Uint8Array | null)[] | null {
-    if (map.type !== MapType.PERCPU_ARRAY) return null;
-    if (!Number.isInteger(key) || key < 0 || key >= map.maxEntries) return null;
+    validateCpuCount(map, numCpus, Math.max(MAX_CPUS, this.possibleCpus));
+    using opened = this.#openReal(map);
+    const real = opened.real;
+    this.#expectType(
+      real,
+      new Set([MapType.PERCPU_ARRAY]),
+      "a PERCPU_ARRAY map",
+    );
+    this.#checkIndex(real, key);
     const cpus = this.possibleCpus;
-    const stride = percpuStride(map.valueSize);
-    const all = this.#lookupIndex(map, key, stride * cpus);
-    if (all === null) return null;
-    return splitPercpu(all, map.valueSize, cpus, numCpus);
-  }
-
-  #lookupIndex(
-    map: BpfMapInfo,
-    index: number,
-    size: number,
-  ): Uint8Array | null {
-    const key = new Uint8Array(new ArrayBuffer(4));
-    new DataView(key.buffer).setUint32(0, index, true);
-    const value = new Uint8Array(new ArrayBuffer(size));
-    using fd = this.open(map);
-    return mapLookupElem(fd.fd, key, value) ? value : null;
+    const all = new Uint8Array(
+      new ArrayBuffer(percpuStride(real.valueSize) * cpus),
+    );
+    if (!mapLookupElem(opened.fd.fd, indexKey(key), all)) return null;
+    return splitPercpu(all, real.valueSize, cpus, numCpus);
   }
 
   /**
-   * Walks a map in LOOKUP_BATCH runs (HASH family, ARRAY, PERCPU_ARRAY, LPM
-   * trie), reusing the same buffers for every batch: copy what you keep.
-   * Falls back to GET_NEXT_KEY + LOOKUP for maps without batch support.
+   * Walks a keyed map in LOOKUP_BATCH runs (HASH family, ARRAY,
+   * PERCPU_ARRAY, LPM trie), reusing the same buffers for every batch: copy
+   * what you keep. Falls back to GET_NEXT_KEY + LOOKUP for maps without
+   * batch support; there an element whose lookup fails (a perf_event_array
+   * slot) is listed with its error in `errors`, and the walk goes on.
+   *
+   * The map is reopened by id for each batch, so a suspended or abandoned
+   * iterator holds no fd; a map freed mid-walk ends it with MapGoneError.
    *
    * @param map the map to walk
-   * @param options the first batch size
+   * @param options batch size, byte bound and mode
+   * @throws {MapArgumentError} for a batch size or byte bound out of range
    */
-  *iterBatches(
+  iterBatches(
     map: BpfMapInfo,
     options: IterBatchesOptions = {},
   ): Generator<EntryBatch, void, undefined> {
-    const valueStride = valueStrideOf(map, this.possibleCpus);
-    using fd = this.open(map);
-    const initial = batchEntries(map, valueStride, options);
+    validateBatchOptions(map, options);
+    if (
+      options.mode !== undefined && options.mode !== "batch" &&
+      options.mode !== "next-key"
+    ) {
+      throw new MapArgumentError(
+        map,
+        "mode",
+        `is "${options.mode}"; it must be "batch" or "next-key"`,
+      );
+    }
+    let real: RawMapInfo;
+    {
+      using opened = this.#openReal(map);
+      real = opened.real;
+    }
+    return this.#walk(map, real, options);
+  }
+
+  *#walk(
+    map: BpfMapInfo,
+    real: RawMapInfo,
+    options: IterBatchesOptions,
+  ): Generator<EntryBatch, void, undefined> {
+    const valueStride = valueStrideOf(real, this.possibleCpus);
+    const capacity = batchEntries(real, valueStride, options);
+    const dedupe = REPEAT_FREE_TYPES.has(real.type)
+      ? null
+      : new KeyDedupe(real.maxEntries);
     if (options.mode === "next-key") {
-      yield* this.#iterByNextKey(fd.fd, map, valueStride);
+      yield* this.#walkByNextKey(
+        map,
+        real,
+        valueStride,
+        capacity,
+        null,
+        dedupe,
+      );
       return;
     }
-    const buffers = new BatchBuffers(map.keySize, valueStride, initial);
+    const perEntry = Math.max(1, real.keySize + valueStride);
+    const byteBound = options.maxBatchBytes ?? DEFAULT_BATCH_BYTES;
+    const maxCapacity = Math.max(
+      capacity,
+      Math.min(Math.floor(byteBound / perEntry), Math.max(real.maxEntries, 1)),
+    );
+    const buffers = new BatchBuffers(real.keySize, valueStride, capacity);
     let first = true;
+    let interrupted = 0;
+    let lastKey: Uint8Array | null = null;
+    let recentKeys: Uint8Array[] = [];
     for (;;) {
-      const { count, errno } = buffers.next(fd.fd);
-      if (errno === Errno.ENOSPC) {
-        // A hash bucket larger than the space left: retry from the same cursor.
-        buffers.resize(buffers.capacity * 2);
+      let result: { count: number; errno: number };
+      {
+        using opened = this.#reopen(map, real);
+        result = buffers.next(opened.fd.fd);
+      }
+      const { count, errno } = result;
+      if (errno === Errno.ENOSPC && count === 0) {
+        // A hash bucket larger than the space left: retry from the same
+        // cursor with room for it, within the caller's byte bound.
+        if (buffers.capacity >= maxCapacity) {
+          throw new MapArgumentError(
+            identity(real),
+            "maxBatchBytes",
+            `(${byteBound} bytes, ${maxCapacity} entries of ${perEntry} bytes) cannot hold one hash bucket of the map`,
+            { hint: "raise maxBatchBytes" },
+          );
+        }
+        buffers.resize(Math.min(buffers.capacity * 2, maxCapacity));
         continue;
       }
       if (
-        first && count === 0 &&
-        (errno === Errno.EINVAL || errno === Errno.ENOTSUPP ||
-          errno === Errno.EOPNOTSUPP)
+        first && count === 0 && errno !== 0 && errno !== Errno.ENOENT &&
+        errno !== Errno.EINTR && !REPEAT_FREE_TYPES.has(real.type)
       ) {
-        yield* this.#iterByNextKey(fd.fd, map, valueStride);
+        // No LOOKUP_BATCH for this type (ENOTSUPP, EINVAL), or an element
+        // the kernel's generic batch could not copy: walk key by key, where
+        // one element's error is recorded instead of ending the walk.
+        yield* this.#walkByNextKey(
+          map,
+          real,
+          valueStride,
+          capacity,
+          null,
+          dedupe,
+        );
         return;
       }
+      if (errno === Errno.EINTR) {
+        // The kernel's generic walk lost an element three times in a row
+        // (deleted between its next-key and lookup); go on from the cursor.
+        if (++interrupted > 16) {
+          throw new MapChangedError(
+            identity(real),
+            "LOOKUP_BATCH was interrupted 16 times by elements deleted under it",
+          );
+        }
+        if (count === 0) continue;
+      }
       first = false;
+      let kept = count;
+      let restarted = false;
       if (count > 0) {
+        lastKey = buffers.keys.slice(
+          (count - 1) * real.keySize,
+          count * real.keySize,
+        );
+      }
+      if (count > 0 && dedupe !== null) {
+        const before = dedupe.duplicates;
+        const latest = lastKeys(buffers.keys, count, real.keySize);
+        kept = this.#dropRepeats(real, buffers, count, valueStride, dedupe);
+        // The kernel's generic batch restarted from the first key: its
+        // cursor (our last key) was deleted. Finish key by key, resuming
+        // after the newest earlier key that still exists.
+        restarted = dedupe.duplicates > before && recentKeys.length > 0;
+        if (!restarted) recentKeys = latest;
+      }
+      if (kept > 0) {
         yield {
-          count,
-          keys: buffers.keys.subarray(0, count * map.keySize),
-          values: buffers.values.subarray(0, count * valueStride),
-          keySize: map.keySize,
+          count: kept,
+          keys: buffers.keys.subarray(0, kept * real.keySize),
+          values: buffers.values.subarray(0, kept * valueStride),
+          keySize: real.keySize,
           valueStride,
         };
       }
+      if (restarted) {
+        yield* this.#walkByNextKey(
+          map,
+          real,
+          valueStride,
+          capacity,
+          recentKeys[recentKeys.length - 1]!,
+          dedupe,
+          recentKeys,
+        );
+        return;
+      }
       if (errno === Errno.ENOENT) return;
-      if (errno !== 0) {
-        throw new BpfError(24, errno, {
-          action: `map "${map.name}" id ${map.id}`,
+      if (errno !== 0 && errno !== Errno.EINTR) {
+        if (!REPEAT_FREE_TYPES.has(real.type) && lastKey !== null) {
+          // The generic batch walks by key: carry on key by key after the
+          // last key it gave, recording the element it stumbled on.
+          yield* this.#walkByNextKey(
+            map,
+            real,
+            valueStride,
+            capacity,
+            lastKey,
+            dedupe,
+          );
+          return;
+        }
+        throw new BpfError(BpfCommand.MAP_LOOKUP_BATCH, errno, {
+          action: `map "${real.name}" (id ${real.id})`,
         });
+      }
+    }
+  }
+
+  /** Compacts a batch to the keys not listed before; returns how many remain. */
+  #dropRepeats(
+    real: RawMapInfo,
+    buffers: BatchBuffers,
+    count: number,
+    valueStride: number,
+    dedupe: KeyDedupe,
+  ): number {
+    const keySize = real.keySize;
+    let kept = 0;
+    const before = dedupe.duplicates;
+    for (let i = 0; i < count; i++) {
+      const key = buffers.keys.subarray(i * keySize, (i + 1) * keySize);
+      if (!dedupe.add(key, identity(real))) continue;
+      if (kept !== i) {
+        buffers.keys.copyWithin(kept * keySize, i * keySize, (i + 1) * keySize);
+        buffers.values.copyWithin(
+          kept * valueStride,
+          i * valueStride,
+          (i + 1) * valueStride,
+        );
+      }
+      kept++;
+    }
+    if (before === 0 && dedupe.duplicates > 0) this.#tornWalk(real);
+    return kept;
+  }
+
+  #tornWalk(real: RawMapInfo): void {
+    this.#problems.push({
+      what: "element",
+      mapId: real.id,
+      message: new MapChangedError(
+        identity(real),
+        "a key was deleted under the GET_NEXT_KEY cursor, so the walk restarted from the first key",
+        {
+          hint:
+            "each key is listed once, but entries added, deleted or updated during the walk may be missing or stale (the view may be torn)",
+        },
+      ).message,
+    });
+  }
+
+  /**
+   * GET_NEXT_KEY + LOOKUP_ELEM in chunks of `capacity` entries, each chunk
+   * under its own fd. A deleted cursor key makes the kernel restart from the
+   * first key: the walk then resumes from the newest earlier key that still
+   * leads somewhere new, and lists every key once whatever happens.
+   */
+  *#walkByNextKey(
+    map: BpfMapInfo,
+    real: RawMapInfo,
+    valueStride: number,
+    capacity: number,
+    startAfter: Uint8Array | null,
+    dedupe: KeyDedupe | null,
+    recentSeed: readonly Uint8Array[] = [],
+  ): Generator<EntryBatch, void, undefined> {
+    const keySize = real.keySize;
+    const who = identity(real);
+    const seen = dedupe ?? new KeyDedupe(real.maxEntries);
+    const keys = new Uint8Array(
+      new ArrayBuffer(Math.max(1, capacity * keySize)),
+    );
+    const values = new Uint8Array(
+      new ArrayBuffer(Math.max(1, capacity * valueStride)),
+    );
+    const next = new Uint8Array(new ArrayBuffer(Math.max(1, keySize)));
+    let current = startAfter;
+    // The last keys that existed when looked up: where to resume from when
+    // the cursor key is deleted.
+    const recent: Uint8Array[] = recentSeed.length > 0
+      ? [...recentSeed]
+      : startAfter
+      ? [startAfter]
+      : [];
+    let done = false;
+    let restarting = false;
+    while (!done) {
+      let count = 0;
+      let errors: (string | null)[] | null = null;
+      {
+        using opened = this.#reopen(map, real);
+        const fd = opened.fd.fd;
+        values.fill(0);
+        while (count < capacity) {
+          if (!mapGetNextKey(fd, current, next)) {
+            done = true;
+            break;
+          }
+          if (!seen.add(next, who)) {
+            if (seen.duplicates === 1) this.#tornWalk(real);
+            const resumed = restarting
+              ? "restart"
+              : resumeAfterRestart(fd, recent, current, next, seen);
+            if (resumed === "end") {
+              done = true;
+              break;
+            }
+            if (resumed === "restart") {
+              // Walk on through keys already listed until new ones appear.
+              restarting = true;
+              current = next.slice();
+              continue;
+            }
+            seen.add(next, who);
+          }
+          restarting = false;
+          const key = keys.subarray(count * keySize, (count + 1) * keySize);
+          key.set(next.subarray(0, keySize));
+          const value = values.subarray(
+            count * valueStride,
+            (count + 1) * valueStride,
+          );
+          const errno = mapLookupElemErrno(fd, key, value);
+          current = key.slice();
+          if (errno === Errno.ENOENT) continue; // deleted since, or an empty fd slot
+          recent.push(current);
+          if (recent.length > 8) recent.shift();
+          if (errno !== 0) {
+            value.fill(0);
+            errors ??= new Array<string | null>(count).fill(null);
+            errors.push(elementError(real, key, errno));
+          } else {
+            errors?.push(null);
+          }
+          count++;
+        }
+      }
+      if (count > 0) {
+        yield {
+          count,
+          keys: keys.subarray(0, count * keySize),
+          values: values.subarray(0, count * valueStride),
+          keySize,
+          valueStride,
+          ...(errors ? { errors } : {}),
+        };
       }
     }
   }
@@ -364,60 +869,42 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     map: BpfMapInfo,
     options: EntryBatchOptions = {},
   ): Iterable<EntryBatch> {
-    if (!KEYED_MAP_TYPES.has(map.type)) {
-      throw new MapTypeError(
-        map,
-        map.type,
-        "a map whose entries are listed by key",
-        {
-          hint: `a ${mapTypeName(map.type)} map has its own reader`,
-        },
-      );
+    validateBatchOptions(map, options);
+    let real: RawMapInfo;
+    {
+      using opened = this.#openReal(map);
+      real = opened.real;
     }
-    return this.iterBatches(map, options);
-  }
-
-  *#iterByNextKey(
-    fd: number,
-    map: BpfMapInfo,
-    valueStride: number,
-  ): Generator<EntryBatch, void, undefined> {
-    // A key deleted under us makes GET_NEXT_KEY restart from the first bucket,
-    // so a busy map could cycle forever: stop after max_entries + 1 keys.
-    const limit = map.maxEntries + 1;
-    let current: Uint8Array | null = null;
-    const next = new Uint8Array(new ArrayBuffer(Math.max(map.keySize, 1)));
-    const value = new Uint8Array(new ArrayBuffer(Math.max(valueStride, 1)));
-    for (let seen = 0; mapGetNextKey(fd, current, next); seen++) {
-      if (seen >= limit) {
-        throw new Error(
-          `Map "${map.name}" (id ${map.id}) changed during iteration: more than max_entries (${map.maxEntries}) keys were returned, so the walk stopped`,
-        );
-      }
-      const key = next.slice();
-      if (mapLookupElem(fd, key, value)) {
-        yield {
-          count: 1,
-          keys: key,
-          values: value,
-          keySize: map.keySize,
-          valueStride,
-        };
-      }
-      current = key;
-    }
+    this.#expectType(
+      real,
+      KEYED_MAP_TYPES,
+      "a map whose entries are listed by key",
+    );
+    return this.#walk(map, real, options);
   }
 
   /**
    * Every entry of a HASH or LRU_HASH map (batched, with a GET_NEXT_KEY
    * fallback). Each batch is copied once and entries are views into that
    * copy, so they stay valid after the walk moves on.
+   *
+   * @throws {MapTypeError} for other map types
    */
-  *iterHashMap(map: BpfMapInfo): Generator<MapEntry, void, undefined> {
-    if (!HASH_TYPES.has(map.type)) {
-      throw new MapTypeError(map, map.type, "a HASH or LRU_HASH map");
+  iterHashMap(map: BpfMapInfo): Generator<MapEntry, void, undefined> {
+    let real: RawMapInfo;
+    {
+      using opened = this.#openReal(map);
+      real = opened.real;
     }
-    for (const batch of this.iterBatches(map)) {
+    this.#expectType(real, HASH_TYPES, "a HASH or LRU_HASH map");
+    return this.#hashEntries(map, real);
+  }
+
+  *#hashEntries(
+    map: BpfMapInfo,
+    real: RawMapInfo,
+  ): Generator<MapEntry, void, undefined> {
+    for (const batch of this.#walk(map, real, {})) {
       const keys = batch.keys.slice();
       const values = batch.values.slice();
       const keySize = batch.keySize;
@@ -435,8 +922,13 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     }
   }
 
-  /** Every entry of a PERCPU_HASH or LRU_PERCPU_HASH map, one value per CPU. */
-  *iterPercpuHashMap(
+  /**
+   * Every entry of a PERCPU_HASH or LRU_PERCPU_HASH map, one value per CPU.
+   *
+   * @throws {MapTypeError} for other map types
+   * @throws {MapArgumentError} when `numCpus` is not a CPU count
+   */
+  iterPercpuHashMap(
     map: BpfMapInfo,
     numCpus: number = this.possibleCpus,
   ): Generator<
@@ -444,15 +936,31 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     void,
     undefined
   > {
-    if (!PERCPU_HASH_TYPES.has(map.type)) {
-      throw new MapTypeError(
-        map,
-        map.type,
-        "a PERCPU_HASH or LRU_PERCPU_HASH map",
-      );
+    validateCpuCount(map, numCpus, Math.max(MAX_CPUS, this.possibleCpus));
+    let real: RawMapInfo;
+    {
+      using opened = this.#openReal(map);
+      real = opened.real;
     }
+    this.#expectType(
+      real,
+      PERCPU_HASH_TYPES,
+      "a PERCPU_HASH or LRU_PERCPU_HASH map",
+    );
+    return this.#percpuEntries(map, real, numCpus);
+  }
+
+  *#percpuEntries(
+    map: BpfMapInfo,
+    real: RawMapInfo,
+    numCpus: number,
+  ): Generator<
+    { key: Uint8Array; values: (Uint8Array | null)[] },
+    void,
+    undefined
+  > {
     const cpus = this.possibleCpus;
-    for (const batch of this.iterBatches(map)) {
+    for (const batch of this.#walk(map, real, {})) {
       for (let i = 0; i < batch.count; i++) {
         yield {
           key: batch.keys.slice(i * batch.keySize, (i + 1) * batch.keySize),
@@ -461,7 +969,7 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
               i * batch.valueStride,
               (i + 1) * batch.valueStride,
             ),
-            map.valueSize,
+            real.valueSize,
             cpus,
             numCpus,
           ),
@@ -481,35 +989,55 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
    * - INODE_STORAGE: every file open in some process. `owner` is the path.
    *
    * `key` is the 4-byte fd number used for the lookup: it meant something only
-   * during that call.
+   * during that call. Like every walk here, it holds no fd between yields.
+   *
+   * @throws {MapTypeError} for other map types
    */
   iterTaskStorage(map: BpfMapInfo): Iterable<LocalStorageEntry> {
-    if (!LOCAL_STORAGE_MAP_TYPES.has(map.type)) {
-      throw new MapTypeError(
-        map,
-        map.type,
-        "a task, inode, sk or cgroup storage map",
-      );
+    let real: RawMapInfo;
+    {
+      using opened = this.#openReal(map);
+      real = opened.real;
     }
-    return iterLocalStorageLive(map, () => this.open(map));
+    this.#expectType(
+      real,
+      LOCAL_STORAGE_MAP_TYPES,
+      "a task, inode, sk or cgroup storage map",
+    );
+    return iterLocalStorageLive(real, () => this.#reopen(map, real).fd);
   }
 
   /**
    * The arena's pages that some process has mapped and present, read through
    * /proc without faulting any page in (a fault would allocate it).
+   *
+   * @throws {MapTypeError} for other map types
    */
   readArenaPages(map: BpfMapInfo): ArenaPages {
-    if (map.type !== MapType.ARENA) {
-      throw new MapTypeError(map, map.type, "an ARENA map");
+    let real: RawMapInfo;
+    {
+      using opened = this.#openReal(map);
+      real = opened.real;
     }
-    return readArenaPagesLive(map);
+    this.#expectType(real, new Set([MapType.ARENA]), "an ARENA map");
+    return readArenaPagesLive({
+      ...map,
+      ...identity(real),
+      maxEntries: real.maxEntries,
+    });
   }
 
   /** The raw bytes of the BTF object holding the map's key/value types, or null. */
   loadProgramBtfBytes(map: BpfMapInfo): Uint8Array | null {
-    if (map.btfId === 0) return null;
-    using fd = btfGetFdById(map.btfId);
+    const btfId = this.#realBtfId(map);
+    if (btfId === 0) return null;
+    using fd = btfGetFdById(btfId);
     return btfGetInfo(fd.fd).bytes;
+  }
+
+  #realBtfId(map: BpfMapInfo): number {
+    using opened = this.#openReal(map);
+    return opened.real.btfId;
   }
 
   /**
@@ -518,9 +1046,10 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
    * not given). Parsed objects are cached per BTF id for this accessor.
    */
   loadProgramBtf(map: BpfMapInfo, base?: Btf): Btf | null {
-    if (map.btfId === 0) return null;
-    if (base !== undefined) return loadBtfById(map.btfId, base);
-    return this.#cachedBtf(map.btfId);
+    const btfId = this.#realBtfId(map);
+    if (btfId === 0) return null;
+    if (base !== undefined) return loadBtfById(btfId, base);
+    return this.#cachedBtf(btfId);
   }
 
   // Writes: on the backend only, never on the read-only interface.
@@ -537,38 +1066,88 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     return mapCreate(attr);
   }
 
-  /** Writes `value` at `key` (flags: UpdateFlag). */
+  /** The bytes a value of the opened map takes in an update or lookup. */
+  #valueBytes(real: RawMapInfo): number {
+    return PERCPU_MAP_TYPES.has(real.type)
+      ? percpuStride(real.valueSize) * this.possibleCpus
+      : real.valueSize;
+  }
+
+  /**
+   * Writes `value` at `key` (flags: UpdateFlag). Per-CPU maps take one slot
+   * of `round_up(value_size, 8)` bytes per possible CPU.
+   *
+   * @throws {MapArgumentError} when `key` or `value` is not the map's size
+   */
   update(
     map: BpfMapInfo,
     key: Uint8Array,
     value: Uint8Array,
     flags = 0n,
   ): void {
-    using fd = this.open(map, OpenFlag.READ_WRITE);
-    mapUpdateElem(fd.fd, key, value, flags);
-  }
-
-  /** Deletes `key`; false when it was absent. */
-  delete(map: BpfMapInfo, key: Uint8Array): boolean {
-    using fd = this.open(map, OpenFlag.READ_WRITE);
-    return mapDeleteElem(fd.fd, key);
-  }
-
-  /** Overwrites `bytes` at `offset` of an ARRAY map's single value (global data). */
-  writeValue(map: BpfMapInfo, offset: number, bytes: Uint8Array): void {
-    if (map.type !== MapType.ARRAY) {
-      throw new MapTypeError(map, map.type, "an ARRAY map");
+    using opened = this.#openReal(map, OpenFlag.READ_WRITE);
+    const real = opened.real;
+    checkBuffer(real, "key", key, real.keySize, "the key size");
+    const valueBytes = this.#valueBytes(real);
+    checkBuffer(
+      real,
+      "value",
+      value,
+      valueBytes,
+      PERCPU_MAP_TYPES.has(real.type)
+        ? `round_up(value_size ${real.valueSize}, 8) x ${this.possibleCpus} possible CPUs`
+        : "the value size",
+    );
+    try {
+      mapUpdateElem(opened.fd.fd, key.length === 0 ? null : key, value, flags);
+    } catch (error) {
+      throw frozenHint(error, opened.fd.fd, real);
     }
-    if (offset < 0 || offset + bytes.length > map.valueSize) {
-      throw new RangeError(
-        `Cannot write ${bytes.length} bytes at offset ${offset} of map "${map.name}": its value is ${map.valueSize} bytes`,
+  }
+
+  /**
+   * Deletes `key`; false when it was absent.
+   *
+   * @throws {MapArgumentError} when `key` is not the map's key size
+   */
+  delete(map: BpfMapInfo, key: Uint8Array): boolean {
+    using opened = this.#openReal(map, OpenFlag.READ_WRITE);
+    const real = opened.real;
+    checkBuffer(real, "key", key, real.keySize, "the key size");
+    try {
+      return mapDeleteElem(opened.fd.fd, key);
+    } catch (error) {
+      throw frozenHint(error, opened.fd.fd, real);
+    }
+  }
+
+  /**
+   * Overwrites `bytes` at `offset` of an ARRAY map's single value (global data).
+   *
+   * @throws {MapTypeError} for other map types
+   * @throws {MapArgumentError} when the bytes do not fit in the value at `offset`
+   */
+  writeValue(map: BpfMapInfo, offset: number, bytes: Uint8Array): void {
+    using opened = this.#openReal(map, OpenFlag.READ_WRITE);
+    const real = opened.real;
+    this.#expectType(real, new Set([MapType.ARRAY]), "an ARRAY map");
+    checkRange(real, "offset", offset, bytes.length);
+    const value = new Uint8Array(new ArrayBuffer(real.valueSize));
+    const key = indexKey(0);
+    if (!mapLookupElem(opened.fd.fd, key, value)) {
+      throw new MapArgumentError(
+        identity(real),
+        "offset",
+        "cannot be written: the map has no element 0",
+        { hint: "writeValue is for global-data arrays of one element" },
       );
     }
-    const value = this.#lookupIndex(map, 0, map.valueSize);
-    if (value === null) throw new Error(`Map "${map.name}" has no element 0`);
     value.set(bytes, offset);
-    const key = new Uint8Array(4);
-    this.update(map, key, value);
+    try {
+      mapUpdateElem(opened.fd.fd, key, value);
+    } catch (error) {
+      throw frozenHint(error, opened.fd.fd, real);
+    }
   }
 
   /** Freezes the map: user space can no longer write it. */
@@ -582,4 +1161,103 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     using fd = this.open(map);
     objPin(fd.fd, path);
   }
+}
+
+/** Copies of the last (up to 8) keys of a batch, oldest first. */
+function lastKeys(
+  keys: Uint8Array,
+  count: number,
+  keySize: number,
+): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let i = Math.max(0, count - 8); i < count; i++) {
+    out.push(keys.slice(i * keySize, (i + 1) * keySize));
+  }
+  return out;
+}
+
+/** Where a walk whose cursor key was deleted goes on. */
+function resumeAfterRestart(
+  fd: number,
+  recent: readonly Uint8Array[],
+  cursor: Uint8Array | null,
+  next: Uint8Array,
+  seen: KeyDedupe,
+): "resumed" | "restart" | "end" {
+  // The newest key before the cursor that still exists leads to the key
+  // after the deleted one; older ones are tried when it was deleted too.
+  for (let i = recent.length - 1; i >= 0; i--) {
+    const earlier = recent[i]!;
+    if (cursor !== null && sameBytes(earlier, cursor)) continue;
+    if (!mapGetNextKey(fd, earlier, next)) return "end";
+    if (!seen.has(next)) return "resumed";
+  }
+  return "restart";
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function indexKey(index: number): Uint8Array {
+  const key = new Uint8Array(new ArrayBuffer(4));
+  new DataView(key.buffer).setUint32(0, index, true);
+  return key;
+}
+
+function checkRange(
+  real: RawMapInfo,
+  argument: string,
+  offset: number,
+  len: number,
+): void {
+  if (
+    !Number.isInteger(offset) || !Number.isInteger(len) || offset < 0 ||
+    len < 0 || offset + len > real.valueSize
+  ) {
+    throw new MapArgumentError(
+      identity(real),
+      argument,
+      `${offset} with length ${len} is outside the ${real.valueSize}-byte value`,
+    );
+  }
+}
+
+function checkBuffer(
+  real: RawMapInfo,
+  argument: string,
+  buffer: Uint8Array,
+  expected: number,
+  what: string,
+): void {
+  if (!(buffer instanceof Uint8Array) || buffer.byteLength !== expected) {
+    const size = buffer instanceof Uint8Array
+      ? `${buffer.byteLength} byte${buffer.byteLength === 1 ? "" : "s"}`
+      : `not a Uint8Array`;
+    throw new MapArgumentError(
+      identity(real),
+      argument,
+      `is ${size} but ${what} is ${expected}`,
+    );
+  }
+}
+
+/** A write refused with EPERM on a frozen map says so instead of blaming privileges. */
+function frozenHint(error: unknown, fd: number, real: RawMapInfo): unknown {
+  if (!(error instanceof BpfError) || error.errno !== Errno.EPERM) return error;
+  let frozen = false;
+  try {
+    frozen = readFdinfo(fd).get("frozen") === "1";
+  } catch {
+    return error;
+  }
+  if (!frozen) return error;
+  return new BpfError(error.command, error.errno, {
+    action: `map "${real.name}" (id ${real.id})`,
+    hint:
+      "the map is frozen (BPF_MAP_FREEZE): user space can no longer write it",
+    cause: error,
+  });
 }

@@ -174,10 +174,14 @@ export interface BpfMapAccessor {
   findMap(suffix: string): BpfMapInfo | null;
   /**
    * `len` bytes at `offset` of the single value of an ARRAY (global data) or
-   * STRUCT_OPS map; null for types that cannot be read that way.
+   * STRUCT_OPS map; null when the map has no element 0. MapTypeError for
+   * other types, MapArgumentError when the range is not inside the value.
    */
   readValue(map: BpfMapInfo, offset: number, len: number): Uint8Array | null;
-  /** The value at index `key` of an ARRAY map; null when out of range or not an array. */
+  /**
+   * The value at index `key` of an ARRAY map. MapTypeError for other types,
+   * MapArgumentError when `key` is not an index below `max_entries`.
+   */
   readArray(map: BpfMapInfo, key: number): Uint8Array | null;
   /**
    * Every entry of a keyed map (the hash and array families, per-CPU ones
@@ -192,7 +196,8 @@ export interface BpfMapAccessor {
   /**
    * The value of every CPU `0..numCpus-1` (default: `possibleCpus`) at index
    * `key` of a PERCPU_ARRAY; CPUs the kernel does not have come back null.
-   * Null when `key` is out of range.
+   * MapTypeError for other types, MapArgumentError when `key` is out of
+   * range or `numCpus` is not a CPU count (1 to 8192).
    */
   readPercpuArray(
     map: BpfMapInfo,

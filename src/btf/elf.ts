@@ -5,9 +5,11 @@
  */
 
 import { Btf } from "./btf.ts";
-import { BtfError } from "./errors.ts";
+import { BtfError, BtfNotFoundError } from "./errors.ts";
 
 const SHDR_SIZE = 64;
+/** `sh_type` of a section that occupies no file bytes (`.bss`): its offset and size say nothing about the file. */
+const SHT_NOBITS = 8;
 
 /**
  * The raw bytes of section `name` of a little-endian ELF64 object.
@@ -65,8 +67,10 @@ export function elfSection(
   ): { name: number; offset: number; size: number; at: number } => {
     const at = shoff + index * shentsize;
     const offset = Number(view.getBigUint64(at + 0x18, true));
-    const size = Number(view.getBigUint64(at + 0x20, true));
-    if (offset + size > bytes.byteLength) {
+    const nobits = view.getUint32(at + 0x04, true) === SHT_NOBITS;
+    // A NOBITS section's size is memory, not file bytes: it reads as empty.
+    const size = nobits ? 0 : Number(view.getBigUint64(at + 0x20, true));
+    if (!nobits && offset + size > bytes.byteLength) {
       throw new BtfError(
         `section ${index} (${offset}+${size}) runs past the file end`,
         at + 0x18,
@@ -95,18 +99,39 @@ export function elfSection(
  * fills them in when it loads the object.
  *
  * @param bytes the ELF file
+ * @param source how messages name the file, e.g. its path
  * @returns the parsed BTF
- * @throws {BtfError} when the ELF has no `.BTF` section or it is malformed
+ * @throws {BtfNotFoundError} when the ELF has no `.BTF` section
+ * @throws {BtfError} when the ELF or its `.BTF` is malformed
  *
  * @example Parse a compiled BPF program's BTF
  * ```ts ignore
  * import { btfFromElf } from "./mod.ts";
- * const btf = btfFromElf(Deno.readFileSync("prog.bpf.o"));
+ * const btf = btfFromElf(Deno.readFileSync("prog.bpf.o"), "prog.bpf.o");
  * console.log(btf.typeCount);
  * ```
  */
-export function btfFromElf(bytes: Uint8Array): Btf {
+export function btfFromElf(
+  bytes: Uint8Array,
+  source = "the ELF object",
+): Btf {
   const section = elfSection(bytes, ".BTF");
-  if (!section) throw new BtfError("the ELF object has no .BTF section", 0);
+  if (!section) {
+    throw new BtfNotFoundError(`no .BTF section in ${source}`, {
+      hint:
+        "BTF is written by clang -g (and pahole for kernels); pass the object that was compiled with it",
+    });
+  }
   return Btf.parse(section);
+}
+
+/**
+ * Reads `path` and parses its `.BTF` section; messages name the file.
+ *
+ * @param path an ELF object, e.g. `prog.bpf.o` or a vmlinux
+ * @throws {BtfNotFoundError} when the file has no `.BTF` section
+ * @throws {BtfError} when the ELF or its `.BTF` is malformed
+ */
+export function btfFromElfFile(path: string): Btf {
+  return btfFromElf(Deno.readFileSync(path), path);
 }

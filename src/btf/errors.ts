@@ -65,8 +65,9 @@ export class BtfNotFoundError extends BtfError {
    * Builds the error.
    *
    * @param message what was looked up and not found
+   * @param options cause and advice
    */
-  constructor(message: string) {
-    super(message, -1);
+  constructor(message: string, options: BpfmapErrorOptions = {}) {
+    super(message, -1, options);
   }
 }

@@ -14,7 +14,7 @@
 export { Btf, type BtfParseOptions, MAX_TYPE_DEPTH } from "./btf.ts";
 export { BtfError, BtfNotFoundError } from "./errors.ts";
 export { BTF_KIND_MAX, BtfKind, btfKindName } from "./kind.ts";
-export { btfFromElf, elfSection } from "./elf.ts";
+export { btfFromElf, btfFromElfFile, elfSection } from "./elf.ts";
 export {
   loadBtfById,
   loadKernelBtf,

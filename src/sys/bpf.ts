@@ -1,6 +1,6 @@
 /**
  * Typed wrappers over the bpf() commands bpfmap uses, one per command, each
- * encoding its `union bpf_attr` layout at explicit offsets.
+ * encoding its `union bpf_attr` layout through the field tables of `attr.ts`.
  *
  * Every attr and info buffer is zeroed before each call: the kernel rejects
  * non-zero bytes it does not know (E2BIG) and, since 6.18, echoes caller bytes
@@ -9,14 +9,32 @@
  * @module
  */
 
+import { BpfmapError, MapArgumentError } from "../errors.ts";
+import {
+  BATCH_ATTR,
+  BTF_INFO,
+  BTF_LOAD_ATTR,
+  ELEM_ATTR,
+  getU32,
+  getU64,
+  ID_ATTR,
+  INFO_ATTR,
+  MAP_CREATE_ATTR,
+  MAP_INFO,
+  OBJ_ATTR,
+  put,
+} from "./attr.ts";
 import { BPF_OBJ_NAME_LEN, BpfCommand, Errno } from "./constants.ts";
 import { BpfError, SyscallError } from "./errors.ts";
 import { addressOf, getLibc, lastErrno } from "./ffi.ts";
 import { OwnedFd } from "./fd.ts";
+import { type SyscallNumbers, syscallNumbers } from "./syscall_numbers.ts";
 
-const SYS_BPF = 321n;
-const SYS_PIDFD_OPEN = 434n;
-const SYS_PIDFD_GETFD = 438n;
+let numbers: SyscallNumbers | undefined;
+
+function nr(): SyscallNumbers {
+  return numbers ??= syscallNumbers();
+}
 
 /** Size of the attr buffer we pass; larger than every layout we encode. */
 const ATTR_SIZE = 128;
@@ -36,7 +54,7 @@ function freshAttr(): DataView {
 function rawBpf(command: number, attr: Uint8Array = attrBuffer): number {
   const result = Number(
     getLibc().syscall(
-      SYS_BPF,
+      nr().bpf,
       BigInt(command),
       attr as Uint8Array<ArrayBuffer>,
       BigInt(attr.byteLength),
@@ -55,10 +73,13 @@ function checked(command: number, result: number, action?: string): number {
 function encodeName(view: DataView, offset: number, name: string): void {
   const bytes = new TextEncoder().encode(name);
   if (bytes.length >= BPF_OBJ_NAME_LEN) {
-    throw new RangeError(
-      `Map name "${name}" is ${bytes.length} bytes; the kernel allows at most ${
+    throw new MapArgumentError(
+      null,
+      "name",
+      `"${name}" is ${bytes.length} bytes but the kernel keeps at most ${
         BPF_OBJ_NAME_LEN - 1
       }`,
+      { hint: "shorten it (libbpf keeps the first 15 characters)" },
     );
   }
   new Uint8Array(view.buffer, view.byteOffset + offset, bytes.length).set(
@@ -98,18 +119,19 @@ export interface MapCreateAttr {
 
 /** BPF_MAP_CREATE: a new map, owned by the returned fd. */
 export function mapCreate(attr: MapCreateAttr): OwnedFd {
+  const f = MAP_CREATE_ATTR.fields;
   const view = freshAttr();
-  view.setUint32(0, attr.type, true);
-  view.setUint32(4, attr.keySize, true);
-  view.setUint32(8, attr.valueSize, true);
-  view.setUint32(12, attr.maxEntries, true);
-  view.setUint32(16, attr.flags ?? 0, true);
-  view.setUint32(20, attr.innerMapFd ?? 0, true);
-  if (attr.name) encodeName(view, 28, attr.name);
-  view.setUint32(48, attr.btfFd ?? 0, true);
-  view.setUint32(52, attr.btfKeyTypeId ?? 0, true);
-  view.setUint32(56, attr.btfValueTypeId ?? 0, true);
-  view.setBigUint64(64, attr.mapExtra ?? 0n, true);
+  put(view, f.map_type, attr.type);
+  put(view, f.key_size, attr.keySize);
+  put(view, f.value_size, attr.valueSize);
+  put(view, f.max_entries, attr.maxEntries);
+  put(view, f.map_flags, attr.flags ?? 0);
+  put(view, f.inner_map_fd, attr.innerMapFd ?? 0);
+  if (attr.name) encodeName(view, f.map_name.offset, attr.name);
+  put(view, f.btf_fd, attr.btfFd ?? 0);
+  put(view, f.btf_key_type_id, attr.btfKeyTypeId ?? 0);
+  put(view, f.btf_value_type_id, attr.btfValueTypeId ?? 0);
+  put(view, f.map_extra, attr.mapExtra ?? 0n);
   const fd = checked(
     BpfCommand.MAP_CREATE,
     rawBpf(BpfCommand.MAP_CREATE),
@@ -124,11 +146,28 @@ function encodeElem(
   value: Uint8Array | null,
   flags: bigint,
 ): void {
+  const f = ELEM_ATTR.fields;
   const view = freshAttr();
-  view.setUint32(0, fd, true);
-  view.setBigUint64(8, key ? addressOf(key) : 0n, true);
-  view.setBigUint64(16, value ? addressOf(value) : 0n, true);
-  view.setBigUint64(24, flags, true);
+  put(view, f.map_fd, fd);
+  put(view, f.key, key ? addressOf(key) : 0n);
+  put(view, f.value, value ? addressOf(value) : 0n);
+  put(view, f.flags, flags);
+}
+
+/**
+ * BPF_MAP_LOOKUP_ELEM into `value`, returning 0 or the errno instead of
+ * throwing: for walks that record an error about one element and go on.
+ * The caller sizes `key` and `value` from the map's real sizes.
+ */
+export function mapLookupElemErrno(
+  fd: number,
+  key: Uint8Array | null,
+  value: Uint8Array,
+  flags = 0n,
+): number {
+  encodeElem(fd, key, value, flags);
+  const result = rawBpf(BpfCommand.MAP_LOOKUP_ELEM);
+  return result < 0 ? -result : 0;
 }
 
 /**
@@ -188,7 +227,7 @@ export function mapGetNextKey(
 /** BPF_MAP_FREEZE: user space can no longer write the map. */
 export function mapFreeze(fd: number): void {
   const view = freshAttr();
-  view.setUint32(0, fd, true);
+  put(view, ELEM_ATTR.fields.map_fd, fd);
   checked(BpfCommand.MAP_FREEZE, rawBpf(BpfCommand.MAP_FREEZE), `map fd ${fd}`);
 }
 
@@ -206,7 +245,7 @@ export class BatchBuffers {
   capacity: number;
   readonly #inCursor: Uint8Array;
   readonly #outCursor: Uint8Array;
-  readonly #attr = new Uint8Array(new ArrayBuffer(64));
+  readonly #attr = new Uint8Array(new ArrayBuffer(BATCH_ATTR.size));
   readonly #view = new DataView(this.#attr.buffer);
   readonly #keySize: number;
   readonly #valueStride: number;
@@ -246,27 +285,43 @@ export class BatchBuffers {
   }
 
   /**
+   * Bytes the buffers hold now (keys and values): what a walk's memory bound
+   * is checked against.
+   */
+  get bytes(): number {
+    return this.keys.byteLength + this.values.byteLength;
+  }
+
+  /**
    * One LOOKUP_BATCH call from the current cursor. Returns how many elements
    * were written and the errno (0, ENOENT at the end, ENOSPC when the next
-   * bucket does not fit, or another error). On success the cursor advances.
+   * bucket does not fit, EINTR when elements vanished under the kernel's own
+   * walk, or another error). When elements were copied the cursor advances.
    */
   next(fd: number): { count: number; errno: number } {
+    const f = BATCH_ATTR.fields;
     const view = this.#view;
     this.#attr.fill(0);
-    view.setBigUint64(0, this.#started ? addressOf(this.#inCursor) : 0n, true);
-    view.setBigUint64(8, addressOf(this.#outCursor), true);
-    view.setBigUint64(16, addressOf(this.keys), true);
-    view.setBigUint64(24, addressOf(this.values), true);
-    view.setUint32(32, this.capacity, true);
-    view.setUint32(36, fd, true);
+    put(view, f.in_batch, this.#started ? addressOf(this.#inCursor) : 0n);
+    put(view, f.out_batch, addressOf(this.#outCursor));
+    put(view, f.keys, addressOf(this.keys));
+    put(view, f.values, addressOf(this.values));
+    put(view, f.count, this.capacity);
+    put(view, f.map_fd, fd);
     const result = rawBpf(BpfCommand.MAP_LOOKUP_BATCH, this.#attr);
-    const count = view.getUint32(32, true);
+    const count = getU32(view, f.count);
     const errno = result < 0 ? -result : 0;
-    if (errno === 0 || errno === Errno.ENOENT) {
+    // EINTR (the generic walk lost an element three times) still reports
+    // the elements copied before it, with the cursor after them.
+    const partial = errno === Errno.EINTR && count > 0;
+    if (errno === 0 || errno === Errno.ENOENT || partial) {
       this.#inCursor.set(this.#outCursor);
       this.#started = true;
     }
-    return { count: errno === 0 || errno === Errno.ENOENT ? count : 0, errno };
+    return {
+      count: errno === 0 || errno === Errno.ENOENT || partial ? count : 0,
+      errno,
+    };
   }
 }
 
@@ -282,11 +337,11 @@ export function btfGetNextId(startId: number): number | null {
 
 function getNextId(command: number, startId: number): number | null {
   const view = freshAttr();
-  view.setUint32(0, startId, true);
+  put(view, ID_ATTR.fields.start_id, startId);
   const result = rawBpf(command);
   if (result === -Errno.ENOENT) return null;
   checked(command, result, `after id ${startId}`);
-  return view.getUint32(4, true);
+  return getU32(view, ID_ATTR.fields.next_id);
 }
 
 /** Open flags for MAP_GET_FD_BY_ID and OBJ_GET. */
@@ -302,8 +357,8 @@ export const OpenFlag = {
  */
 export function mapGetFdById(id: number, openFlags = 0): OwnedFd {
   const view = freshAttr();
-  view.setUint32(0, id, true);
-  view.setUint32(8, openFlags, true);
+  put(view, ID_ATTR.fields.start_id, id);
+  put(view, ID_ATTR.fields.open_flags, openFlags);
   return new OwnedFd(
     checked(
       BpfCommand.MAP_GET_FD_BY_ID,
@@ -316,7 +371,7 @@ export function mapGetFdById(id: number, openFlags = 0): OwnedFd {
 /** BPF_BTF_GET_FD_BY_ID. */
 export function btfGetFdById(id: number): OwnedFd {
   const view = freshAttr();
-  view.setUint32(0, id, true);
+  put(view, ID_ATTR.fields.start_id, id);
   return new OwnedFd(
     checked(
       BpfCommand.BTF_GET_FD_BY_ID,
@@ -362,20 +417,21 @@ export interface RawMapInfo {
   mapExtra: bigint;
 }
 
+/** The whole 6.18 struct (104 bytes); its tail past `map_extra` stays zero. */
 const MAP_INFO_SIZE = 104;
 
 function getInfo(fd: number, info: Uint8Array, what: string): number {
   info.fill(0);
   const view = freshAttr();
-  view.setUint32(0, fd, true);
-  view.setUint32(4, info.byteLength, true);
-  view.setBigUint64(8, addressOf(info), true);
+  put(view, INFO_ATTR.fields.bpf_fd, fd);
+  put(view, INFO_ATTR.fields.info_len, info.byteLength);
+  put(view, INFO_ATTR.fields.info, addressOf(info));
   checked(
     BpfCommand.OBJ_GET_INFO_BY_FD,
     rawBpf(BpfCommand.OBJ_GET_INFO_BY_FD),
     `${what} fd ${fd}`,
   );
-  return view.getUint32(4, true);
+  return getU32(view, INFO_ATTR.fields.info_len);
 }
 
 function cString(bytes: Uint8Array): string {
@@ -388,23 +444,26 @@ export function mapGetInfo(fd: number): RawMapInfo {
   const info = new Uint8Array(new ArrayBuffer(MAP_INFO_SIZE));
   getInfo(fd, info, "map");
   const view = new DataView(info.buffer);
+  const f = MAP_INFO.fields;
   return {
-    type: view.getUint32(0, true),
-    id: view.getUint32(4, true),
-    keySize: view.getUint32(8, true),
-    valueSize: view.getUint32(12, true),
-    maxEntries: view.getUint32(16, true),
-    flags: view.getUint32(20, true),
-    name: cString(info.subarray(24, 40)),
-    ifindex: view.getUint32(40, true),
-    btfVmlinuxValueTypeId: view.getUint32(44, true),
-    netnsDev: view.getBigUint64(48, true),
-    netnsIno: view.getBigUint64(56, true),
-    btfId: view.getUint32(64, true),
-    btfKeyTypeId: view.getUint32(68, true),
-    btfValueTypeId: view.getUint32(72, true),
-    btfVmlinuxId: view.getUint32(76, true),
-    mapExtra: view.getBigUint64(80, true),
+    type: getU32(view, f.type),
+    id: getU32(view, f.id),
+    keySize: getU32(view, f.key_size),
+    valueSize: getU32(view, f.value_size),
+    maxEntries: getU32(view, f.max_entries),
+    flags: getU32(view, f.map_flags),
+    name: cString(
+      info.subarray(f.name.offset, f.name.offset + f.name.size),
+    ),
+    ifindex: getU32(view, f.ifindex),
+    btfVmlinuxValueTypeId: getU32(view, f.btf_vmlinux_value_type_id),
+    netnsDev: getU64(view, f.netns_dev),
+    netnsIno: getU64(view, f.netns_ino),
+    btfId: getU32(view, f.btf_id),
+    btfKeyTypeId: getU32(view, f.btf_key_type_id),
+    btfValueTypeId: getU32(view, f.btf_value_type_id),
+    btfVmlinuxId: getU32(view, f.btf_vmlinux_id),
+    mapExtra: getU64(view, f.map_extra),
   };
 }
 
@@ -422,56 +481,99 @@ export interface RawBtfInfo {
 
 /** BPF_OBJ_GET_INFO_BY_FD for a BTF object, bytes included (retries until the buffer fits). */
 export function btfGetInfo(fd: number): RawBtfInfo {
-  const info = new Uint8Array(new ArrayBuffer(32));
+  const f = BTF_INFO.fields;
+  const info = new Uint8Array(new ArrayBuffer(BTF_INFO.size));
   const view = new DataView(info.buffer);
   let size = 0;
   let nameBuffer = new Uint8Array(new ArrayBuffer(64));
   for (let attempt = 0; attempt < 4; attempt++) {
     const bytes = new Uint8Array(new ArrayBuffer(Math.max(size, 1)));
     info.fill(0);
-    view.setBigUint64(0, size > 0 ? addressOf(bytes) : 0n, true);
-    view.setUint32(8, size, true);
-    view.setBigUint64(16, addressOf(nameBuffer), true);
-    view.setUint32(24, nameBuffer.byteLength, true);
+    put(view, f.btf, size > 0 ? addressOf(bytes) : 0n);
+    put(view, f.btf_size, size);
+    put(view, f.name, addressOf(nameBuffer));
+    put(view, f.name_len, nameBuffer.byteLength);
     const attr = freshAttr();
-    attr.setUint32(0, fd, true);
-    attr.setUint32(4, 32, true);
-    attr.setBigUint64(8, addressOf(info), true);
+    put(attr, INFO_ATTR.fields.bpf_fd, fd);
+    put(attr, INFO_ATTR.fields.info_len, info.byteLength);
+    put(attr, INFO_ATTR.fields.info, addressOf(info));
     const result = rawBpf(BpfCommand.OBJ_GET_INFO_BY_FD);
     if (result === -Errno.ENOSPC) {
       nameBuffer = new Uint8Array(new ArrayBuffer(nameBuffer.byteLength * 4));
       continue;
     }
     checked(BpfCommand.OBJ_GET_INFO_BY_FD, result, `btf fd ${fd}`);
-    const realSize = view.getUint32(8, true);
+    const realSize = getU32(view, f.btf_size);
     if (size > 0 && realSize <= size) {
       return {
-        id: view.getUint32(12, true),
+        id: getU32(view, f.id),
         name: cString(nameBuffer),
-        kernelBtf: view.getUint32(28, true) !== 0,
+        kernelBtf: getU32(view, f.kernel_btf) !== 0,
         bytes: bytes.subarray(0, realSize),
       };
     }
     size = realSize;
   }
-  throw new Error(`BTF object behind fd ${fd} kept changing size while read`);
+  throw new BpfmapError(
+    `the BTF object behind fd ${fd} changed size on each of 4 reads`,
+    { hint: "retry; a BTF object should not change once loaded" },
+  );
+}
+
+/**
+ * The filesystem type of the mount `path` would be created on (its parent
+ * directory's longest matching mount point in /proc/self/mounts), or null.
+ */
+export function mountTypeOf(path: string): string | null {
+  let mounts: string;
+  try {
+    mounts = Deno.readTextFileSync("/proc/self/mounts");
+  } catch {
+    return null;
+  }
+  const absolute = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+  const parent = absolute.slice(0, absolute.lastIndexOf("/")) || "/";
+  let best: { point: string; type: string } | null = null;
+  for (const line of mounts.split("\n")) {
+    const [, rawPoint, type] = line.split(" ");
+    if (rawPoint === undefined || type === undefined) continue;
+    const point = rawPoint.replace(/\\040/g, " ");
+    const covers = point === "/" || parent === point ||
+      parent.startsWith(`${point}/`);
+    // A later line for the same point is a mount stacked on top: it wins.
+    if (covers && (best === null || point.length >= best.point.length)) {
+      best = { point, type };
+    }
+  }
+  return best?.type ?? null;
 }
 
 /** BPF_OBJ_PIN: pins the object to a bpffs path. */
 export function objPin(fd: number, path: string): void {
   const bytes = pathBytes(path);
   const view = freshAttr();
-  view.setBigUint64(0, addressOf(bytes), true);
-  view.setUint32(8, fd, true);
-  checked(BpfCommand.OBJ_PIN, rawBpf(BpfCommand.OBJ_PIN), `pin to ${path}`);
+  put(view, OBJ_ATTR.fields.pathname, addressOf(bytes));
+  put(view, OBJ_ATTR.fields.bpf_fd, fd);
+  const result = rawBpf(BpfCommand.OBJ_PIN);
+  if (result === -Errno.EPERM) {
+    const type = mountTypeOf(path);
+    if (type !== null && type !== "bpf") {
+      throw new BpfError(BpfCommand.OBJ_PIN, Errno.EPERM, {
+        action: `pin to ${path}`,
+        hint:
+          `${path} is not on a bpffs mount (it is on ${type}); mount one with \`mount -t bpf bpf /sys/fs/bpf\` and pin below it`,
+      });
+    }
+  }
+  checked(BpfCommand.OBJ_PIN, result, `pin to ${path}`);
 }
 
 /** BPF_OBJ_GET: opens a pinned object. */
 export function objGet(path: string, openFlags = 0): OwnedFd {
   const bytes = pathBytes(path);
   const view = freshAttr();
-  view.setBigUint64(0, addressOf(bytes), true);
-  view.setUint32(12, openFlags, true);
+  put(view, OBJ_ATTR.fields.pathname, addressOf(bytes));
+  put(view, OBJ_ATTR.fields.file_flags, openFlags);
   return new OwnedFd(
     checked(BpfCommand.OBJ_GET, rawBpf(BpfCommand.OBJ_GET), `open pin ${path}`),
   );
@@ -482,12 +584,13 @@ export function btfLoad(blob: Uint8Array): OwnedFd {
   const log = new Uint8Array(new ArrayBuffer(64 * 1024));
   const data = new Uint8Array(new ArrayBuffer(blob.byteLength));
   data.set(blob);
+  const f = BTF_LOAD_ATTR.fields;
   const view = freshAttr();
-  view.setBigUint64(0, addressOf(data), true);
-  view.setBigUint64(8, addressOf(log), true);
-  view.setUint32(16, data.byteLength, true);
-  view.setUint32(20, log.byteLength, true);
-  view.setUint32(24, 1, true);
+  put(view, f.btf, addressOf(data));
+  put(view, f.btf_log_buf, addressOf(log));
+  put(view, f.btf_size, data.byteLength);
+  put(view, f.btf_log_size, log.byteLength);
+  put(view, f.btf_log_level, 1);
   const result = rawBpf(BpfCommand.BTF_LOAD);
   if (result < 0) {
     const text = cString(log).trim().split("\n").slice(-3).join(" | ");
@@ -502,7 +605,7 @@ export function btfLoad(blob: Uint8Array): OwnedFd {
 /** pidfd_open(2); `thread` opens a non-leader thread (PIDFD_THREAD, 6.9+). */
 export function pidfdOpen(pid: number, thread = false): OwnedFd {
   const result = Number(
-    getLibc().syscall3(SYS_PIDFD_OPEN, BigInt(pid), thread ? 0x80n : 0n, 0n),
+    getLibc().syscall3(nr().pidfdOpen, BigInt(pid), thread ? 0x80n : 0n, 0n),
   );
   if (result < 0) {
     throw new SyscallError(`pidfd_open(${pid})`, lastErrno());
@@ -513,7 +616,12 @@ export function pidfdOpen(pid: number, thread = false): OwnedFd {
 /** pidfd_getfd(2): a copy of another process's fd. */
 export function pidfdGetfd(pidfd: number, targetFd: number): OwnedFd {
   const result = Number(
-    getLibc().syscall3(SYS_PIDFD_GETFD, BigInt(pidfd), BigInt(targetFd), 0n),
+    getLibc().syscall3(
+      nr().pidfdGetfd,
+      BigInt(pidfd),
+      BigInt(targetFd),
+      0n,
+    ),
   );
   if (result < 0) {
     throw new SyscallError(`pidfd_getfd(fd ${targetFd})`, lastErrno());
@@ -580,14 +688,15 @@ export function mapUpdateBatch(
   count: number,
   elemFlags = 0n,
 ): number {
+  const f = BATCH_ATTR.fields;
   const view = freshAttr();
-  view.setBigUint64(16, addressOf(keys), true);
-  view.setBigUint64(24, addressOf(values), true);
-  view.setUint32(32, count, true);
-  view.setUint32(36, fd, true);
-  view.setBigUint64(40, elemFlags, true);
+  put(view, f.keys, addressOf(keys));
+  put(view, f.values, addressOf(values));
+  put(view, f.count, count);
+  put(view, f.map_fd, fd);
+  put(view, f.elem_flags, elemFlags);
   const result = rawBpf(BpfCommand.MAP_UPDATE_BATCH);
-  const done = view.getUint32(32, true);
+  const done = getU32(view, f.count);
   checked(
     BpfCommand.MAP_UPDATE_BATCH,
     result,

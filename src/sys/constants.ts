@@ -178,7 +178,7 @@ export const BPF_OBJ_NAME_LEN = 16;
 /** The kernel-internal ENOTSUPP, shown by libc as "Unknown error 524". */
 export const ENOTSUPP = 524;
 
-/** errno values bpfmap reacts to. */
+/** errno values bpfmap reacts to (every errno has a name and text in `errno.ts`). */
 export const Errno = {
   EPERM: 1,
   ENOENT: 2,
@@ -193,18 +193,14 @@ export const Errno = {
   EEXIST: 17,
   ENODEV: 19,
   EINVAL: 22,
+  ENFILE: 23,
+  EMFILE: 24,
   ENOSPC: 28,
   E2BIG: 7,
+  ENAMETOOLONG: 36,
   ENOSYS: 38,
   EOPNOTSUPP: 95,
   ENOTSUPP: 524,
 } as const;
 
-const ERRNO_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(Errno).map(([name, value]) => [value, name]),
-);
-
-/** The symbolic name of an errno (`ENOENT`), or `errno N`. */
-export function errnoName(errno: number): string {
-  return ERRNO_NAMES[errno] ?? `errno ${errno}`;
-}
+export { errnoName } from "./errno.ts";

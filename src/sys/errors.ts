@@ -5,33 +5,81 @@
  */
 
 import { BpfmapError } from "../errors.ts";
-import { commandName, Errno, errnoName } from "./constants.ts";
+import { commandName, Errno } from "./constants.ts";
+import { errnoName, errnoText } from "./errno.ts";
+import { getLibc } from "./ffi.ts";
 
-const ERRNO_TEXT: Record<number, string> = {
-  [Errno.ENOTSUPP]: "operation not supported for this map type",
-  [Errno.EOPNOTSUPP]: "operation not supported",
-  [Errno.EPERM]: "operation not permitted",
-  [Errno.EACCES]: "permission denied",
+/** How bpf() errnos read for a map: the generic header text would mislead here. */
+const BPF_ERRNO_TEXT: Record<number, string> = {
   [Errno.ENOENT]: "no such entry",
-  [Errno.EINVAL]: "invalid argument",
-  [Errno.E2BIG]: "argument too big",
   [Errno.ENOSPC]: "no space left in the buffer",
-  [Errno.EBADF]: "bad file descriptor",
-  [Errno.ENOMEM]: "out of memory",
-  [Errno.EEXIST]: "entry exists",
-  [Errno.EFAULT]: "bad address",
   [Errno.ENOSYS]: "bpf() not implemented by this kernel",
-  [Errno.ESRCH]: "no such process",
-  [Errno.EBUSY]: "device or resource busy",
+  [Errno.EEXIST]: "entry exists",
+  [Errno.EOPNOTSUPP]: "operation not supported",
 };
+
+const CAP_SYS_ADMIN = 21n;
+
+/** What this process may do, for advice on EPERM/EACCES; null parts are unknown. */
+export interface Privileges {
+  /** The effective uid, null when it cannot be read. */
+  euid: number | null;
+  /** Whether CAP_SYS_ADMIN is in the effective set, null when unknown. */
+  sysAdmin: boolean | null;
+}
+
+/** The effective uid (geteuid) and CAP_SYS_ADMIN (`/proc/self/status` CapEff) of this process. */
+export function currentPrivileges(): Privileges {
+  let euid: number | null = null;
+  try {
+    euid = getLibc().geteuid();
+  } catch {
+    // Without --allow-ffi there was no bpf() call to fail either.
+  }
+  let sysAdmin: boolean | null = null;
+  try {
+    const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(
+      Deno.readTextFileSync("/proc/self/status"),
+    );
+    if (capEff) {
+      sysAdmin = ((BigInt(`0x${capEff[1]}`) >> CAP_SYS_ADMIN) & 1n) === 1n;
+    }
+  } catch {
+    // No /proc: say what the uid alone tells.
+  }
+  return { euid, sysAdmin };
+}
+
+/**
+ * Advice for EPERM/EACCES that fits who is asking: "run with sudo" helps only
+ * a caller that is not root already.
+ */
+export function permissionHint(
+  privileges: Privileges = currentPrivileges(),
+): string {
+  const { euid, sysAdmin } = privileges;
+  if (sysAdmin === true || (euid === 0 && sysAdmin === null)) {
+    return "the process already has CAP_SYS_ADMIN, so the object itself refused: e.g. a frozen map or a read-only fd written to, a pin path outside bpffs, or a security module (lockdown, SELinux) denying bpf()";
+  }
+  if (euid === 0) {
+    return "the process is root but lacks CAP_SYS_ADMIN (a container or user namespace?): grant CAP_SYS_ADMIN to it";
+  }
+  return "needs root or CAP_SYS_ADMIN (run with sudo)";
+}
 
 function defaultHint(errno: number): string | undefined {
   switch (errno) {
     case Errno.EPERM:
     case Errno.EACCES:
-      return "needs root or CAP_SYS_ADMIN (run with sudo)";
+      return permissionHint();
     case Errno.ENOSYS:
       return "the kernel was built without CONFIG_BPF_SYSCALL";
+    case Errno.EMFILE:
+      return "this process has as many fds open as RLIMIT_NOFILE allows (ulimit -n): close some or raise the limit";
+    case Errno.ENFILE:
+      return "the system's file table is full (fs.file-max)";
+    case Errno.ENAMETOOLONG:
+      return "a path component is longer than 255 bytes or the path longer than 4095";
     default:
       return undefined;
   }
@@ -47,8 +95,9 @@ export interface BpfErrorOptions {
   cause?: unknown;
 }
 
-function errnoPhrase(errno: number): string {
-  const text = ERRNO_TEXT[errno] ?? "";
+/** `ENAME (text)`; bpf() calls read some errnos in map terms. */
+export function errnoPhrase(errno: number, bpf = false): string {
+  const text = (bpf ? BPF_ERRNO_TEXT[errno] : undefined) ?? errnoText(errno);
   return `${errnoName(errno)}${text ? ` (${text})` : ""}`;
 }
 
@@ -125,7 +174,7 @@ export class BpfError extends BpfmapError {
       ? commandName(command)
       : (options.action ?? "system call");
     const action = command >= 0 && options.action ? ` (${options.action})` : "";
-    super(`${name} failed${action}: ${errnoPhrase(errno)}`, {
+    super(`${name} failed${action}: ${errnoPhrase(errno, command >= 0)}`, {
       hint: options.hint ?? defaultHint(errno),
       cause: options.cause,
     });

@@ -4,7 +4,9 @@
  * @module
  */
 
-import { getLibc } from "./ffi.ts";
+import { BpfmapError } from "../errors.ts";
+import { SyscallError } from "./errors.ts";
+import { getLibc, lastErrno } from "./ffi.ts";
 
 const backstop = new FinalizationRegistry<number>((fd) => {
   // A leaked OwnedFd is still closed when collected, so long test runs do not
@@ -33,7 +35,10 @@ export class OwnedFd implements Disposable {
    */
   constructor(fd: number) {
     if (!Number.isInteger(fd) || fd < 0) {
-      throw new RangeError(`Cannot own file descriptor ${fd}: it is not valid`);
+      throw new BpfmapError(
+        `Cannot own file descriptor ${fd}: it is not a descriptor number`,
+        { hint: "pass the non-negative integer a system call returned" },
+      );
     }
     if (fd === 0) {
       // fd 0 means "no fd" in bpf_attr; move it elsewhere and free 0.
@@ -41,7 +46,10 @@ export class OwnedFd implements Disposable {
       const moved = libc.dup(0);
       libc.close(0);
       if (moved < 0) {
-        throw new Error("Cannot move file descriptor 0 out of the way");
+        throw new SyscallError(
+          "dup(0) to move fd 0 out of the way",
+          lastErrno(),
+        );
       }
       fd = moved;
     }
@@ -51,7 +59,12 @@ export class OwnedFd implements Disposable {
 
   /** The descriptor number; throws after close. */
   get fd(): number {
-    if (this.#fd < 0) throw new Error("File descriptor used after close");
+    if (this.#fd < 0) {
+      throw new BpfmapError("File descriptor used after close", {
+        hint:
+          "a bug in the caller: keep the OwnedFd open while its number is used",
+      });
+    }
     return this.#fd;
   }
 

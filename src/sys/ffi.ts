@@ -7,6 +7,8 @@
  * @module
  */
 
+import { BpfmapError } from "../errors.ts";
+
 const LIBC_CANDIDATES = ["libc.so.6", "libc.so"] as const;
 
 const symbols = {
@@ -35,6 +37,8 @@ const symbols = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   /** ssize_t pread(int fd, void *buf, size_t count, off_t offset) */
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "i64" },
+  /** uid_t geteuid(void) */
+  geteuid: { parameters: [], result: "u32" },
   /** char *strerror(int errnum) */
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -47,7 +51,7 @@ let libc: Libc | undefined;
 /**
  * Returns libc's symbols, opening the library on the first call.
  *
- * @throws {Error} when no libc can be opened (e.g. `--allow-ffi` missing or a musl system).
+ * @throws {BpfmapError} when no libc can be opened (e.g. `--allow-ffi` missing or a musl system).
  */
 export function getLibc(): Libc {
   if (libc !== undefined) return libc;
@@ -62,10 +66,9 @@ export function getLibc(): Libc {
       );
     }
   }
-  throw new Error(
-    `Cannot open the C library for the bpf() syscall (run with --allow-ffi on a glibc system): ${
-      failures.join("; ")
-    }`,
+  throw new BpfmapError(
+    `Cannot open the C library for the bpf() syscall: ${failures.join("; ")}`,
+    { hint: "run with --allow-ffi on a glibc system" },
   );
 }
 
@@ -94,7 +97,9 @@ export function addressOf(buffer: Uint8Array): bigint {
 export function viewNative(address: bigint, length: number): Uint8Array {
   const pointer = Deno.UnsafePointer.create(address);
   if (pointer === null) {
-    throw new RangeError("Cannot view native memory at address 0");
+    throw new BpfmapError("Cannot view native memory at address 0", {
+      hint: "a bug in the caller: pass the address of a live mapping",
+    });
   }
   return new Uint8Array(
     Deno.UnsafePointerView.getArrayBuffer(pointer, length),

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { BpfmapError } from "../errors.ts";
 import { SyscallError } from "./errors.ts";
 import { getLibc, lastErrno } from "./ffi.ts";
 import { openReadOnly } from "./bpf.ts";
@@ -39,6 +40,12 @@ function mapShared(
   return pointer;
 }
 
+function usedAfterClose(): BpfmapError {
+  return new BpfmapError("Mapping used after close", {
+    hint: "a bug in the caller: read the bytes before closing the mapping",
+  });
+}
+
 /**
  * A mapping and the byte view over it. `bytes` is the mapped memory itself
  * (no copy); it must not be used after `close()`, which unmaps it.
@@ -58,13 +65,13 @@ class Mapping implements Disposable {
 
   /** The user-space address of the mapping. */
   get address(): bigint {
-    if (this.#pointer === null) throw new Error("Mapping used after close");
+    if (this.#pointer === null) throw usedAfterClose();
     return BigInt(Deno.UnsafePointer.value(this.#pointer));
   }
 
   /** The mapped bytes; throws after close. */
   get bytes(): Uint8Array {
-    if (this.#bytes === null) throw new Error("Mapping used after close");
+    if (this.#bytes === null) throw usedAfterClose();
     return this.#bytes;
   }
 
@@ -113,7 +120,9 @@ export class MappedFile extends Mapping {
   static open(path: string): MappedFile {
     const length = Deno.statSync(path).size;
     if (length === 0) {
-      throw new RangeError(`Cannot map ${path}: the file is empty`);
+      throw new BpfmapError(`Cannot map ${path}: the file is empty`, {
+        hint: "pass the guest's RAM file or core, not an empty file",
+      });
     }
     using file = openReadOnly(path);
     return new MappedFile(
