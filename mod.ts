@@ -119,6 +119,7 @@ export {
   QmpClient,
   type QmpConnectOptions,
   QmpError,
+  type QmpExecuteOptions,
 } from "./src/guest/qmp.ts";
 export { GuestKernelError, GuestMemoryError } from "./src/guest/errors.ts";
 export { type PhysRegion, qemuX86Layout } from "./src/guest/phys.ts";
