@@ -477,7 +477,9 @@ Deno.test({
     const id = mapGetInfo(fd.fd).id;
     const stdout = new MemorySink();
     const stderr = new MemorySink();
-    const code = await main(["dump", "--max-entries", "5"], {
+    // Other processes' maps may hold values the kernel will not hand out:
+    // --partial keeps this test about the report, not about them.
+    const code = await main(["dump", "--max-entries", "5", "--partial"], {
       stdout,
       stderr,
       stderrIsTerminal: true,
@@ -488,12 +490,16 @@ Deno.test({
       new RegExp(`== map ${id} ${name} \\(hash\\) ==`),
     );
     assert.match(stderr.text(), /dumping map \d+\/\d+: /);
-    const json = await run("dump", "--json", "--max-entries", "5");
+    const json = await run("dump", "--json", "--max-entries", "5", "--partial");
     const report = JSON.parse(json.stdout) as {
       schema: string;
       maps: { info: { id: number } }[];
     };
     assert.equal(report.schema, "bpfmap.failure-dump/1");
-    assert.equal(json.stderr, "", "no progress when stderr is not a terminal");
+    assert.doesNotMatch(
+      json.stderr,
+      /dumping map/,
+      "no progress when stderr is not a terminal",
+    );
   },
 });
