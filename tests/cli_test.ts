@@ -6,7 +6,7 @@ import { BpfSyscallAccessor } from "../src/accessor/syscall.ts";
 import { mapGetInfo, mapUpdateElem, objGet } from "../src/sys/bpf.ts";
 import { MapType } from "../src/sys/constants.ts";
 import { possibleCpuCount } from "../src/sys/cpus.ts";
-import { ignoreUnlessCommands, ignoreUnlessRoot } from "./_support/env.ts";
+import { ignoreUnless, ignoreUnlessRoot } from "./_support/env.ts";
 import {
   bpftoolJson,
   ensureBpffs,
@@ -73,7 +73,7 @@ Deno.test("bpfmap reports usage errors in one line and exits 2", async () => {
 
 Deno.test({
   name: "bpfmap list --json matches bpftool map list -j for every map",
-  ignore: ignoreUnlessCommands("bpftool"),
+  ignore: ignoreUnless("bpf", "bpftool"),
   async fn(): Promise<void> {
     using _fd = BpfSyscallAccessor.createMap({
       type: MapType.LRU_HASH,
@@ -121,7 +121,7 @@ Deno.test({
 Deno.test({
   name:
     "bpfmap dump --json is byte-identical to bpftool's for hash, array and per-CPU maps",
-  ignore: ignoreUnlessCommands("bpftool"),
+  ignore: ignoreUnless("bpf", "bpftool"),
   async fn(): Promise<void> {
     const cpus = possibleCpuCount();
     const specs = [
