@@ -70,8 +70,9 @@ export class Context {
 
   /**
    * Warns about everything `accessor` had to skip (its `problems()`), plus
-   * `skipped` lines of the command's own; returns the exit status: 1 when
-   * anything was skipped and `partial` was not given, else 0.
+   * `skipped` lines of the command's own, one `bpfmap: warning:` line each;
+   * returns the exit status: 1 when anything was skipped and `partial` was
+   * not given, else 0.
    */
   finish(
     accessor: BpfMapAccessor | undefined,
@@ -83,12 +84,6 @@ export class Context {
       ...skipped,
     ];
     for (const line of lines) this.warn(line);
-    if (lines.length === 0 || partial) return 0;
-    this.line(
-      `bpfmap: error: ${lines.length} thing${
-        lines.length === 1 ? " was" : "s were"
-      } skipped (see the warnings); give --partial to accept that`,
-    );
-    return 1;
+    return lines.length === 0 || partial ? 0 : 1;
   }
 }

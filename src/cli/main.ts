@@ -125,6 +125,9 @@ function messageOf(error: unknown): string {
  */
 function stdoutWasClosed(): boolean {
   try {
+    // Never prompt for this: without read permission, assume stdout is open.
+    const query = { name: "read", path: "/proc/self" } as const;
+    if (Deno.permissions.querySync(query).state !== "granted") return false;
     if (Deno.readLinkSync("/proc/self/fd/1") !== "/dev/null") return false;
     const flags = /^flags:\s+(\d+)$/m.exec(
       Deno.readTextFileSync("/proc/self/fdinfo/1"),
