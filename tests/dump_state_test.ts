@@ -1,5 +1,5 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { ignoreUnlessCommands } from "./_support/env.ts";
+import { ignoreUnless } from "./_support/env.ts";
 import { BtfBuilder } from "./btf_builder.ts";
 import { assertSnapshot } from "./dump_snapshot.ts";
 import { loadFixture } from "./btf_fixture.ts";
@@ -338,7 +338,7 @@ Deno.test("reportToJson() and reportToText() match their snapshots", () => {
 Deno.test({
   name:
     "dumpState() on the live kernel shows the fixture's maps with full names and globals",
-  ignore: ignoreUnlessCommands("clang", "bpftool"),
+  ignore: ignoreUnless("clang", "bpf", "bpftool"),
   fn(): void {
     using fixture = loadFixture("kinds");
     const ids = new Set([...fixture.info.values()].map((i) => i.id));

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { BpfmapError } from "../errors.ts";
+
 const HEX = "0123456789abcdef";
 /** Two lowercase hex digits for every byte. */
 const PLAIN_HEX: Uint8Array = new Uint8Array(512);
@@ -56,6 +58,25 @@ function storeQuotedHex(
   return at;
 }
 
+/**
+ * Writing to the output failed (closed pipe, full disk, closed fd): one line
+ * naming the cause, e.g. `cannot write the output: No space left on device`.
+ * `cause` is the sink's own error.
+ */
+export class OutputError extends BpfmapError {
+  /** Whether the reader went away (EPIPE): a quiet end, not a failure. */
+  readonly brokenPipe: boolean;
+
+  /** @param cause the sink's error */
+  constructor(cause: unknown) {
+    const reason = cause instanceof Error
+      ? cause.message.replace(/ \(os error \d+\)$/, "")
+      : String(cause);
+    super(`cannot write the output: ${reason}`, { cause });
+    this.brokenPipe = cause instanceof Deno.errors.BrokenPipe;
+  }
+}
+
 /** Where bytes go; `Deno.stdout` fits. */
 export interface ByteSink {
   /** Writes some bytes synchronously, returning how many were taken. */
@@ -80,7 +101,11 @@ export class MemorySink implements ByteSink {
 }
 
 /**
- * Buffered output. `flush()` must be called at the end (or use `using`).
+ * Buffered output. Call `end()` when the document is complete: disposing
+ * drops what is still buffered, so a writer abandoned by an error leaves
+ * either nothing or what its owner chose to close the document with. Once a
+ * write to the sink fails, every later write throws the same
+ * {@linkcode OutputError} and nothing more reaches the sink.
  *
  * @example Write JSON hex bytes
  * ```ts ignore
@@ -88,6 +113,7 @@ export class MemorySink implements ByteSink {
  * out.text("[");
  * out.jsonHexArray(new Uint8Array([1, 2]));
  * out.text("]\n");
+ * out.end();
  * ```
  */
 export class OutputWriter implements Disposable {
@@ -95,6 +121,8 @@ export class OutputWriter implements Disposable {
   readonly #buffer: Uint8Array;
   #length = 0;
   readonly #encoder = new TextEncoder();
+  #flushed = false;
+  #failure: OutputError | undefined;
 
   /**
    * @param sink where full chunks are written
@@ -112,8 +140,18 @@ export class OutputWriter implements Disposable {
   /** Appends text (any size). */
   text(value: string): void {
     if (value.length * 3 > this.#buffer.length) {
-      this.flush();
-      writeAll(this.#sink, this.#encoder.encode(value));
+      // Longer than the buffer: encode it in pieces, never splitting a
+      // surrogate pair, so memory stays one chunk whatever the text.
+      const piece = Math.max(1, Math.floor(this.#buffer.length / 3));
+      for (let start = 0; start < value.length;) {
+        let end = Math.min(value.length, start + piece);
+        const last = value.charCodeAt(end - 1);
+        if (end < value.length && last >= 0xd800 && last < 0xdc00) {
+          end = end - 1 > start ? end - 1 : end + 1;
+        }
+        this.text(value.slice(start, end));
+        start = end;
+      }
       return;
     }
     this.#reserve(value.length * 3);
@@ -265,20 +303,50 @@ export class OutputWriter implements Disposable {
     }
   }
 
-  /** Writes out what is buffered. */
-  flush(): void {
-    if (this.#length === 0) return;
-    writeAll(this.#sink, this.#buffer.subarray(0, this.#length));
-    this.#length = 0;
+  /** Whether any byte has reached the sink (so dropping the buffer cannot undo the output). */
+  get flushedAny(): boolean {
+    return this.#flushed;
   }
 
-  /** Flushes. */
-  [Symbol.dispose](): void {
+  /** Writes out what is buffered; throws {@linkcode OutputError} when the sink fails. */
+  flush(): void {
+    if (this.#failure) throw this.#failure;
+    if (this.#length === 0) return;
+    const chunk = this.#buffer.subarray(0, this.#length);
+    this.#length = 0;
+    this.#flushed = true;
+    try {
+      writeAll(this.#sink, chunk);
+    } catch (error) {
+      this.#failure = error instanceof OutputError
+        ? error
+        : new OutputError(error);
+      throw this.#failure;
+    }
+  }
+
+  /** Flushes the finished document. */
+  end(): void {
     this.flush();
+  }
+
+  /** Drops what is buffered (the document was not finished); never throws. */
+  [Symbol.dispose](): void {
+    this.#length = 0;
   }
 }
 
-function writeAll(sink: ByteSink, bytes: Uint8Array): void {
+/** Writes all of `bytes` to `sink`; a sink error becomes an {@linkcode OutputError}. */
+export function writeAll(sink: ByteSink, bytes: Uint8Array): void {
   let done = 0;
-  while (done < bytes.length) done += sink.writeSync(bytes.subarray(done));
+  try {
+    while (done < bytes.length) done += sink.writeSync(bytes.subarray(done));
+  } catch (error) {
+    throw error instanceof OutputError ? error : new OutputError(error);
+  }
+}
+
+/** Writes `text` (UTF-8) to `sink` in full. */
+export function writeText(sink: ByteSink, text: string): void {
+  writeAll(sink, new TextEncoder().encode(text));
 }
