@@ -124,3 +124,4 @@ export { GuestKernelError, GuestMemoryError } from "./src/guest/errors.ts";
 export { type PhysRegion, qemuX86Layout } from "./src/guest/phys.ts";
 export type { GuestKernelOptions } from "./src/guest/kernel.ts";
 export type { GuestMapLimits } from "./src/guest/maps.ts";
+export * from "./src/accessor/maptypes/mod.ts";

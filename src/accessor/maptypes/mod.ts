@@ -23,7 +23,32 @@ import { readStackTracesLive, type StackTraceDump } from "./stack_trace.ts";
 
 export { bloomContains } from "./bloom.ts";
 export { KernelSymbols } from "./kallsyms.ts";
-export { parseRingbuf } from "./ringbuf.ts";
+export {
+  parseRingbuf,
+  readRingbufLive,
+  type RingbufRecord,
+  type RingbufSnapshot,
+} from "./ringbuf.ts";
+export { peekQueueLive, type QueuePeek } from "./queue_stack.ts";
+export type { BloomInfo } from "./bloom.ts";
+export {
+  readSlotsLive,
+  type Slot,
+  type SlotDump,
+  type SlotObject,
+} from "./fd_slots.ts";
+export {
+  readStackTracesLive,
+  type StackFrame,
+  type StackTrace,
+  type StackTraceDump,
+} from "./stack_trace.ts";
+export {
+  type InnerMapSlot,
+  type MapOfMapsDump,
+  type MapOfMapsOptions,
+  readMapOfMapsLive,
+} from "./map_in_map.ts";
 
 /** The entries of a keyed inner map, copied (inner maps of a recursive read). */
 export interface KeyedEntries {
