@@ -31,6 +31,8 @@ import { BpfSyscallAccessor } from "../accessor/syscall.ts";
 import type { BpfMapAccessor, BpfMapInfo } from "../accessor/types.ts";
 import { MapUnreadableError } from "../errors.ts";
 import { MapType } from "../sys/constants.ts";
+import { toJson } from "../btf/json.ts";
+import { formatValue } from "../btf/render.ts";
 import type { OutputWriter } from "./writer.ts";
 
 /** Options {@linkcode writeTypeDump} reads (a subset of `writeMapDump`'s). */
@@ -200,6 +202,17 @@ function writeJson(
       return writeSlotsJson(out, map.type, dump.slots.slots, limit);
     case "stack_trace":
       return writeStacksJson(out, dump.stacks, limit);
+    case "struct_ops": {
+      // bpftool's shape: key 0, the raw value, and the value typed with vmlinux BTF.
+      out.ascii('[{"key":');
+      out.jsonHexArray(new Uint8Array(4));
+      out.ascii(',"value":');
+      out.jsonHexArray(dump.structOps.value);
+      out.text(
+        `,"formatted":{"value":${toJson(dump.structOps.formatted)}}}]\n`,
+      );
+      return { written: 1, omitted: 0 };
+    }
     case "maps_of_maps":
       return writeSlotsJson(
         out,
@@ -361,6 +374,28 @@ function writeText(
       return writeSlotsText(out, map.type, dump.slots.slots, limit);
     case "maps_of_maps":
       return writeSlotsText(out, map.type, dump.mapsOfMaps.slots, limit);
+    case "struct_ops": {
+      const ops = dump.structOps;
+      out.text(
+        `struct_ops ${ops.structName}, state ${ops.state}, refcnt ${ops.refcnt}\n`,
+      );
+      for (const member of ops.members) {
+        if (member.kind === "prog") {
+          out.text(
+            `  ${member.name}: ${
+              member.progId
+                ? `prog ${member.progId}${
+                  member.progName ? ` "${member.progName}"` : ""
+                }`
+                : "-"
+            }\n`,
+          );
+        } else {
+          out.text(`  ${member.name}: ${formatValue(member.value ?? null)}\n`);
+        }
+      }
+      return { written: 1, omitted: 0 };
+    }
     case "stack_trace": {
       const stacks = dump.stacks;
       const shown = stacks.stacks.slice(

@@ -17,9 +17,15 @@ import { type BloomInfo, bloomInfo } from "./bloom.ts";
 import { readSlotsLive, SLOT_TYPES, type SlotDump } from "./fd_slots.ts";
 import { KernelSymbols } from "./kallsyms.ts";
 import { type MapOfMapsDump, readMapOfMapsLive } from "./map_in_map.ts";
+export {
+  readStructOpsLive,
+  type StructOpsDump,
+  type StructOpsMember,
+} from "./struct_ops.ts";
 import { peekQueueLive, type QueuePeek } from "./queue_stack.ts";
 import { readRingbufLive, type RingbufSnapshot } from "./ringbuf.ts";
 import { readStackTracesLive, type StackTraceDump } from "./stack_trace.ts";
+import { readStructOpsLive, type StructOpsDump } from "./struct_ops.ts";
 
 export { bloomContains } from "./bloom.ts";
 export { KernelSymbols } from "./kallsyms.ts";
@@ -74,6 +80,7 @@ export type TypeDump =
   | { reader: "slots"; slots: SlotDump }
   | { reader: "stack_trace"; stacks: StackTraceDump }
   | { reader: "maps_of_maps"; mapsOfMaps: MapOfMapsDump<InnerMap> }
+  | { reader: "struct_ops"; structOps: StructOpsDump }
   | { reader: "keyed"; keyed: KeyedEntries }
   | { reader: "unreadable"; unreadable: { type: number; reason: string } };
 
@@ -168,6 +175,14 @@ export const LIVE_TYPE_READERS: readonly LiveTypeReader[] = [
           }
           : {}),
       }),
+    }),
+  },
+  {
+    reader: "struct_ops",
+    types: [MapType.STRUCT_OPS],
+    read: (map) => ({
+      reader: "struct_ops",
+      structOps: readStructOpsLive(map),
     }),
   },
 ];
