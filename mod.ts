@@ -130,3 +130,4 @@ export {
 export { type PhysRegion, qemuX86Layout } from "./src/guest/phys.ts";
 export type { GuestKernelOptions } from "./src/guest/kernel.ts";
 export type { GuestMapLimits } from "./src/guest/maps.ts";
+export * from "./src/accessor/maptypes/mod.ts";

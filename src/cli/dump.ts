@@ -18,6 +18,7 @@ import {
   PERCPU_MAP_TYPES,
 } from "../sys/constants.ts";
 import { OutputError, type OutputWriter } from "./writer.ts";
+import { writeTypeDump } from "./dump_types.ts";
 
 /**
  * Turns raw key/value bytes into typed JSON and text (BTF rendering). When
@@ -110,6 +111,8 @@ export function writeMapDump(
   map: BpfMapInfo,
   options: WriteMapDumpOptions,
 ): DumpCount {
+  const typed = writeTypeDump(out, accessor, map, options);
+  if (typed) return { ...typed, entryErrors: 0 };
   const reason = unlistableReason(map);
   if (reason) {
     throw new Error(`Cannot dump map "${map.name}" (id ${map.id}): ${reason}`);
