@@ -18,6 +18,7 @@ import {
   PERCPU_MAP_TYPES,
 } from "../sys/constants.ts";
 import type { OutputWriter } from "./writer.ts";
+import { canWriteTyped, type EntryPlans, writeTypedRun } from "./typed_dump.ts";
 
 /**
  * Turns raw key/value bytes into typed JSON and text (BTF rendering). When
@@ -33,6 +34,8 @@ export interface EntryRenderer {
   keyText(bytes: Uint8Array): string | undefined;
   /** Text for a value. */
   valueText(bytes: Uint8Array): string | undefined;
+  /** Compiled plans writing the same output, when the types allow. */
+  plans?: EntryPlans | undefined;
 }
 
 /** Options for {@linkcode writeMapDump}. */
@@ -214,6 +217,12 @@ export function writeMapDump(
   const stride = percpuStride(map.valueSize);
   let written = 0;
   let omitted = 0;
+  const typedShape = {
+    keySize: map.keySize,
+    valueSize: map.valueSize,
+    valueStride: 0,
+    cpus: percpu ? options.cpus : 0,
+  };
   if (options.json) out.ascii("[");
   for (const batch of batchesOf(accessor, map, options)) {
     if (options.json && !renderer && written + batch.count <= limit) {
@@ -223,6 +232,21 @@ export function writeMapDump(
         valueStride: batch.valueStride,
         cpus: percpu ? options.cpus : 0,
       }, written === 0);
+      written += batch.count;
+      continue;
+    }
+    if (
+      renderer?.plans && written + batch.count <= limit &&
+      canWriteTyped(out, renderer.plans, typedShape, options.json)
+    ) {
+      writeTypedRun(
+        out,
+        batch,
+        { ...typedShape, valueStride: batch.valueStride },
+        renderer.plans,
+        options.json,
+        written === 0,
+      );
       written += batch.count;
       continue;
     }

@@ -35,7 +35,7 @@ function cpuOpen(cpu: number): Uint8Array {
  * separated, at `at` in `buffer`; returns the new end. The caller has made
  * room (7 bytes a byte).
  */
-function storeQuotedHex(
+export function storeQuotedHex(
   buffer: Uint8Array,
   at: number,
   source: Uint8Array,
@@ -52,6 +52,27 @@ function storeQuotedHex(
     buffer[at + 4] = HEX_LOW[byte]!;
     buffer[at + 5] = 0x22;
     at += 6;
+  }
+  return at;
+}
+
+/**
+ * Stores `01 02 03` for `count` bytes of `source` from `start` at `at` in
+ * `buffer`; returns the new end. The caller has made room (3 bytes a byte).
+ */
+export function storePlainHex(
+  buffer: Uint8Array,
+  at: number,
+  source: Uint8Array,
+  start: number,
+  count: number,
+): number {
+  for (let b = 0; b < count; b++) {
+    const byte = source[start + b]!;
+    if (b > 0) buffer[at++] = 0x20;
+    buffer[at] = HEX_HIGH[byte]!;
+    buffer[at + 1] = HEX_LOW[byte]!;
+    at += 2;
   }
   return at;
 }
@@ -263,6 +284,31 @@ export class OutputWriter implements Disposable {
       );
       this.ascii("}");
     }
+  }
+
+  /** Most bytes one {@linkcode OutputWriter.claim} can ask for. */
+  get capacity(): number {
+    return this.#buffer.length;
+  }
+
+  /**
+   * Makes room for `maxBytes` (at most `capacity`) and returns where they go
+   * in {@linkcode OutputWriter.bytes}; `commit` the new end after storing.
+   * For encoders that write bytes directly, like the typed dump's plans.
+   */
+  claim(maxBytes: number): number {
+    this.#reserve(maxBytes);
+    return this.#length;
+  }
+
+  /** The buffer `claim` positions refer to. */
+  get bytes(): Uint8Array {
+    return this.#buffer;
+  }
+
+  /** Ends a `claim`: everything up to `end` is output. */
+  commit(end: number): void {
+    this.#length = end;
   }
 
   /** Writes out what is buffered. */
