@@ -205,7 +205,7 @@ Deno.test("compileValuePlan() breaks text lines exactly where formatValue does",
   ]);
   const btf = Btf.parse(b.build());
   // `{s = "..."}` is 8 + n characters: 100 fits the width, 101 does not.
-  for (const n of [90, 91, 92, 93, 94]) {
+  for (const n of [90, 91, 92, 93, 94, 93, 92, 91, 94, 90]) {
     const bytes = new Uint8Array(124);
     bytes.fill(0x61, 4, 4 + n);
     for (const [id, at] of [[one, 4], [outer, 0]] as const) {
@@ -217,5 +217,35 @@ Deno.test("compileValuePlan() breaks text lines exactly where formatValue does",
         `type ${id}, ${n} characters`,
       );
     }
+  }
+});
+
+Deno.test("compileValuePlan() writes 64-bit integers exactly at every digit count and around 2^32, 2^53, 2^63", () => {
+  const b = new BtfBuilder();
+  const u64 = b.int("u64", 8);
+  const s64 = b.int("s64", 8, true);
+  const pair = b.struct("pair", 16, [
+    { name: "u", type: u64, bitOffset: 0 },
+    { name: "s", type: s64, bitOffset: 64 },
+  ]);
+  const btf = Btf.parse(b.build());
+  const plan = compileValuePlan(btf, pair, 16)!;
+  const values: bigint[] = [0n, 1n, 2n ** 64n - 1n, 2n ** 63n, 2n ** 63n - 1n];
+  for (let digits = 1; digits <= 20; digits++) {
+    const ten = 10n ** BigInt(digits - 1);
+    values.push(ten, ten - 1n, ten + 1n, 10n * ten - 1n);
+  }
+  for (const pivot of [2n ** 32n, 2n ** 53n, 2n ** 21n << 32n]) {
+    for (let d = -3n; d <= 3n; d++) values.push(pivot + d);
+  }
+  const bytes = new Uint8Array(16);
+  const view = new DataView(bytes.buffer);
+  for (const value of values) {
+    const u = BigInt.asUintN(64, value);
+    view.setBigUint64(0, u, true);
+    view.setBigUint64(8, u, true);
+    const expected = `{"u":${u},"s":${BigInt.asIntN(64, u)}}`;
+    equal(run(plan.json, plan.jsonMax, bytes), expected);
+    equal(toJson(renderValue(btf, pair, bytes)), expected);
   }
 });

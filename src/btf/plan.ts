@@ -66,30 +66,66 @@ class Uncovered extends Error {}
 
 // ---- runtime helpers the generated code calls (all write ASCII) ----
 
+/** Two ASCII digits for 0..99. */
+const PAIRS = new Uint8Array(200);
+for (let i = 0; i < 100; i++) {
+  PAIRS[2 * i] = 48 + Math.floor(i / 10);
+  PAIRS[2 * i + 1] = 48 + i % 10;
+}
+
+function decimalLength(n: number): number {
+  let len = 10;
+  for (let t = 1e10; n >= t && len < 16; t *= 10) len++;
+  return len;
+}
+
+/** Decimal digits of a non-negative integer below 2^53. */
 function digits(b: Uint8Array, a: number, n: number): number {
   if (n < 10) {
     b[a] = 48 + n;
     return a + 1;
   }
-  let len = 1;
-  for (let t = n; t >= 10; t = Math.floor(t / 10)) len++;
-  const end = a + len;
-  let p = end;
-  if (n < 4294967296) {
-    while (n >= 10) {
-      const q = (n / 10) >>> 0;
-      b[--p] = 48 + n - q * 10;
-      n = q;
-    }
-  } else {
-    while (n >= 10) {
-      const q = Math.floor(n / 10);
-      b[--p] = 48 + n - q * 10;
-      n = q;
-    }
+  const len = n < 100
+    ? 2
+    : n < 1000
+    ? 3
+    : n < 10000
+    ? 4
+    : n < 100000
+    ? 5
+    : n < 1000000
+    ? 6
+    : n < 10000000
+    ? 7
+    : n < 100000000
+    ? 8
+    : n < 1000000000
+    ? 9
+    : decimalLength(n);
+  let p = a + len;
+  // Two digits a step; 32-bit arithmetic once the rest fits.
+  while (n >= 4294967296) {
+    const q = Math.floor(n / 100);
+    const r = 2 * (n - q * 100);
+    b[--p] = PAIRS[r + 1]!;
+    b[--p] = PAIRS[r]!;
+    n = q;
   }
-  b[--p] = 48 + n;
-  return end;
+  let m = n >>> 0;
+  while (m >= 100) {
+    const q = (m / 100) >>> 0;
+    const r = 2 * (m - q * 100);
+    b[--p] = PAIRS[r + 1]!;
+    b[--p] = PAIRS[r]!;
+    m = q;
+  }
+  if (m >= 10) {
+    b[--p] = PAIRS[2 * m + 1]!;
+    b[--p] = PAIRS[2 * m]!;
+  } else {
+    b[--p] = 48 + m;
+  }
+  return a + len;
 }
 
 function int(b: Uint8Array, a: number, n: number): number {
@@ -640,16 +676,40 @@ class Generator {
     return name;
   }
 
+  /**
+   * formatValue keeps a composite on one line when its flat text fits the
+   * width, else puts each part on its own line. Values of one type mostly
+   * land on the same side, so each type remembers its last outcome
+   * (`$g<id>`) and writes that form first; the check after the other form
+   * corrects a wrong guess, so the output never depends on it.
+   */
+  #multiOpen(id: number): string {
+    this.#functions.push(`let $g${id}=false;`);
+    return `const s=a;if(!$g${id}){a=${
+      this.#function(id, "flat")
+    }(v,o,b,a);if(a-s+2*L<=${TEXT_WIDTH})return a;a=s;$g${id}=true;}`;
+  }
+
+  /**
+   * After the multi-line form of `parts` parts: its flat length is the
+   * written length less the line breaks and indents, (parts+1)*(2L+2). A
+   * part that itself broke over lines makes that too long, as it must (a
+   * part wider than its line means a parent wider than its own).
+   */
+  #multiClose(id: number, parts: number): string {
+    return `if(a-s-${
+      parts + 1
+    }*(2*L+2)+2*L<=${TEXT_WIDTH}){$g${id}=false;return ${
+      this.#function(id, "flat")
+    }(v,o,b,s);}`;
+  }
+
   #objectBody(id: number, mode: Mode): string {
     const fields = this.fields(id);
     if (fields.length === 0) return this.#emitBytes(encoder.encode("{}"));
     const code: string[] = [];
     if (mode === "multi") {
-      // formatValue keeps a value on one line when it fits the width.
-      code.push(
-        `const s=a;a=${this.#function(id, "flat")}(v,o,b,a);`,
-        `if(a-s+2*L<=${TEXT_WIDTH})return a;a=s;b[a++]=123;`,
-      );
+      code.push(this.#multiOpen(id), "b[a++]=123;");
       fields.forEach((f, i) => {
         code.push(
           `${i ? "b[a++]=44;" : ""}b[a++]=10;a=spaces(b,a,2*L+2);`,
@@ -657,7 +717,10 @@ class Generator {
           this.#field(f, "o", mode),
         );
       });
-      code.push("b[a++]=10;a=spaces(b,a,2*L);b[a++]=125;");
+      code.push(
+        "b[a++]=10;a=spaces(b,a,2*L);b[a++]=125;",
+        this.#multiClose(id, fields.length),
+      );
       return code.join("");
     }
     code.push("b[a++]=123;");
@@ -688,11 +751,11 @@ class Generator {
     }
     if (mode === "multi") {
       code.push(
-        `const s=a;a=${this.#function(id, "flat")}(v,o,b,a);`,
-        `if(a-s+2*L<=${TEXT_WIDTH})return a;a=s;b[a++]=91;`,
-        `for(let i=0;i<${nelems};i++){if(i)b[a++]=44;b[a++]=10;a=spaces(b,a,2*L+2);const p=o+i*${elemSize};`,
+        this.#multiOpen(id),
+        `b[a++]=91;for(let i=0;i<${nelems};i++){if(i)b[a++]=44;b[a++]=10;a=spaces(b,a,2*L+2);const p=o+i*${elemSize};`,
         this.value(elemId, "p", mode),
         "}b[a++]=10;a=spaces(b,a,2*L);b[a++]=93;",
+        this.#multiClose(id, nelems),
       );
       return code.join("");
     }
@@ -779,6 +842,25 @@ class Generator {
     // strings travel in D as bytes (see the module documentation).
     return new Function("H", "D", source)(HELPERS, this.#data) as PlanWriter;
   }
+}
+
+/**
+ * A function storing `bytes` at `at` in `out` (returning the end) as
+ * literal stores, for the constant parts around planned values: a copy loop
+ * over a short array costs more than the bytes themselves.
+ *
+ * @param bytes the constant
+ * @returns the writer
+ */
+export function compileConstant(
+  bytes: Uint8Array,
+): (out: Uint8Array, at: number) => number {
+  const stores = Array.from(bytes, (byte, i) => `b[a+${i}]=${byte};`);
+  return new Function(
+    "b",
+    "a",
+    `${stores.join("")}return a+${bytes.length};`,
+  ) as (out: Uint8Array, at: number) => number;
 }
 
 /**

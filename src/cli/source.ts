@@ -6,13 +6,8 @@
  * @module
  */
 
-import {
-  GuestMemMapAccessor,
-  loadGuestKernelFiles,
-} from "../accessor/guest.ts";
 import { BpfSyscallAccessor } from "../accessor/syscall.ts";
 import type { BpfMapAccessor } from "../accessor/types.ts";
-import { QmpClient } from "../guest/qmp.ts";
 import { possibleCpuCount } from "../sys/cpus.ts";
 
 /** A data source opened for one command. */
@@ -102,6 +97,12 @@ export async function withSource<T>(
     });
   }
   const path = (mem ?? core)!;
+  // The guest backend (src/guest, a dozen modules) is loaded only when a
+  // guest is asked for, so live commands do not pay for it at start-up.
+  const { GuestMemMapAccessor, loadGuestKernelFiles } = await import(
+    "../accessor/guest.ts"
+  );
+  const { QmpClient } = await import("../guest/qmp.ts");
   const qmp = qmpPath === undefined
     ? null
     : await QmpClient.connect(qmpPath, { timeoutMs: 5000 });

@@ -9,7 +9,7 @@
  */
 
 import type { EntryBatch } from "../accessor/syscall.ts";
-import { TEXT_WIDTH, type ValuePlan } from "../btf/plan.ts";
+import { compileConstant, TEXT_WIDTH, type ValuePlan } from "../btf/plan.ts";
 import { type OutputWriter, storePlainHex, storeQuotedHex } from "./writer.ts";
 
 /** Plans for a map's keys and values. */
@@ -33,32 +33,52 @@ export interface TypedShape {
 }
 
 const encoder = new TextEncoder();
-const KEY_OPEN = encoder.encode('{"key":[');
-const VALUE_OPEN = encoder.encode('],"value":[');
-const VALUES_OPEN = encoder.encode('],"values":[');
-const FORMATTED_KEY = encoder.encode(',"formatted":{"key":');
-const FORMATTED_OPEN = encoder.encode(',"formatted":{');
-const FORMATTED_VALUE = encoder.encode('"value":');
-const FORMATTED_VALUES = encoder.encode('"values":[');
-const TEXT_KEY = encoder.encode("key: ");
-const TEXT_VALUE = encoder.encode("  value: ");
-const cpuOpens: Uint8Array[] = [];
-function cpuOpen(cpu: number): Uint8Array {
-  return cpuOpens[cpu] ??= encoder.encode(
-    `${cpu === 0 ? "" : ","}{"cpu":${cpu},"value":`,
-  );
-}
-const cpuLabels: Uint8Array[] = [];
-function cpuLabel(cpu: number): Uint8Array {
-  return cpuLabels[cpu] ??= encoder.encode(
-    `  value (CPU ${String(cpu).padStart(2, "0")}): `,
-  );
+type Constant = (out: Uint8Array, at: number) => number;
+
+/** The constant parts of elements, compiled on the first typed dump. */
+interface Constants {
+  keyOpen: Constant;
+  valueOpen: Constant;
+  valuesOpen: Constant;
+  formattedKey: Constant;
+  formattedOpen: Constant;
+  formattedValue: Constant;
+  formattedValues: Constant;
+  textKey: Constant;
+  textValue: Constant;
+  cpuOpen: Constant[];
+  cpuLabel: Constant[];
 }
 
-function put(buffer: Uint8Array, at: number, bytes: Uint8Array): number {
-  for (let i = 0; i < bytes.length; i++) buffer[at + i] = bytes[i]!;
-  return at + bytes.length;
+let constants: Constants | undefined;
+function constantsFor(cpus: number): Constants {
+  const c = constants ??= {
+    keyOpen: compileConstant(encoder.encode('{"key":[')),
+    valueOpen: compileConstant(encoder.encode('],"value":[')),
+    valuesOpen: compileConstant(encoder.encode('],"values":[')),
+    formattedKey: compileConstant(encoder.encode(',"formatted":{"key":')),
+    formattedOpen: compileConstant(encoder.encode(',"formatted":{')),
+    formattedValue: compileConstant(encoder.encode('"value":')),
+    formattedValues: compileConstant(encoder.encode('"values":[')),
+    textKey: compileConstant(encoder.encode("key: ")),
+    textValue: compileConstant(encoder.encode(TEXT_VALUE)),
+    cpuOpen: [],
+    cpuLabel: [],
+  };
+  for (let cpu = c.cpuOpen.length; cpu < cpus; cpu++) {
+    c.cpuOpen.push(compileConstant(encoder.encode(
+      `${cpu === 0 ? "" : ","}{"cpu":${cpu},"value":`,
+    )));
+    c.cpuLabel.push(compileConstant(encoder.encode(
+      `  value (CPU ${String(cpu).padStart(2, "0")}): `,
+    )));
+  }
+  return c;
 }
+
+const TEXT_VALUE = "  value: ";
+/** "\nvalue: " without its first byte. */
+const VALUE_COLON = encoder.encode("value: ");
 
 /** Bytes one element can take, or Infinity when the plans cannot write it. */
 function elementMax(
@@ -100,12 +120,13 @@ export function writeTypedRun(
   first: boolean,
 ): void {
   const max = elementMax(plans, shape, json);
+  const c = constantsFor(shape.cpus);
   for (let i = 0; i < batch.count; i++) {
     let at = out.claim(max);
     const buffer = out.bytes;
     at = json
-      ? jsonElement(buffer, at, batch, i, shape, plans, first && i === 0)
-      : textElement(buffer, at, batch, i, shape, plans);
+      ? jsonElement(buffer, at, batch, i, shape, plans, first && i === 0, c)
+      : textElement(buffer, at, batch, i, shape, plans, c);
     out.commit(at);
   }
 }
@@ -118,18 +139,19 @@ function jsonElement(
   shape: TypedShape,
   plans: EntryPlans,
   first: boolean,
+  c: Constants,
 ): number {
   const { keySize, valueSize, valueStride, cpus } = shape;
   const keyStart = i * keySize;
   const valueStart = i * valueStride;
   const slotStride = Math.ceil(valueSize / 8) * 8;
   if (!first) b[at++] = 0x2c;
-  at = put(b, at, KEY_OPEN);
+  at = c.keyOpen(b, at);
   at = storeQuotedHex(b, at, batch.keys, keyStart, keySize);
   if (cpus > 0) {
-    at = put(b, at, VALUES_OPEN);
+    at = c.valuesOpen(b, at);
     for (let cpu = 0; cpu < cpus; cpu++) {
-      at = put(b, at, cpuOpen(cpu));
+      at = c.cpuOpen[cpu]!(b, at);
       b[at++] = 0x5b;
       at = storeQuotedHex(
         b,
@@ -142,27 +164,27 @@ function jsonElement(
       b[at++] = 0x7d;
     }
   } else {
-    at = put(b, at, VALUE_OPEN);
+    at = c.valueOpen(b, at);
     at = storeQuotedHex(b, at, batch.values, valueStart, valueSize);
   }
   b[at++] = 0x5d;
   if (plans.key) {
-    at = put(b, at, FORMATTED_KEY);
+    at = c.formattedKey(b, at);
     at = plans.key.json(batch.keys, keyStart, b, at);
     b[at++] = 0x2c;
   } else {
-    at = put(b, at, FORMATTED_OPEN);
+    at = c.formattedOpen(b, at);
   }
   if (cpus > 0) {
-    at = put(b, at, FORMATTED_VALUES);
+    at = c.formattedValues(b, at);
     for (let cpu = 0; cpu < cpus; cpu++) {
-      at = put(b, at, cpuOpen(cpu));
+      at = c.cpuOpen[cpu]!(b, at);
       at = plans.value.json(batch.values, valueStart + cpu * slotStride, b, at);
       b[at++] = 0x7d;
     }
     b[at++] = 0x5d;
   } else {
-    at = put(b, at, FORMATTED_VALUE);
+    at = c.formattedValue(b, at);
     at = plans.value.json(batch.values, valueStart, b, at);
   }
   b[at++] = 0x7d;
@@ -184,11 +206,12 @@ function textElement(
   i: number,
   shape: TypedShape,
   plans: EntryPlans,
+  c: Constants,
 ): number {
   const { keySize, valueSize, valueStride, cpus } = shape;
   const keyStart = i * keySize;
   const valueStart = i * valueStride;
-  at = put(b, at, TEXT_KEY);
+  at = c.textKey(b, at);
   at = plans.key
     ? plans.key.text!(batch.keys, keyStart, b, at)
     : storePlainHex(b, at, batch.keys, keyStart, keySize);
@@ -197,13 +220,13 @@ function textElement(
     const slotStride = Math.ceil(valueSize / 8) * 8;
     b[at++] = 0x0a;
     for (let cpu = 0; cpu < cpus; cpu++) {
-      at = put(b, at, cpuLabel(cpu));
+      at = c.cpuLabel[cpu]!(b, at);
       at = text(batch.values, valueStart + cpu * slotStride, b, at);
       b[at++] = 0x0a;
     }
     return at;
   }
-  at = put(b, at, TEXT_VALUE);
+  at = c.textValue(b, at);
   const start = at;
   at = text(batch.values, valueStart, b, at);
   if (multiline(b, start, at)) {
@@ -211,7 +234,7 @@ function textElement(
     b.copyWithin(start - 1, start, at);
     at--;
     b[start - 9] = 0x0a;
-    put(b, start - 8, TEXT_VALUE.subarray(2));
+    b.set(VALUE_COLON, start - 8);
   }
   b[at++] = 0x0a;
   return at;

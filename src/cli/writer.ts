@@ -42,18 +42,41 @@ export function storeQuotedHex(
   start: number,
   count: number,
 ): number {
-  for (let b = 0; b < count; b++) {
-    const byte = source[start + b]!;
-    if (b > 0) buffer[at++] = 0x2c;
-    buffer[at] = 0x22;
-    buffer[at + 1] = 0x30;
-    buffer[at + 2] = 0x78;
-    buffer[at + 3] = HEX_HIGH[byte]!;
-    buffer[at + 4] = HEX_LOW[byte]!;
-    buffer[at + 5] = 0x22;
-    at += 6;
+  if (count === 0) return at;
+  // Three stores a byte (`,"0x`, `NN`, `"`) instead of seven single
+  // bytes: this loop writes most of a large dump.
+  const view = viewOf(buffer);
+  view.setUint32(at, QUOTE_0X, true);
+  view.setUint16(at + 3, HEX_PAIR[source[start]!]!, true);
+  buffer[at + 5] = 0x22;
+  at += 6;
+  for (let b = 1; b < count; b++) {
+    view.setUint32(at, COMMA_QUOTE_0X, true);
+    view.setUint16(at + 4, HEX_PAIR[source[start + b]!]!, true);
+    buffer[at + 6] = 0x22;
+    at += 7;
   }
   return at;
+}
+
+/** `"0x` as a little-endian word (the fourth byte is overwritten). */
+const QUOTE_0X = 0x22 | 0x30 << 8 | 0x78 << 16;
+/** `,"0x`. */
+const COMMA_QUOTE_0X = (0x2c | 0x22 << 8 | 0x30 << 16 | 0x78 << 24) >>> 0;
+/** Both hex digits of a byte, little-endian. */
+const HEX_PAIR = new Uint16Array(256);
+for (let byte = 0; byte < 256; byte++) {
+  HEX_PAIR[byte] = HEX_HIGH[byte]! | HEX_LOW[byte]! << 8;
+}
+
+let viewBuffer: Uint8Array | undefined;
+let view: DataView | undefined;
+function viewOf(buffer: Uint8Array): DataView {
+  if (buffer !== viewBuffer) {
+    viewBuffer = buffer;
+    view = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+  }
+  return view!;
 }
 
 /**
