@@ -249,3 +249,56 @@ Deno.test("compileValuePlan() writes 64-bit integers exactly at every digit coun
     equal(toJson(renderValue(btf, pair, bytes)), expected);
   }
 });
+
+Deno.test("compileValuePlan() writes floats as String() does, short decimals included", () => {
+  const b = new BtfBuilder();
+  const f32 = b.float("float", 4);
+  const f64 = b.float("double", 8);
+  const pair = b.struct("pair", 16, [
+    { name: "f", type: f32, bitOffset: 0 },
+    { name: "d", type: f64, bitOffset: 64 },
+  ]);
+  const btf = Btf.parse(b.build());
+  const plan = compileValuePlan(btf, pair, 16)!;
+  const values = [
+    0.1,
+    0.2,
+    0.1 + 0.2,
+    1.5,
+    -2.25,
+    1e-6,
+    1.5e-6,
+    9.999999e-7,
+    123.456,
+    999999999.5,
+    1e9 + 0.5,
+    1e9 - 0.25,
+    0.000123,
+    4503599627370495.5,
+    1 / 3,
+    -0,
+    5e-324,
+    1.7976931348623157e308,
+    1e21,
+    1e-7,
+    0.5,
+    100.01,
+    7.0000001,
+  ];
+  for (let i = -2000; i <= 2000; i++) {
+    values.push(i / 8, i / 100, i / 1000, i / 3, i * 1.1, i / 1e6, i / 7e5);
+  }
+  const bytes = new Uint8Array(16);
+  const view = new DataView(bytes.buffer);
+  for (const value of values) {
+    view.setFloat32(0, value, true);
+    view.setFloat64(8, value, true);
+    const rendered = renderValue(btf, pair, bytes);
+    equal(run(plan.json, plan.jsonMax, bytes), toJson(rendered), `${value}`);
+    equal(
+      run(plan.text!, plan.textMax, bytes),
+      formatValue(rendered),
+      `${value}`,
+    );
+  }
+});

@@ -240,6 +240,39 @@ const F32_BYTES = new Uint8Array(F32.buffer);
 const F64 = new Float64Array(1);
 const F64_BYTES = new Uint8Array(F64.buffer);
 
+const POW10 = [1, 10, 100, 1e3, 1e4, 1e5, 1e6];
+
+/**
+ * Writes `x` as String(x) does when at most 6 decimals round-trip, without
+ * allocating a string (a float per element otherwise grows the heap with
+ * the map); returns -1 for other values.
+ *
+ * With |x| < 1e9 every candidate is below 2^50, so Math.round finds it
+ * exactly, and the decimal spacing (>= 1e-6) exceeds x's ulp, so a
+ * round-tripping candidate is unique: the smallest k that round-trips gives
+ * the shortest digits, which is what String() prints in this range.
+ */
+function shortDecimal(b: Uint8Array, a: number, x: number): number {
+  const ax = Math.abs(x);
+  if (!(ax >= 1e-6 && ax < 1e9)) return -1;
+  for (let k = 1; k <= 6; k++) {
+    const scale = POW10[k]!;
+    const y = Math.round(ax * scale);
+    if (y / scale !== ax) continue;
+    if (x < 0) b[a++] = 45;
+    const whole = Math.floor(y / scale);
+    a = digits(b, a, whole);
+    b[a++] = 46;
+    let fraction = y - whole * scale;
+    for (let i = k - 1; i >= 0; i--) {
+      b[a + i] = 48 + fraction % 10;
+      fraction = Math.floor(fraction / 10);
+    }
+    return a + k;
+  }
+  return -1;
+}
+
 function float(b: Uint8Array, a: number, x: number, text: boolean): number {
   if (Number.isFinite(x)) {
     if (x === 0) {
@@ -248,7 +281,11 @@ function float(b: Uint8Array, a: number, x: number, text: boolean): number {
       return a + 1;
     }
     if (Number.isSafeInteger(x)) return int(b, a, x);
-    return ascii(b, a, String(x));
+    const end = shortDecimal(b, a, x);
+    // JSON.stringify prints a finite number as String() does, but String()
+    // also fills V8's number-string cache, which grows the process by
+    // megabytes over a million distinct floats (JSON.stringify does not).
+    return end >= 0 ? end : ascii(b, a, JSON.stringify(x));
   }
   // toJson writes NaN and infinities as strings, formatValue bare.
   return ascii(b, a, text ? String(x) : `"${x}"`);
