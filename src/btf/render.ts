@@ -79,13 +79,15 @@ export interface PercpuRenderedValue {
   value: RenderedValue;
 }
 
-function hexOf(bytes: Uint8Array): string {
+/** A little-endian value's bytes as `0x...` hex, leading zeros dropped. */
+export function hexOf(bytes: Uint8Array): string {
   return "0x" +
     Array.from(bytes).reverse().map((b) => b.toString(16).padStart(2, "0"))
       .join("").replace(/^0+(?=.)/, "");
 }
 
-function half(bits: number): number {
+/** An IEEE half-precision float from its 16 bits. */
+export function half(bits: number): number {
   const sign = bits & 0x8000 ? -1 : 1;
   const exponent = (bits >>> 10) & 0x1f;
   const fraction = bits & 0x3ff;
@@ -509,7 +511,8 @@ function formatScalar(value: RenderedValue): string | undefined {
   }
 }
 
-function formatKey(key: string): string {
+/** How {@linkcode formatValue} writes a member name (quoted unless a C-like name). */
+export function formatKey(key: string): string {
   return /^[A-Za-z_.][A-Za-z0-9_.]*$/.test(key) ? key : JSON.stringify(key);
 }
 

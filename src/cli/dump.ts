@@ -19,6 +19,7 @@ import {
 } from "../sys/constants.ts";
 import { OutputError, type OutputWriter } from "./writer.ts";
 import { writeTypeDump } from "./dump_types.ts";
+import { canWriteTyped, type EntryPlans, writeTypedRun } from "./typed_dump.ts";
 
 /**
  * Turns raw key/value bytes into typed JSON and text (BTF rendering). When
@@ -34,6 +35,8 @@ export interface EntryRenderer {
   keyText(bytes: Uint8Array): string | undefined;
   /** Text for a value. */
   valueText(bytes: Uint8Array): string | undefined;
+  /** Compiled plans writing the same output, when the types allow. */
+  plans?: EntryPlans | undefined;
 }
 
 /** Options for {@linkcode writeMapDump}. */
@@ -173,6 +176,12 @@ function writeKeyed(
   const limit = options.maxEntries ?? Number.POSITIVE_INFINITY;
   const renderer = options.renderer;
   const stride = percpuStride(map.valueSize);
+  const typedShape = {
+    keySize: map.keySize,
+    valueSize: map.valueSize,
+    valueStride: 0,
+    cpus: percpu ? options.cpus : 0,
+  };
   for (const batch of batchesOf(accessor, map, options)) {
     const shown = count.written + count.entryErrors;
     if (
@@ -184,6 +193,21 @@ function writeKeyed(
         valueStride: batch.valueStride,
         cpus: percpu ? options.cpus : 0,
       }, shown === 0);
+      count.written += batch.count;
+      continue;
+    }
+    if (
+      renderer?.plans && !batch.errors && shown + batch.count <= limit &&
+      canWriteTyped(out, renderer.plans, typedShape, options.json)
+    ) {
+      writeTypedRun(
+        out,
+        batch,
+        { ...typedShape, valueStride: batch.valueStride },
+        renderer.plans,
+        options.json,
+        shown === 0,
+      );
       count.written += batch.count;
       continue;
     }

@@ -7,13 +7,9 @@
  */
 
 import { BpfmapError } from "../errors.ts";
-import {
-  GuestMemMapAccessor,
-  loadGuestKernelFiles,
-} from "../accessor/guest.ts";
 import { BpfSyscallAccessor } from "../accessor/syscall.ts";
 import type { BpfMapAccessor } from "../accessor/types.ts";
-import { QmpClient } from "../guest/qmp.ts";
+import type { QmpClient } from "../guest/qmp.ts";
 import type { Context } from "./context.ts";
 
 /** A data source opened for one command. */
@@ -117,6 +113,11 @@ export async function withSource<T>(
   await using _frozen = qmpPath === undefined
     ? undefined
     : await FrozenGuest.freeze(qmpPath);
+  // The guest backend (src/guest, a dozen modules) is loaded only when a
+  // guest is asked for, so live commands do not pay for it at start-up.
+  const { GuestMemMapAccessor, loadGuestKernelFiles } = await import(
+    "../accessor/guest.ts"
+  );
   const options = loadGuestKernelFiles(files);
   using accessor = mem !== undefined
     ? GuestMemMapAccessor.openRamFile(path, options)
@@ -156,6 +157,7 @@ class FrozenGuest implements AsyncDisposable {
 
   /** Connects to `path` and pauses the guest. */
   static async freeze(path: string): Promise<FrozenGuest> {
+    const { QmpClient } = await import("../guest/qmp.ts");
     const qmp = await QmpClient.connect(path, { timeoutMs: 5000 });
     const frozen = new FrozenGuest(qmp);
     // Listen before "stop" is sent: from then on the guest may be paused.

@@ -37,7 +37,55 @@ function cpuOpen(cpu: number): Uint8Array {
  * separated, at `at` in `buffer`; returns the new end. The caller has made
  * room (7 bytes a byte).
  */
-function storeQuotedHex(
+export function storeQuotedHex(
+  buffer: Uint8Array,
+  at: number,
+  source: Uint8Array,
+  start: number,
+  count: number,
+): number {
+  if (count === 0) return at;
+  // Three stores a byte (`,"0x`, `NN`, `"`) instead of seven single
+  // bytes: this loop writes most of a large dump.
+  const view = viewOf(buffer);
+  view.setUint32(at, QUOTE_0X, true);
+  view.setUint16(at + 3, HEX_PAIR[source[start]!]!, true);
+  buffer[at + 5] = 0x22;
+  at += 6;
+  for (let b = 1; b < count; b++) {
+    view.setUint32(at, COMMA_QUOTE_0X, true);
+    view.setUint16(at + 4, HEX_PAIR[source[start + b]!]!, true);
+    buffer[at + 6] = 0x22;
+    at += 7;
+  }
+  return at;
+}
+
+/** `"0x` as a little-endian word (the fourth byte is overwritten). */
+const QUOTE_0X = 0x22 | 0x30 << 8 | 0x78 << 16;
+/** `,"0x`. */
+const COMMA_QUOTE_0X = (0x2c | 0x22 << 8 | 0x30 << 16 | 0x78 << 24) >>> 0;
+/** Both hex digits of a byte, little-endian. */
+const HEX_PAIR = new Uint16Array(256);
+for (let byte = 0; byte < 256; byte++) {
+  HEX_PAIR[byte] = HEX_HIGH[byte]! | HEX_LOW[byte]! << 8;
+}
+
+let viewBuffer: Uint8Array | undefined;
+let view: DataView | undefined;
+function viewOf(buffer: Uint8Array): DataView {
+  if (buffer !== viewBuffer) {
+    viewBuffer = buffer;
+    view = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+  }
+  return view!;
+}
+
+/**
+ * Stores `01 02 03` for `count` bytes of `source` from `start` at `at` in
+ * `buffer`; returns the new end. The caller has made room (3 bytes a byte).
+ */
+export function storePlainHex(
   buffer: Uint8Array,
   at: number,
   source: Uint8Array,
@@ -46,14 +94,10 @@ function storeQuotedHex(
 ): number {
   for (let b = 0; b < count; b++) {
     const byte = source[start + b]!;
-    if (b > 0) buffer[at++] = 0x2c;
-    buffer[at] = 0x22;
-    buffer[at + 1] = 0x30;
-    buffer[at + 2] = 0x78;
-    buffer[at + 3] = HEX_HIGH[byte]!;
-    buffer[at + 4] = HEX_LOW[byte]!;
-    buffer[at + 5] = 0x22;
-    at += 6;
+    if (b > 0) buffer[at++] = 0x20;
+    buffer[at] = HEX_HIGH[byte]!;
+    buffer[at + 1] = HEX_LOW[byte]!;
+    at += 2;
   }
   return at;
 }
@@ -306,6 +350,31 @@ export class OutputWriter implements Disposable {
   /** Whether any byte has reached the sink (so dropping the buffer cannot undo the output). */
   get flushedAny(): boolean {
     return this.#flushed;
+  }
+
+  /** Most bytes one {@linkcode OutputWriter.claim} can ask for. */
+  get capacity(): number {
+    return this.#buffer.length;
+  }
+
+  /**
+   * Makes room for `maxBytes` (at most `capacity`) and returns where they go
+   * in {@linkcode OutputWriter.bytes}; `commit` the new end after storing.
+   * For encoders that write bytes directly, like the typed dump's plans.
+   */
+  claim(maxBytes: number): number {
+    this.#reserve(maxBytes);
+    return this.#length;
+  }
+
+  /** The buffer `claim` positions refer to. */
+  get bytes(): Uint8Array {
+    return this.#buffer;
+  }
+
+  /** Ends a `claim`: everything up to `end` is output. */
+  commit(end: number): void {
+    this.#length = end;
   }
 
   /** Writes out what is buffered; throws {@linkcode OutputError} when the sink fails. */
