@@ -9,7 +9,10 @@ import {
   parseRingbuf,
   readMapTypeLive,
 } from "../src/accessor/maptypes/mod.ts";
-import { readRingbufLive } from "../src/accessor/maptypes/ringbuf.ts";
+import {
+  readRingbufLive,
+  RingbufReader,
+} from "../src/accessor/maptypes/ringbuf.ts";
 import {
   peekQueueLive,
   QUEUE_NOTE,
@@ -120,6 +123,16 @@ Deno.test({
     const second = readRingbufLive(map);
     assert.equal(second.consumerPos, 0n);
     assert.equal(second.records.length, 3);
+    // A held reader sees the same, and later records as they arrive.
+    {
+      using reader = RingbufReader.open(map);
+      assert.equal(reader.read().count, 3);
+      progTestRun(output.fd, { ctx: args(4n, 0n) });
+      const later = reader.read();
+      assert.equal(later.count, 4);
+      assert.equal(le64(later.record(3).data), 4n);
+      assert.throws(() => later.record(4), RangeError);
+    }
     // Through the registry, the same reader applies.
     const typed = readMapTypeLive(map);
     assert.equal(typed?.reader, "ringbuf");
