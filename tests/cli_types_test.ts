@@ -246,3 +246,37 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "recursive map-of-maps dump nests each inner map's elements in place",
+  ignore,
+  fn(): void {
+    using inner = create(MapType.HASH, 4, 8, 4);
+    mapUpdateElem(inner.fd, u32(3), u64(0xffffffffffffffffn));
+    using outer = create(MapType.HASH_OF_MAPS, 4, 4, 2, inner.fd);
+    mapUpdateElem(outer.fd, u32(1), u32(inner.fd));
+    const map = new BpfSyscallAccessor().mapById(Number(idOf(outer)))!;
+    const sink = new MemorySink();
+    {
+      using out = new OutputWriter(sink);
+      writeTypeDump(out, new BpfSyscallAccessor(), map, {
+        json: true,
+        recurse: true,
+      });
+    }
+    assert.deepEqual(JSON.parse(sink.text()), [{
+      key: ["0x01", "0x00", "0x00", "0x00"],
+      value: [...u32(Number(idOf(inner)))].map((b) =>
+        `0x${b.toString(16).padStart(2, "0")}`
+      ),
+      inner: {
+        id: Number(idOf(inner)),
+        name: mapGetInfo(inner.fd).name,
+        elements: [{
+          key: ["0x03", "0x00", "0x00", "0x00"],
+          value: Array(8).fill("0xff"),
+        }],
+      },
+    }]);
+  },
+});

@@ -78,11 +78,8 @@ export function writeTypeDump(
     : writeText(out, map, dump, limit);
 }
 
-function json(value: unknown): string {
-  return JSON.stringify(
-    value,
-    (_key, v) => typeof v === "bigint" ? `__u64:${v}` : v,
-  ).replace(/"__u64:(\d+)"/g, "$1");
+function json(value: string | string[]): string {
+  return toJson(value);
 }
 
 function hexJson(bytes: Uint8Array): string {
@@ -162,7 +159,9 @@ function innerJson(inner: InnerMap): string {
         dump.slots.slots.map((s) =>
           s.status === "value" && s.value
             ? `{"key":${hexJson(s.key)},"value":${hexJson(s.value)}}`
-            : `{"key":${hexJson(s.key)},"value":{"error":${json(s.error)}}}`
+            : `{"key":${hexJson(s.key)},"value":{"error":${
+              json(s.error ?? "")
+            }}}`
         ).join(",")
       }]}`;
     default:
