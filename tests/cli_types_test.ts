@@ -5,6 +5,8 @@ import { MapType } from "../src/sys/constants.ts";
 import { pageSize } from "../src/sys/elem.ts";
 import type { OwnedFd } from "../src/sys/fd.ts";
 import { progTestRun } from "../src/sys/prog.ts";
+import { writeTypeDump } from "../src/cli/dump_types.ts";
+import { MemorySink, OutputWriter } from "../src/cli/writer.ts";
 import { runCli } from "./_support/cli.ts";
 import { ignoreUnlessCommands, ignoreUnlessRoot } from "./_support/env.ts";
 import {
@@ -192,5 +194,89 @@ Deno.test({
       perfText.stdout,
       "key:\n00 00 00 00\nvalue:\nUnknown error 524\nFound 0 elements\n",
     );
+  },
+});
+
+Deno.test({
+  name:
+    "dump of an unknown type or a vanished map fails in one line and writes nothing",
+  ignore,
+  fn(): void {
+    const fake = {
+      id: 0x7ffffff0,
+      name: "gone",
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: 4096,
+      flags: 0,
+      btfId: 0,
+      btfKeyTypeId: 0,
+      btfValueTypeId: 0,
+      btfVmlinuxValueTypeId: 0,
+      mapExtra: 0n,
+      frozen: false,
+      memlock: 0n,
+    };
+    const accessor = new BpfSyscallAccessor();
+    for (
+      const [type, pattern] of [
+        [
+          99,
+          /^map "gone" \(id 2147483632\) is unreadable: map type 99 is not known to bpfmap/,
+        ],
+        [
+          MapType.RINGBUF,
+          /BPF_MAP_GET_FD_BY_ID failed \(map id 2147483632\): ENOENT/,
+        ],
+        [
+          MapType.PROG_ARRAY,
+          /BPF_MAP_GET_FD_BY_ID failed \(map id 2147483632\): ENOENT/,
+        ],
+      ] as const
+    ) {
+      const sink = new MemorySink();
+      const out = new OutputWriter(sink);
+      assert.throws(
+        () => writeTypeDump(out, accessor, { ...fake, type }, { json: true }),
+        (error: Error) =>
+          pattern.test(error.message) && !error.message.includes("\n"),
+      );
+      out.flush();
+      assert.equal(sink.text(), "", `type ${type}`);
+    }
+  },
+});
+
+Deno.test({
+  name: "recursive map-of-maps dump nests each inner map's elements in place",
+  ignore,
+  fn(): void {
+    using inner = create(MapType.HASH, 4, 8, 4);
+    mapUpdateElem(inner.fd, u32(3), u64(0xffffffffffffffffn));
+    using outer = create(MapType.HASH_OF_MAPS, 4, 4, 2, inner.fd);
+    mapUpdateElem(outer.fd, u32(1), u32(inner.fd));
+    const map = new BpfSyscallAccessor().mapById(Number(idOf(outer)))!;
+    const sink = new MemorySink();
+    {
+      using out = new OutputWriter(sink);
+      writeTypeDump(out, new BpfSyscallAccessor(), map, {
+        json: true,
+        recurse: true,
+      });
+    }
+    assert.deepEqual(JSON.parse(sink.text()), [{
+      key: ["0x01", "0x00", "0x00", "0x00"],
+      value: [...u32(Number(idOf(inner)))].map((b) =>
+        `0x${b.toString(16).padStart(2, "0")}`
+      ),
+      inner: {
+        id: Number(idOf(inner)),
+        name: mapGetInfo(inner.fd).name,
+        elements: [{
+          key: ["0x03", "0x00", "0x00", "0x00"],
+          value: Array(8).fill("0xff"),
+        }],
+      },
+    }]);
   },
 });

@@ -9,7 +9,10 @@ import {
   parseRingbuf,
   readMapTypeLive,
 } from "../src/accessor/maptypes/mod.ts";
-import { readRingbufLive } from "../src/accessor/maptypes/ringbuf.ts";
+import {
+  readRingbufLive,
+  RingbufReader,
+} from "../src/accessor/maptypes/ringbuf.ts";
 import {
   peekQueueLive,
   QUEUE_NOTE,
@@ -18,7 +21,7 @@ import { readSlotsLive } from "../src/accessor/maptypes/fd_slots.ts";
 import { readStackTracesLive } from "../src/accessor/maptypes/stack_trace.ts";
 import { readMapOfMapsLive } from "../src/accessor/maptypes/map_in_map.ts";
 import { mapGetInfo, mapUpdateElem } from "../src/sys/bpf.ts";
-import { MapType } from "../src/sys/constants.ts";
+import { MapFlag, MapType } from "../src/sys/constants.ts";
 import { pageSize } from "../src/sys/elem.ts";
 import type { OwnedFd } from "../src/sys/fd.ts";
 import { progGetInfo, progTestRun } from "../src/sys/prog.ts";
@@ -120,6 +123,16 @@ Deno.test({
     const second = readRingbufLive(map);
     assert.equal(second.consumerPos, 0n);
     assert.equal(second.records.length, 3);
+    // A held reader sees the same, and later records as they arrive.
+    {
+      using reader = RingbufReader.open(map);
+      assert.equal(reader.read().count, 3);
+      progTestRun(output.fd, { ctx: args(4n, 0n) });
+      const later = reader.read();
+      assert.equal(later.count, 4);
+      assert.equal(le64(later.record(3).data), 4n);
+      assert.throws(() => later.record(4), RangeError);
+    }
     // Through the registry, the same reader applies.
     const typed = readMapTypeLive(map);
     assert.equal(typed?.reader, "ringbuf");
@@ -435,6 +448,41 @@ Deno.test({
     assert.ok(
       frames.some((f) => f.symbol!.includes("test_run")),
       frames.map((f) => f.symbol).join(" "),
+    );
+    const shown = bpftoolJson("map", "dump", "id", String(infoOf(fd).id)) as
+      | { value: string[] }[]
+      | undefined;
+    if (shown) {
+      assert.deepEqual(shown[0]!.value.map(Number), [...dump.stacks[0]!.value]);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "stack trace with build ids: user frames as build id + offset, bytes as bpftool shows them",
+  ignore,
+  fn(): void {
+    using fd = create(MapType.STACK_TRACE, 4, 32 * 16, 4, {
+      flags: MapFlag.STACK_BUILD_ID,
+    });
+    const USER_STACK = 1 << 8;
+    using prog = loadStackIdProgram("mt_stack_bid", fd.fd, USER_STACK);
+    const id = progTestRun(prog.fd, { ctx: new Uint8Array(8) }).retval;
+    assert.ok(id >= 0 && id < 4, `stack id ${id}`);
+    const dump = readStackTracesLive(infoOf(fd));
+    assert.equal(dump.buildId, true);
+    assert.deepEqual(dump.stacks.map((s) => s.id), [id]);
+    const frames = dump.stacks[0]!.frames;
+    assert.ok(frames.length > 0);
+    for (const frame of frames) {
+      assert.ok(frame.buildIdStatus === 1 || frame.buildIdStatus === 2);
+      assert.match(frame.buildId!, /^[0-9a-f]{40}$/);
+      assert.equal(frame.symbol, undefined);
+    }
+    // Frames in files with a build id (libc's syscall() at least) resolve to one.
+    assert.ok(
+      frames.some((f) => f.buildIdStatus === 1 && /[1-9a-f]/.test(f.buildId!)),
     );
     const shown = bpftoolJson("map", "dump", "id", String(infoOf(fd).id)) as
       | { value: string[] }[]

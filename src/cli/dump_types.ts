@@ -78,11 +78,8 @@ export function writeTypeDump(
     : writeText(out, map, dump, limit);
 }
 
-function json(value: unknown): string {
-  return JSON.stringify(
-    value,
-    (_key, v) => typeof v === "bigint" ? `__u64:${v}` : v,
-  ).replace(/"__u64:(\d+)"/g, "$1");
+function json(value: string | string[]): string {
+  return toJson(value);
 }
 
 function hexJson(bytes: Uint8Array): string {
@@ -132,6 +129,10 @@ function writeSlotsJson(
   return { written, omitted };
 }
 
+function ringbufJsonHead(ring: RingbufSnapshot): string {
+  return `{"type":"${ring.kind}","capacity":${ring.capacity},"consumer_pos":${ring.consumerPos},"producer_pos":${ring.producerPos},"pending_bytes":${ring.pendingBytes},"records":[`;
+}
+
 function ringbufJson(ring: RingbufSnapshot, limit: number): string {
   const shown = ring.records.slice(0, Math.min(ring.records.length, limit));
   const records = shown.map((r) =>
@@ -139,9 +140,9 @@ function ringbufJson(ring: RingbufSnapshot, limit: number): string {
       hexJson(r.data)
     }}`
   );
-  return `{"type":"${ring.kind}","capacity":${ring.capacity},"consumer_pos":${ring.consumerPos},"producer_pos":${ring.producerPos},"pending_bytes":${ring.pendingBytes},"records":[${
-    records.join(",")
-  }],"problems":${json(ring.problems)}}`;
+  return `${ringbufJsonHead(ring)}${records.join(",")}],"problems":${
+    json(ring.problems)
+  }}`;
 }
 
 /** JSON of an inner map read in place (a recursive map-of-maps dump). */
@@ -162,7 +163,9 @@ function innerJson(inner: InnerMap): string {
         dump.slots.slots.map((s) =>
           s.status === "value" && s.value
             ? `{"key":${hexJson(s.key)},"value":${hexJson(s.value)}}`
-            : `{"key":${hexJson(s.key)},"value":{"error":${json(s.error)}}}`
+            : `{"key":${hexJson(s.key)},"value":{"error":${
+              json(s.error ?? "")
+            }}}`
         ).join(",")
       }]}`;
     default:
@@ -178,9 +181,23 @@ function writeJson(
 ): TypeDumpCount {
   switch (dump.reader) {
     case "ringbuf": {
-      out.text(`${ringbufJson(dump.ringbuf, limit)}\n`);
-      const shown = Math.min(dump.ringbuf.records.length, limit);
-      return { written: shown, omitted: dump.ringbuf.records.length - shown };
+      const ring = dump.ringbuf;
+      // Streamed record by record: a full 64 MiB ring is half a gigabyte of
+      // JSON, which must not be built as one string.
+      const shown = Math.min(ring.count, limit);
+      out.text(ringbufJsonHead(ring));
+      for (let i = 0; i < shown; i++) {
+        const r = ring.record(i);
+        out.ascii(
+          `${
+            i === 0 ? "" : ","
+          }{"position":${r.position},"length":${r.length},"busy":${r.busy},"discarded":${r.discarded},"data":`,
+        );
+        out.jsonHexArray(r.data);
+        out.ascii("}");
+      }
+      out.text(`],"problems":${json(ring.problems)}}\n`);
+      return { written: shown, omitted: ring.count - shown };
     }
     case "queue": {
       const q = dump.queue;
@@ -331,8 +348,9 @@ function writeText(
         `${ring.kind}: capacity ${ring.capacity}, consumer ${ring.consumerPos}, producer ${ring.producerPos}, ${ring.pendingBytes} bytes pending\n`,
       );
       for (const problem of ring.problems) out.text(`# ${problem}\n`);
-      const shown = ring.records.slice(0, Math.min(ring.records.length, limit));
-      for (const record of shown) {
+      const shown = Math.min(ring.count, limit);
+      for (let i = 0; i < shown; i++) {
+        const record = ring.record(i);
         const flags = [
           record.busy ? "busy" : "",
           record.discarded ? "discarded" : "",
@@ -346,10 +364,10 @@ function writeText(
         out.plainHex(record.data);
         out.ascii("\n");
       }
-      out.ascii(`Found ${plural(ring.records.length, "pending record")}`);
-      const omitted = ring.records.length - shown.length;
+      out.ascii(`Found ${plural(ring.count, "pending record")}`);
+      const omitted = ring.count - shown;
       out.ascii(omitted > 0 ? ` (${omitted} more not shown)\n` : "\n");
-      return { written: shown.length, omitted };
+      return { written: shown, omitted };
     }
     case "queue": {
       const q = dump.queue;

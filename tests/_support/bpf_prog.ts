@@ -147,16 +147,21 @@ export function loadRingbufReserveProgram(
 }
 
 /**
- * A raw tracepoint program that stores the kernel stack it runs on in a
- * STACK_TRACE map and returns the stack id (`bpf_get_stackid`).
+ * A raw tracepoint program that stores the stack it runs on in a
+ * STACK_TRACE map and returns the stack id (`bpf_get_stackid`): the kernel
+ * stack, or with `flags` BPF_F_USER_STACK (256) the calling process's.
  */
-export function loadStackIdProgram(name: string, mapFd: number): OwnedFd {
+export function loadStackIdProgram(
+  name: string,
+  mapFd: number,
+  flags = 0,
+): OwnedFd {
   return progLoad({
     type: ProgType.RAW_TRACEPOINT,
     name,
     insns: assemble([
       ...loadMapFd(2, mapFd),
-      movImm(3, 0),
+      movImm(3, flags),
       call(Helper.GET_STACKID),
       exit(),
     ]),

@@ -32,8 +32,9 @@ export { KernelSymbols } from "./kallsyms.ts";
 export {
   parseRingbuf,
   readRingbufLive,
+  RingbufReader,
   type RingbufRecord,
-  type RingbufSnapshot,
+  RingbufSnapshot,
 } from "./ringbuf.ts";
 export { peekQueueLive, type QueuePeek } from "./queue_stack.ts";
 export type { BloomInfo } from "./bloom.ts";

@@ -15,12 +15,19 @@
  */
 
 import { MapTypeError, MapUnreadableError } from "../../errors.ts";
-import type { Btf } from "../../btf/btf.ts";
+import { Btf } from "../../btf/btf.ts";
 import { BtfKind } from "../../btf/kind.ts";
 import type { BtfMember } from "../../btf/types.ts";
 import { loadKernelBtf } from "../../btf/load.ts";
 import { type RenderedValue, renderValue } from "../../btf/render.ts";
-import { mapGetFdById, mapLookupElem, OpenFlag } from "../../sys/bpf.ts";
+import {
+  btfGetFdById,
+  btfGetInfo,
+  mapGetFdById,
+  mapGetInfo,
+  mapLookupElem,
+  OpenFlag,
+} from "../../sys/bpf.ts";
 import { MapType } from "../../sys/constants.ts";
 import { progInfoById } from "../../sys/prog.ts";
 import type { BpfMapInfo } from "../types.ts";
@@ -61,6 +68,22 @@ export interface StructOpsDump {
 
 let vmlinux: Btf | undefined;
 
+/**
+ * The BTF the value type lives in: vmlinux, or for a struct_ops type a
+ * module defines, that module's BTF split on vmlinux (`btf_vmlinux_id`,
+ * 6.9+; older kernels report 0 and only vmlinux types exist there).
+ */
+function valueBtf(mapFd: number): Btf {
+  const kernel = vmlinux ??= loadKernelBtf();
+  const btfId = mapGetInfo(mapFd).btfVmlinuxId;
+  if (btfId === 0) return kernel;
+  using btfFd = btfGetFdById(btfId);
+  const info = btfGetInfo(btfFd.fd);
+  return info.name === "vmlinux"
+    ? kernel
+    : Btf.parse(info.bytes, { base: kernel });
+}
+
 function memberNamed(
   btf: Btf,
   typeId: number,
@@ -82,13 +105,15 @@ function isFunctionPointer(btf: Btf, typeId: number): boolean {
  * typed, function pointers as program ids and names.
  *
  * @param map the struct_ops map
- * @param btf vmlinux BTF (read from sysfs once when not given)
+ * @param btf the BTF the value type lives in (default: vmlinux, or the
+ *   module BTF the kernel names in `btf_vmlinux_id`)
  */
 export function readStructOpsLive(map: BpfMapInfo, btf?: Btf): StructOpsDump {
   if (map.type !== MapType.STRUCT_OPS) {
     throw new MapTypeError(map, map.type, "a STRUCT_OPS map");
   }
-  const kernel = btf ?? (vmlinux ??= loadKernelBtf());
+  using fd = mapGetFdById(map.id, OpenFlag.RDONLY);
+  const kernel = btf ?? valueBtf(fd.fd);
   const valueTypeId = map.btfVmlinuxValueTypeId;
   const valueType = valueTypeId > 0
     ? kernel.type(kernel.resolve(valueTypeId))
@@ -98,13 +123,9 @@ export function readStructOpsLive(map: BpfMapInfo, btf?: Btf): StructOpsDump {
   if (!valueType || valueType.kind !== BtfKind.STRUCT || !common || !data) {
     throw new MapUnreadableError(
       map,
-      `vmlinux BTF type ${valueTypeId} is not a struct_ops value (common + data)`,
-      {
-        hint: "struct_ops of a kernel module need that module's BTF (not yet)",
-      },
+      `kernel BTF type ${valueTypeId} is not a struct_ops value (common + data)`,
     );
   }
-  using fd = mapGetFdById(map.id, OpenFlag.RDONLY);
   const value = new Uint8Array(map.valueSize);
   if (!mapLookupElem(fd.fd, new Uint8Array(4), value)) {
     throw new MapUnreadableError(map, "key 0 has no value");
