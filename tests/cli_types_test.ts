@@ -263,6 +263,7 @@ Deno.test({
         json: true,
         recurse: true,
       });
+      out.end();
     }
     assert.deepEqual(JSON.parse(sink.text()), [{
       key: ["0x01", "0x00", "0x00", "0x00"],

@@ -181,6 +181,9 @@ class FakeAccessor implements BpfMapAccessor {
   iterEntryBatches(map: BpfMapInfo): Iterable<EntryBatch> {
     return entryBatchesFromReads(this, map);
   }
+  readTypeDump(): null {
+    return null;
+  }
   problems(): readonly ReadProblem[] {
     return [];
   }

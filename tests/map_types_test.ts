@@ -526,7 +526,8 @@ Deno.test({
       flat.slots.map((s) => [readU32(s.key), s.status, s.innerMapId]),
       [[0, "empty", undefined], [1, "empty", undefined], [2, "value", innerId]],
     );
-    const deep = readMapTypeLive(infoOf(outer), { recurse: true });
+    const live = new BpfSyscallAccessor();
+    const deep = live.readTypeDump(infoOf(outer), { recurse: true });
     assert.ok(deep?.reader === "maps_of_maps");
     const slot = deep.mapsOfMaps.slots[2]!;
     assert.ok(slot.inner?.dump.reader === "keyed");
@@ -535,7 +536,7 @@ Deno.test({
       le64(slot.inner.dump.keyed.entries[1]!.value),
       0xffffffffffffffffn,
     );
-    const bounded = readMapTypeLive(infoOf(outer), {
+    const bounded = live.readTypeDump(infoOf(outer), {
       recurse: true,
       maxDepth: 0,
     });

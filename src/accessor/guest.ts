@@ -32,6 +32,7 @@ import {
 import { parseSystemMap, readVmlinux } from "../guest/symbol_files.ts";
 import { MapType } from "../sys/constants.ts";
 import { entryBatchesFromReads } from "./entry_batches.ts";
+import type { TypeDump } from "./maptypes/mod.ts";
 import type {
   ArenaPages,
   BpfMapAccessor,
@@ -379,6 +380,15 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     const full = this.#fullName(record);
     if (full !== undefined) info.fullName = full;
     return info;
+  }
+
+  /**
+   * Null: the guest backend reads the hash, array, per-CPU, local-storage,
+   * arena and struct_ops maps through the methods above; readers of the
+   * other types from guest memory are not written yet.
+   */
+  readTypeDump(_map: BpfMapInfo): TypeDump | null {
+    return null;
   }
 
   /** Every readable map in `map_idr`, in id order; the others are in `problems()`. */

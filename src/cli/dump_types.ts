@@ -18,16 +18,11 @@
  * @module
  */
 
-import {
-  type InnerMap,
-  readMapTypeLive,
-  type TypeDump,
-} from "../accessor/maptypes/mod.ts";
+import type { InnerMap, TypeDump } from "../accessor/maptypes/mod.ts";
 import type { Slot } from "../accessor/maptypes/fd_slots.ts";
 import type { RingbufSnapshot } from "../accessor/maptypes/ringbuf.ts";
 import type { StackTraceDump } from "../accessor/maptypes/stack_trace.ts";
 import type { MapOfMapsDump } from "../accessor/maptypes/map_in_map.ts";
-import { BpfSyscallAccessor } from "../accessor/syscall.ts";
 import type { BpfMapAccessor, BpfMapInfo } from "../accessor/types.ts";
 import { MapUnreadableError } from "../errors.ts";
 import { MapType } from "../sys/constants.ts";
@@ -55,8 +50,8 @@ export interface TypeDumpCount {
 
 /**
  * Writes `map` through its type reader and returns the count, or returns
- * null when the map's type is read by the keyed path (or the accessor is
- * not the live one: these readers need bpf()). A type bpfmap does not know
+ * null when the map's type is read by the keyed path (or the backend has no
+ * reader for it). A type bpfmap does not know
  * throws one line naming the map and the type number.
  */
 export function writeTypeDump(
@@ -65,8 +60,9 @@ export function writeTypeDump(
   map: BpfMapInfo,
   options: TypeDumpOptions,
 ): TypeDumpCount | null {
-  if (!(accessor instanceof BpfSyscallAccessor)) return null;
-  const dump = readMapTypeLive(map, { recurse: options.recurse === true });
+  const dump = accessor.readTypeDump(map, {
+    recurse: options.recurse === true,
+  });
   // "keyed" comes only from inner maps; a top-level keyed map has its own path.
   if (dump === null || dump.reader === "keyed") return null;
   if (dump.reader === "unreadable") {

@@ -7,6 +7,10 @@
  */
 
 import type {
+  TypeDump,
+  TypeReadOptions,
+} from "../../src/accessor/maptypes/mod.ts";
+import type {
   ArenaPages,
   BpfMapAccessor,
   BpfMapInfo,
@@ -126,6 +130,9 @@ export class WrappedAccessor implements BpfMapAccessor {
   }
   loadProgramBtf(map: BpfMapInfo, base?: Btf): Btf | null {
     return this.#inner.loadProgramBtf(map, base);
+  }
+  readTypeDump(map: BpfMapInfo, options?: TypeReadOptions): TypeDump | null {
+    return this.#inner.readTypeDump(map, options);
   }
   problems(): readonly ReadProblem[] {
     return [...this.#inner.problems(), ...(this.#faults.problems ?? [])];

@@ -10,9 +10,9 @@
  * @module
  */
 
+import { MapArgumentError } from "../../errors.ts";
 import { MapType, mapTypeName } from "../../sys/constants.ts";
-import { BpfSyscallAccessor } from "../syscall.ts";
-import type { BpfMapInfo } from "../types.ts";
+import type { BpfMapAccessor, BpfMapInfo } from "../types.ts";
 import { type BloomInfo, bloomInfo } from "./bloom.ts";
 import { readSlotsLive, SLOT_TYPES, type SlotDump } from "./fd_slots.ts";
 import { KernelSymbols } from "./kallsyms.ts";
@@ -95,6 +95,11 @@ export interface TypeReadOptions {
   maxDepth?: number;
   /** At most this many entries of a keyed inner map. Default 4096. */
   maxInnerEntries?: number;
+  /**
+   * The accessor inner maps are opened and read through (a recursive read);
+   * the live backend passes itself.
+   */
+  accessor?: BpfMapAccessor;
 }
 
 /** One family's live reader. */
@@ -237,7 +242,15 @@ function readInner(
   options: TypeReadOptions,
   depth: number,
 ): InnerMap | null {
-  const accessor = new BpfSyscallAccessor();
+  const accessor = options.accessor;
+  if (accessor === undefined) {
+    throw new MapArgumentError(
+      null,
+      "options.accessor",
+      "is needed to read inner maps in place",
+      { hint: "call accessor.readTypeDump(map, { recurse: true })" },
+    );
+  }
   const map = accessor.mapById(id);
   if (map === null) return null;
   const typed = readMapTypeLive(map, options, depth);
