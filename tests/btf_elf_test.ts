@@ -89,12 +89,8 @@ Deno.test({
 });
 
 Deno.test("btfFromElfFile() on an ELF without .BTF says so in one line naming the file", () => {
+  // Any ordinary program will do; /bin/ls is on every Debian system.
   const path = "/bin/ls";
-  try {
-    Deno.statSync(path);
-  } catch {
-    return; // no /bin/ls: nothing to read
-  }
   assert.throws(
     () => btfFromElfFile(path),
     (error: unknown) =>

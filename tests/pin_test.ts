@@ -160,3 +160,42 @@ Deno.test({
     assert.doesNotMatch(lines[0]!, /sudo/, "sudo cannot help a root process");
   },
 });
+
+Deno.test({
+  name:
+    "bpfmap as an ordinary user fails with one EPERM line that says to use sudo",
+  ignore,
+  async fn(): Promise<void> {
+    const home = Deno.makeTempDirSync();
+    Deno.chmodSync(home, 0o777);
+    try {
+      const result = await new Deno.Command("setpriv", {
+        args: [
+          "--reuid=65534",
+          "--regid=65534",
+          "--clear-groups",
+          "env",
+          `DENO_DIR=${home}`,
+          `HOME=${home}`,
+          Deno.execPath(),
+          "run",
+          "--allow-all",
+          "--no-lock",
+          new URL("../cli.ts", import.meta.url).pathname,
+          "list",
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(result.stderr);
+      assert.equal(result.code, 1, stderr);
+      assert.equal(stderr.trim().split("\n").length, 1, stderr);
+      assert.match(
+        stderr,
+        /^bpfmap: error: BPF_MAP_GET_NEXT_ID failed .*EPERM \(operation not permitted\); needs root or CAP_SYS_ADMIN \(run with sudo\)$/m,
+      );
+    } finally {
+      Deno.removeSync(home, { recursive: true });
+    }
+  },
+});

@@ -280,6 +280,15 @@ class KeyDedupe {
   }
 }
 
+/** Lookup errnos that condemn the whole walk rather than one element. */
+const MAP_WIDE_ERRNOS: ReadonlySet<number> = new Set([
+  Errno.EPERM,
+  Errno.EACCES,
+  Errno.EBADF,
+  Errno.EFAULT,
+  Errno.ENOMEM,
+]);
+
 /** The largest per-CPU count a caller may ask for: no kernel has more possible CPUs (CONFIG_NR_CPUS). */
 const MAX_CPUS = 8192;
 
@@ -854,6 +863,13 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
           if (errno === Errno.ENOENT) continue; // deleted since, or an empty fd slot
           recent.push(current);
           if (recent.length > 8) recent.shift();
+          if (MAP_WIDE_ERRNOS.has(errno)) {
+            // About the map or this process, not the element: every other
+            // element would fail the same way.
+            throw new BpfError(BpfCommand.MAP_LOOKUP_ELEM, errno, {
+              action: `map "${real.name}" (id ${real.id}), key ${hexKey(key)}`,
+            });
+          }
           if (errno !== 0) {
             value.fill(0);
             errors ??= new Array<string | null>(count).fill(null);
