@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { ignoreUnless } from "./_support/env.ts";
 import { uniqueName } from "./_support/maps.ts";
 import { BpfSyscallAccessor } from "../src/accessor/syscall.ts";
+import { mapGetInfo } from "../src/sys/bpf.ts";
 import { MapType } from "../src/sys/constants.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
@@ -85,6 +86,46 @@ Deno.test({
       `peak RSS ${small.peak >> 20} MiB -> ${large.peak >> 20} MiB for ${
         small.bytes >> 20
       } -> ${large.bytes >> 20} MiB of output`,
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "dump --batch-size 1048576 of 64 KiB values keeps batches under the byte bound: no more memory than --batch-size 16",
+  ignore: ignoreUnless("bpf"),
+  async fn(): Promise<void> {
+    // Unbounded, one batch of these 400 values would be 25 MiB.
+    using fd = BpfSyscallAccessor.createMap({
+      type: MapType.ARRAY,
+      keySize: 4,
+      valueSize: 64 << 10,
+      maxEntries: 400,
+      name: uniqueName("mem_batch"),
+    });
+    const id = String(mapGetInfo(fd.fd).id);
+    const small = await peakOf([
+      "dump",
+      "--id",
+      id,
+      "--json",
+      "--batch-size",
+      "16",
+    ]);
+    const large = await peakOf([
+      "dump",
+      "--id",
+      id,
+      "--json",
+      "--batch-size",
+      "1048576",
+    ]);
+    assert.equal(large.bytes, small.bytes);
+    assert.ok(
+      large.peak - small.peak < 16 << 20,
+      `peak RSS ${small.peak >> 20} MiB at 16 entries a batch, ${
+        large.peak >> 20
+      } MiB at 1048576`,
     );
   },
 });
