@@ -120,13 +120,16 @@ function dumpSelected(
       ...(batchSize !== undefined ? { batchSize } : {}),
     });
     if (wrap) out.ascii("}");
-    account(context, map, count, json, maxEntries, failures, skipped);
+    account(context, map, count, { json, several, maxEntries }, {
+      failures,
+      skipped,
+    });
   }
   if (wrap) out.ascii("]\n");
   if (failures.length > 0 && !several && !out.flushedAny) {
     // Nothing reached stdout yet: leave it empty rather than print a
     // document that holds only the error.
-    out[Symbol.dispose]();
+    out.discard();
   } else {
     out.end();
   }
@@ -140,12 +143,15 @@ function account(
   context: Context,
   map: BpfMapInfo,
   count: DumpCount,
-  json: boolean,
-  maxEntries: number | undefined,
-  failures: string[],
-  skipped: string[],
+  { json, several, maxEntries }: {
+    json: boolean;
+    several: boolean;
+    maxEntries: number | undefined;
+  },
+  { failures, skipped }: { failures: string[]; skipped: string[] },
 ): void {
-  if (count.stoppedBy instanceof MapGoneError) {
+  if (count.stoppedBy instanceof MapGoneError && several) {
+    // One of several name matches went away: as `list` does, not a failure.
     context.note(`${describeMap(map)} was freed during its dump`);
   } else if (count.stoppedBy !== undefined) {
     failures.push(errorLine(count.stoppedBy));
