@@ -182,38 +182,18 @@ function dumpEverything(
   values: Values,
   maxEntries: number | undefined,
 ): number {
-  const progress = context.io.stderrIsTerminal;
   using out = new OutputWriter(context.io.stdout);
   const summary = writeFailureDump(out, source.accessor, {
     format: values.json === true ? "json" : "text",
     entryLimit: maxEntries ?? 64,
     numCpus: source.cpus,
     source: source.description,
-    ...(progress
-      ? {
-        onMap: (index: number, total: number, map: BpfMapInfo): void => {
-          try {
-            context.io.stderr.writeSync(
-              new TextEncoder().encode(
-                `\r\x1b[Kdumping map ${
-                  index + 1
-                }/${total}: ${map.id} "${map.name}"`,
-              ),
-            );
-          } catch {
-            // progress is a courtesy
-          }
-        },
-      }
-      : {}),
+    onMap: (index, total, map) =>
+      context.progress(
+        `dumping map ${index + 1}/${total}: ${map.id} "${map.name}"`,
+      ),
   });
-  if (progress) {
-    try {
-      context.io.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
-    } catch {
-      // progress is a courtesy
-    }
-  }
+  context.progress("");
   out.end();
   if (summary.listError !== undefined) {
     context.line(`bpfmap: error: ${summary.listError}`);
