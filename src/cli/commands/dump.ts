@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { BpfMapInfo } from "../../accessor/types.ts";
+import type { BpfMapAccessor, BpfMapInfo } from "../../accessor/types.ts";
 import { describeMap, MapGoneError } from "../../errors.ts";
 import { writeFailureDump } from "../../dump/stream.ts";
 import {
@@ -95,7 +95,7 @@ function dumpSelected(
   for (const map of maps) {
     // Maps found by name may be freed before their turn: skip them, as
     // `list` skips maps freed mid-walk.
-    if (several && accessor.mapById(map.id) === null) {
+    if (several && isGone(accessor, map)) {
       context.note(`${describeMap(map)} was freed before its dump; skipped`);
       continue;
     }
@@ -136,6 +136,15 @@ function dumpSelected(
   for (const failure of failures) context.line(`bpfmap: error: ${failure}`);
   const status = context.finish(accessor, values.partial === true, skipped);
   return failures.length > 0 ? 1 : status;
+}
+
+/** Whether `map` no longer exists. Unreadable is not gone: its dump will say why. */
+function isGone(accessor: BpfMapAccessor, map: BpfMapInfo): boolean {
+  try {
+    return accessor.mapById(map.id) === null;
+  } catch {
+    return false;
+  }
 }
 
 /** Sorts what one map's dump left out into failures, skips and notes. */
