@@ -114,7 +114,7 @@ for (const kernel of KERNELS) {
         ),
         swap.values,
       );
-      assert.deepEqual(memory.problems, []);
+      assert.deepEqual(memory.problems(), []);
 
       // The CLI over the same image: list as bpftool shapes it, a typed dump, the failure dump.
       const listed = await cli("list", "--json", "--guest-mem", guest.ramPath);
