@@ -450,3 +450,36 @@ Deno.test("no command prints the help on stderr and exits 2", async () => {
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: bpfmap dump/);
 });
+
+Deno.test({
+  name:
+    "a map that cannot be listed (ring buffer) is one line and empty stdout alone, an error element among several",
+  ignore,
+  async fn(): Promise<void> {
+    const name = uniqueName("cli_ring");
+    using hash = filledHash(3, name);
+    using ring = BpfSyscallAccessor.createMap({
+      type: MapType.RINGBUF,
+      keySize: 0,
+      valueSize: 0,
+      maxEntries: 4096,
+      name,
+    });
+    const alone = await runCli("dump", "--id", `${idOf(ring)}`, "--json");
+    assert.equal(alone.code, 1);
+    assert.equal(alone.stdout, "");
+    assert.match(
+      alone.stderr,
+      /^bpfmap: error: Cannot dump map .*ring buffer[^\n]*\n$/,
+    );
+    const both = await runCli("dump", "--name", name, "--json");
+    assert.equal(both.code, 1);
+    const maps = JSON.parse(both.stdout) as {
+      id: number;
+      elements: { error?: string }[];
+    }[];
+    assert.deepEqual(maps.map((m) => m.id), [idOf(hash), idOf(ring)]);
+    assert.equal(maps[0]!.elements.length, 3);
+    assert.match(maps[1]!.elements[0]!.error!, /ring buffer/);
+  },
+});

@@ -127,3 +127,31 @@ Deno.test("--help and --version need no permission at all", () => {
     assert.notEqual(result.stdout, "");
   }
 });
+
+Deno.test("A guest image outside /dev needs only --allow-read and --allow-ffi; under /dev/shm, --allow-all", () => {
+  const image = new Uint8Array(1 << 20); // no kernel in it: the read gets as far as looking
+  const paths = [
+    Deno.makeTempFileSync({ prefix: "bpfmap-image-" }),
+    `/dev/shm/bpfmap-image-${Deno.pid}`,
+  ];
+  try {
+    for (const path of paths) Deno.writeFileSync(path, image);
+    const narrow = ["run", "--allow-read", "--allow-ffi", CLI, "list"];
+    const outside = run(Deno.execPath(), [
+      ...narrow,
+      "--guest-core",
+      paths[0]!,
+    ]);
+    assert.equal(outside.code, 1);
+    assert.doesNotMatch(
+      outside.stderr,
+      /access|--allow/,
+      "no permission error",
+    );
+    const shm = run(Deno.execPath(), [...narrow, "--guest-mem", paths[1]!]);
+    assert.equal(shm.code, 1);
+    assert.match(shm.stderr, /Requires all access to "\/dev\/shm\//);
+  } finally {
+    for (const path of paths) Deno.removeSync(path);
+  }
+});

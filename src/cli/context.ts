@@ -52,6 +52,16 @@ export class Context {
     }
   }
 
+  /** Rewrites the progress line on a terminal stderr (a courtesy: failures are ignored). */
+  progress(text: string): void {
+    if (!this.io.stderrIsTerminal) return;
+    try {
+      writeText(this.io.stderr, `\r\x1b[K${text}`);
+    } catch {
+      // progress is a courtesy
+    }
+  }
+
   /** Prints the help of `command` (or the main help) on stdout; exit status 0. */
   help(command: string): number {
     writeText(this.io.stdout, HELP[command] ?? MAIN_HELP);

@@ -114,22 +114,26 @@ export function writeMapDump(
   map: BpfMapInfo,
   options: WriteMapDumpOptions,
 ): DumpCount {
+  // Types with their own reader read everything before writing, so a failed
+  // read leaves nothing on stdout; the keyed path below streams instead.
   const typed = writeTypeDump(out, accessor, map, options);
   if (typed) return { ...typed, entryErrors: 0 };
-  const reason = unlistableReason(map);
-  if (reason) {
-    throw new Error(`Cannot dump map "${map.name}" (id ${map.id}): ${reason}`);
-  }
-  if (map.type === MapType.QUEUE || map.type === MapType.STACK) {
-    throw new Error(
-      `Cannot dump map "${map.name}" (id ${map.id}): a ${
-        mapTypeName(map.type)
-      } shows only its head, and reading it would need a peek; use bpftool map peek`,
-    );
-  }
   const count: DumpCount = { written: 0, omitted: 0, entryErrors: 0 };
   if (options.json) out.ascii("[");
   try {
+    const reason = unlistableReason(map);
+    if (reason) {
+      throw new Error(
+        `Cannot dump map "${map.name}" (id ${map.id}): ${reason}`,
+      );
+    }
+    if (map.type === MapType.QUEUE || map.type === MapType.STACK) {
+      throw new Error(
+        `Cannot dump map "${map.name}" (id ${map.id}): a ${
+          mapTypeName(map.type)
+        } shows only its head, and reading it would need a peek; use bpftool map peek`,
+      );
+    }
     if (LOCAL_STORAGE_MAP_TYPES.has(map.type)) {
       writeLocalStorage(out, accessor, map, options, count);
     } else if (map.type === MapType.ARENA) {

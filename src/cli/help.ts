@@ -101,13 +101,14 @@ ${PARTIAL_HELP}
   -h, --help       Show this help
 
 ${SOURCE_HELP}`,
-  pin: `Usage: bpfmap pin NAME PATH
+  pin: `Usage: bpfmap pin NAME PATH [--partial]
 
 Pin the lowest-id map named NAME at PATH on a bpffs mount (e.g.
 /sys/fs/bpf/mymap), so it outlives every process.
 
 Options:
-  -h, --help   Show this help
+${PARTIAL_HELP}
+  -h, --help       Show this help
 `,
   hold: `Usage: bpfmap hold NAME... [-- COMMAND [ARGS...]]
 

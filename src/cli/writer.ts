@@ -399,9 +399,14 @@ export class OutputWriter implements Disposable {
     this.flush();
   }
 
-  /** Drops what is buffered (the document was not finished); never throws. */
-  [Symbol.dispose](): void {
+  /** Drops what is buffered (the document is abandoned); never throws. */
+  discard(): void {
     this.#length = 0;
+  }
+
+  /** Discards: a writer left without `end()` was abandoned by an error. */
+  [Symbol.dispose](): void {
+    this.discard();
   }
 }
 

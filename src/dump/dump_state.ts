@@ -1,5 +1,6 @@
 /**
- * Builds a failure-dump report from any {@linkcode BpfMapAccessor}.
+ * Reads a failure dump from any {@linkcode BpfMapAccessor}: every map, in
+ * order, into a {@linkcode FailureDumpSink} (streamed) or one report object.
  *
  * @module
  */

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { BpfMapInfo } from "../../accessor/types.ts";
+import type { BpfMapAccessor, BpfMapInfo } from "../../accessor/types.ts";
 import { describeMap, MapGoneError } from "../../errors.ts";
 import { writeFailureDump } from "../../dump/stream.ts";
 import {
@@ -95,7 +95,7 @@ function dumpSelected(
   for (const map of maps) {
     // Maps found by name may be freed before their turn: skip them, as
     // `list` skips maps freed mid-walk.
-    if (several && accessor.mapById(map.id) === null) {
+    if (several && isGone(accessor, map)) {
       context.note(`${describeMap(map)} was freed before its dump; skipped`);
       continue;
     }
@@ -120,13 +120,16 @@ function dumpSelected(
       ...(batchSize !== undefined ? { batchSize } : {}),
     });
     if (wrap) out.ascii("}");
-    account(context, map, count, json, maxEntries, failures, skipped);
+    account(context, map, count, { json, several, maxEntries }, {
+      failures,
+      skipped,
+    });
   }
   if (wrap) out.ascii("]\n");
   if (failures.length > 0 && !several && !out.flushedAny) {
     // Nothing reached stdout yet: leave it empty rather than print a
     // document that holds only the error.
-    out[Symbol.dispose]();
+    out.discard();
   } else {
     out.end();
   }
@@ -135,17 +138,29 @@ function dumpSelected(
   return failures.length > 0 ? 1 : status;
 }
 
+/** Whether `map` no longer exists. Unreadable is not gone: its dump will say why. */
+function isGone(accessor: BpfMapAccessor, map: BpfMapInfo): boolean {
+  try {
+    return accessor.mapById(map.id) === null;
+  } catch {
+    return false;
+  }
+}
+
 /** Sorts what one map's dump left out into failures, skips and notes. */
 function account(
   context: Context,
   map: BpfMapInfo,
   count: DumpCount,
-  json: boolean,
-  maxEntries: number | undefined,
-  failures: string[],
-  skipped: string[],
+  { json, several, maxEntries }: {
+    json: boolean;
+    several: boolean;
+    maxEntries: number | undefined;
+  },
+  { failures, skipped }: { failures: string[]; skipped: string[] },
 ): void {
-  if (count.stoppedBy instanceof MapGoneError) {
+  if (count.stoppedBy instanceof MapGoneError && several) {
+    // One of several name matches went away: as `list` does, not a failure.
     context.note(`${describeMap(map)} was freed during its dump`);
   } else if (count.stoppedBy !== undefined) {
     failures.push(errorLine(count.stoppedBy));
@@ -176,38 +191,18 @@ function dumpEverything(
   values: Values,
   maxEntries: number | undefined,
 ): number {
-  const progress = context.io.stderrIsTerminal;
   using out = new OutputWriter(context.io.stdout);
   const summary = writeFailureDump(out, source.accessor, {
     format: values.json === true ? "json" : "text",
     entryLimit: maxEntries ?? 64,
     numCpus: source.cpus,
     source: source.description,
-    ...(progress
-      ? {
-        onMap: (index: number, total: number, map: BpfMapInfo): void => {
-          try {
-            context.io.stderr.writeSync(
-              new TextEncoder().encode(
-                `\r\x1b[Kdumping map ${
-                  index + 1
-                }/${total}: ${map.id} "${map.name}"`,
-              ),
-            );
-          } catch {
-            // progress is a courtesy
-          }
-        },
-      }
-      : {}),
+    onMap: (index, total, map) =>
+      context.progress(
+        `dumping map ${index + 1}/${total}: ${map.id} "${map.name}"`,
+      ),
   });
-  if (progress) {
-    try {
-      context.io.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
-    } catch {
-      // progress is a courtesy
-    }
-  }
+  context.progress("");
   out.end();
   if (summary.listError !== undefined) {
     context.line(`bpfmap: error: ${summary.listError}`);

@@ -7,7 +7,6 @@
 
 import { openBpfMapFdByName } from "../../accessor/pin.ts";
 import { mapInfoFromFd } from "../../accessor/syscall.ts";
-import type { OwnedFd } from "../../sys/fd.ts";
 import { checkName, UsageError } from "../args.ts";
 import type { Context } from "../context.ts";
 
@@ -58,7 +57,6 @@ export async function hold(context: Context, args: string[]): Promise<number> {
   if (separator >= 0 && command.length === 0) {
     throw new UsageError("nothing after --: give the COMMAND to run", "hold");
   }
-  const held: OwnedFd[] = [];
   // Listen before announcing, so a signal sent on seeing "holding" is ours
   // to handle (forward, or end the wait), never a silent death.
   let received: Deno.Signal | undefined;
@@ -83,9 +81,11 @@ export async function hold(context: Context, args: string[]): Promise<number> {
     Deno.addSignalListener(signal, listener);
     return { signal, listener };
   });
+  // One owner for every held fd: disposing the stack closes them all.
+  using held = new DisposableStack();
   try {
-    for (const name of names) held.push(openBpfMapFdByName(name));
-    const ids = held.map((fd) => mapInfoFromFd(fd.fd).id);
+    const fds = names.map((name) => held.use(openBpfMapFdByName(name)));
+    const ids = fds.map((fd) => mapInfoFromFd(fd.fd).id);
     context.line(
       `holding ${names.map((n, i) => `"${n}" (id ${ids[i]})`).join(", ")}`,
     );
@@ -106,6 +106,5 @@ export async function hold(context: Context, args: string[]): Promise<number> {
     for (const { signal, listener } of listeners) {
       Deno.removeSignalListener(signal, listener);
     }
-    for (const fd of held) fd.close();
   }
 }

@@ -11,7 +11,9 @@ import { findByName } from "../select.ts";
 
 /** Runs `bpfmap pin ARGS` (live kernel only: pins exist only there). */
 export function pin(context: Context, args: string[]): number {
-  const { values, positionals } = parse("pin", args, {});
+  const { values, positionals } = parse("pin", args, {
+    partial: { type: "boolean" },
+  });
   if (values.help) return context.help("pin");
   if (positionals.length !== 2) {
     throw new UsageError("pin takes NAME and PATH", "pin");
@@ -22,5 +24,6 @@ export function pin(context: Context, args: string[]): number {
   const map = findByName(accessor, name, false);
   accessor.pin(map, path);
   context.line(`pinned map ${map.id} "${map.name}" at ${path}`);
-  return 0;
+  // A map skipped during the search may have been a lower-id match.
+  return context.finish(accessor, values.partial === true);
 }
