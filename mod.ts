@@ -120,8 +120,14 @@ export {
   QmpClient,
   type QmpConnectOptions,
   QmpError,
+  type QmpExecuteOptions,
 } from "./src/guest/qmp.ts";
-export { GuestKernelError, GuestMemoryError } from "./src/guest/errors.ts";
+export {
+  GuestKernelError,
+  GuestMemoryError,
+  GuestSourceError,
+} from "./src/guest/errors.ts";
 export { type PhysRegion, qemuX86Layout } from "./src/guest/phys.ts";
 export type { GuestKernelOptions } from "./src/guest/kernel.ts";
 export type { GuestMapLimits } from "./src/guest/maps.ts";
+export * from "./src/accessor/maptypes/mod.ts";

@@ -7,6 +7,7 @@
  */
 
 import { mapGetInfo, objGet, type RawMapInfo } from "../src/sys/bpf.ts";
+import { bpfClang, has } from "./_support/env.ts";
 
 const FIXTURES = new URL("../fixtures/bpf/", import.meta.url);
 
@@ -24,24 +25,14 @@ function run(cmd: string, args: string[]): string {
   return decoder.decode(out.stdout);
 }
 
-function hasCommand(name: string): boolean {
-  return new Deno.Command("sh", {
-    args: ["-c", `command -v ${name}`],
-    stdout: "null",
-    stderr: "null",
-  }).outputSync().success;
-}
-
-/** clang-16 when installed (it emits ENUM64), else clang. */
+/** The clang that compiles the fixtures: one that emits ENUM64 when there is one. */
 export function clangCommand(): string {
-  return hasCommand("clang-16") ? "clang-16" : "clang";
+  return bpfClang();
 }
 
-/** Whether the chosen clang emits BTF ENUM64 (LLVM 15+). */
+/** Whether that clang emits BTF ENUM64 (LLVM 15+), by compiling a 64-bit enum. */
 export function clangHasEnum64(): boolean {
-  const version = run(clangCommand(), ["--version"]);
-  const major = Number(/version (\d+)/.exec(version)?.[1] ?? 0);
-  return major >= 15;
+  return has("clang-enum64");
 }
 
 /** Compiles fixture `name` (without `.bpf.c`) into `dir`; returns the object path. */

@@ -1,5 +1,5 @@
 import { equal, ok } from "node:assert/strict";
-import { ignoreUnlessCommands } from "./_support/env.ts";
+import { ignoreUnless } from "./_support/env.ts";
 import { BtfBuilder } from "./btf_builder.ts";
 import { compileFixture, prng } from "./btf_fixture.ts";
 import {
@@ -252,7 +252,7 @@ Deno.test("Btf.parse() and every query survive 10000 corrupted vmlinux slices wi
 Deno.test({
   name:
     "btfFromElf() and the reader survive 3000 corrupted fixture objects and BTF sections with only BtfError",
-  ignore: ignoreUnlessCommands("clang"),
+  ignore: ignoreUnless("clang"),
   fn(): void {
     const dir = Deno.makeTempDirSync({ prefix: "bpfmap-btf-mut-" });
     try {

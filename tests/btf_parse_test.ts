@@ -1,5 +1,5 @@
 import { deepEqual, equal, ok, throws } from "node:assert/strict";
-import { ignoreUnlessCommands } from "./_support/env.ts";
+import { ignoreUnless } from "./_support/env.ts";
 import { BtfBuilder } from "./btf_builder.ts";
 import { compileFixture } from "./btf_fixture.ts";
 import {
@@ -297,7 +297,7 @@ function parseBpftoolRaw(
 Deno.test({
   name:
     "Btf.parse() agrees with bpftool btf dump on every vmlinux type, member and bpf_map offset",
-  ignore: ignoreUnlessCommands("bpftool"),
+  ignore: ignoreUnless("bpf", "bpftool"),
   fn(): void {
     const out = new Deno.Command("bpftool", {
       args: ["btf", "dump", "file", "/sys/kernel/btf/vmlinux"],
@@ -337,7 +337,7 @@ Deno.test({
 
 Deno.test({
   name: "btfFromElf() reads a compiled fixture's .BTF like bpftool does",
-  ignore: ignoreUnlessCommands("clang", "bpftool"),
+  ignore: ignoreUnless("clang", "bpf", "bpftool"),
   fn(): void {
     const dir = Deno.makeTempDirSync({ prefix: "bpfmap-btf-elf-" });
     try {
@@ -367,7 +367,7 @@ Deno.test({
 
 Deno.test({
   name: "loadBtfById() fetches vmlinux (id 1) identical to sysfs",
-  ignore: ignoreUnlessCommands("bpftool"),
+  ignore: ignoreUnless("bpf", "bpftool"),
   fn(): void {
     const byId = loadBtfById(1);
     const sysfs = loadKernelBtf();

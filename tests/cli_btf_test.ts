@@ -7,10 +7,10 @@ import {
 import { BpfSyscallAccessor } from "../src/accessor/syscall.ts";
 import { parseJsonExact } from "../src/btf/json.ts";
 import { mapGetInfo, mapUpdateElem, objGet } from "../src/sys/bpf.ts";
-import { ignoreUnlessCommands } from "./_support/env.ts";
+import { ignoreUnless } from "./_support/env.ts";
 import { loadFixture } from "./btf_fixture.ts";
 
-const ignore = ignoreUnlessCommands("clang", "bpftool");
+const ignore = ignoreUnless("clang", "bpf", "bpftool");
 
 function bpftoolDump(id: number): unknown {
   const result = new Deno.Command("bpftool", {

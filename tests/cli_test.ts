@@ -6,7 +6,7 @@ import { BpfSyscallAccessor } from "../src/accessor/syscall.ts";
 import { mapGetInfo, mapUpdateElem, objGet } from "../src/sys/bpf.ts";
 import { MapType } from "../src/sys/constants.ts";
 import { possibleCpuCount } from "../src/sys/cpus.ts";
-import { ignoreUnlessCommands, ignoreUnlessRoot } from "./_support/env.ts";
+import { ignoreUnless, ignoreUnlessRoot } from "./_support/env.ts";
 import {
   bpftoolJson,
   ensureBpffs,
@@ -73,7 +73,7 @@ Deno.test("bpfmap reports usage errors in one line and exits 2", async () => {
 
 Deno.test({
   name: "bpfmap list --json matches bpftool map list -j for every map",
-  ignore: ignoreUnlessCommands("bpftool"),
+  ignore: ignoreUnless("bpf", "bpftool"),
   async fn(): Promise<void> {
     using _fd = BpfSyscallAccessor.createMap({
       type: MapType.LRU_HASH,
@@ -121,7 +121,7 @@ Deno.test({
 Deno.test({
   name:
     "bpfmap dump --json is byte-identical to bpftool's for hash, array and per-CPU maps",
-  ignore: ignoreUnlessCommands("bpftool"),
+  ignore: ignoreUnless("bpf", "bpftool"),
   async fn(): Promise<void> {
     const cpus = possibleCpuCount();
     const specs = [
@@ -477,7 +477,9 @@ Deno.test({
     const id = mapGetInfo(fd.fd).id;
     const stdout = new MemorySink();
     const stderr = new MemorySink();
-    const code = await main(["dump", "--max-entries", "5"], {
+    // Other processes' maps may hold values the kernel will not hand out:
+    // --partial keeps this test about the report, not about them.
+    const code = await main(["dump", "--max-entries", "5", "--partial"], {
       stdout,
       stderr,
       stderrIsTerminal: true,
@@ -488,12 +490,16 @@ Deno.test({
       new RegExp(`== map ${id} ${name} \\(hash\\) ==`),
     );
     assert.match(stderr.text(), /dumping map \d+\/\d+: /);
-    const json = await run("dump", "--json", "--max-entries", "5");
+    const json = await run("dump", "--json", "--max-entries", "5", "--partial");
     const report = JSON.parse(json.stdout) as {
       schema: string;
       maps: { info: { id: number } }[];
     };
     assert.equal(report.schema, "bpfmap.failure-dump/1");
-    assert.equal(json.stderr, "", "no progress when stderr is not a terminal");
+    assert.doesNotMatch(
+      json.stderr,
+      /dumping map/,
+      "no progress when stderr is not a terminal",
+    );
   },
 });

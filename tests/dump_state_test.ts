@@ -1,5 +1,5 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { ignoreUnlessCommands } from "./_support/env.ts";
+import { ignoreUnless } from "./_support/env.ts";
 import { BtfBuilder } from "./btf_builder.ts";
 import { assertSnapshot } from "./dump_snapshot.ts";
 import { loadFixture } from "./btf_fixture.ts";
@@ -14,6 +14,8 @@ import type {
   ReadProblem,
 } from "../src/accessor/types.ts";
 import { BpfSyscallAccessor } from "../src/accessor/syscall.ts";
+import { mapGetInfo } from "../src/sys/bpf.ts";
+import { MapType } from "../src/sys/constants.ts";
 import { Btf, parseJsonExact } from "../src/btf/mod.ts";
 import {
   dumpState,
@@ -21,6 +23,7 @@ import {
   type FailureDumpReport,
   reportToJson,
   reportToText,
+  writeFailureDump,
 } from "../src/dump/mod.ts";
 
 /** A program BTF with global data, a hash map value struct and a `.maps` section. */
@@ -181,6 +184,9 @@ class FakeAccessor implements BpfMapAccessor {
   iterEntryBatches(map: BpfMapInfo): Iterable<EntryBatch> {
     return entryBatchesFromReads(this, map);
   }
+  readTypeDump(): null {
+    return null;
+  }
   problems(): readonly ReadProblem[] {
     return [];
   }
@@ -338,7 +344,7 @@ Deno.test("reportToJson() and reportToText() match their snapshots", () => {
 Deno.test({
   name:
     "dumpState() on the live kernel shows the fixture's maps with full names and globals",
-  ignore: ignoreUnlessCommands("clang", "bpftool"),
+  ignore: ignoreUnless("clang", "bpf", "bpftool"),
   fn(): void {
     using fixture = loadFixture("kinds");
     const ids = new Set([...fixture.info.values()].map((i) => i.id));
@@ -369,4 +375,88 @@ Deno.test({
     ok(text.includes('  g_name = "hello"'));
     ok(text.includes("full name: kinds_array_with_a_very_long_name"));
   },
+});
+
+Deno.test("dumpState() carries fullName only when the kernel name is a truncation of it", () => {
+  const accessor = new FakeAccessor();
+  accessor.list.push(
+    info({
+      id: 20,
+      name: "exactly_15_char",
+      fullName: "exactly_15_char",
+      type: 2,
+      maxEntries: 1,
+    }),
+    info({
+      id: 21,
+      name: "exactly_15_cha2",
+      fullName: "exactly_15_cha2_and_more",
+      type: 2,
+      maxEntries: 1,
+    }),
+  );
+  const report = dumpState(accessor, { filter: (m) => m.id >= 20 });
+  deepEqual(report.maps.map((m) => m.fullName), [
+    undefined,
+    "exactly_15_cha2_and_more",
+  ]);
+  ok(!reportToJson(report).includes('"fullName":"exactly_15_char"'));
+});
+
+Deno.test({
+  name:
+    "the failure dump reads a real stack_trace map through iterEntryBatches instead of calling it unsupported",
+  ignore: ignoreUnless("bpf"),
+  fn(): void {
+    using fd = BpfSyscallAccessor.createMap({
+      type: MapType.STACK_TRACE,
+      keySize: 4,
+      valueSize: 8 * 16,
+      maxEntries: 8,
+      name: "dump_stack",
+    });
+    const id = mapGetInfo(fd.fd).id;
+    const report = dumpState(new BpfSyscallAccessor(), {
+      filter: (m) => m.id === id,
+    });
+    equal(report.maps.length, 1);
+    const [stack] = report.maps;
+    equal(stack!.kind, "keyed");
+    deepEqual(stack!.errors, []);
+    deepEqual(stack!.notes, []);
+    ok(reportToText(report).includes("  (no entries)"));
+  },
+});
+
+Deno.test("writeFailureDump() streams the same report dumpState() collects, JSON and text", () => {
+  const options = {
+    source: "fake accessor",
+    kernelRelease: "6.18.0-test",
+    takenAt: new Date("2025-01-02T03:04:05Z"),
+    entryLimit: 3,
+    numCpus: 4,
+  };
+  for (const format of ["json", "text"] as const) {
+    const parts: string[] = [];
+    const summary = writeFailureDump(
+      { text: (part) => parts.push(part) },
+      new FakeAccessor(),
+      { ...options, format },
+    );
+    const streamed = parts.join("");
+    if (format === "json") {
+      deepEqual(
+        parseJsonExact(streamed),
+        parseJsonExact(reportToJson(fakeReport())),
+      );
+      ok(streamed.endsWith("}\n") && !streamed.slice(0, -1).includes("\n"));
+    } else {
+      equal(streamed, reportToText(fakeReport()));
+    }
+    // The broken map (8) and the bad BTF (12) are what the dump left out.
+    deepEqual(summary.skipped.map((line) => /\(id (\d+)\)/.exec(line)![1]), [
+      "8",
+      "12",
+    ]);
+  }
 });

@@ -5,7 +5,9 @@
  * @module
  */
 
-import { PhysicalMemory } from "../src/guest/phys.ts";
+import { X86Addressing } from "../src/guest/arch/x86_64.ts";
+import { KernelAddressSpace } from "../src/guest/paging.ts";
+import { BytesMemory, type PhysicalMemory } from "../src/guest/phys.ts";
 
 /** Page-table entry flags: present | rw | accessed | dirty. */
 export const PTE_FLAGS = 0x63n;
@@ -60,8 +62,8 @@ export class FakeRam {
   }
 
   /** A PhysicalMemory over the whole array at GPA 0. */
-  memory(): PhysicalMemory {
-    return new PhysicalMemory(this.bytes, [{
+  memory(): BytesMemory {
+    return new BytesMemory(this.bytes, [{
       gpa: 0n,
       size: BigInt(this.bytes.byteLength),
       fileOffset: 0,
@@ -108,4 +110,93 @@ export class PageTables {
       pa | (leafLevel === 1 ? PTE_FLAGS : HUGE_FLAGS),
     );
   }
+}
+
+/** x86-64 translation facts plus the direct-map base, as tests state them. */
+export interface X86SpaceParams {
+  /** `phys_base`. */
+  physBase: bigint;
+  /** Root page table. */
+  rootPa: bigint;
+  /** Paging levels. */
+  levels: 4 | 5;
+  /** Direct-map base, or null. */
+  pageOffset: bigint | null;
+}
+
+/** A KernelAddressSpace over `memory` with x86-64 translation. */
+export function x86Space(
+  memory: PhysicalMemory,
+  params: X86SpaceParams,
+): KernelAddressSpace {
+  return new KernelAddressSpace(
+    memory,
+    new X86Addressing({
+      physBase: params.physBase,
+      rootPa: params.rootPa,
+      levels: params.levels,
+    }),
+    params.pageOffset,
+  );
+}
+
+/** An ELF64 core: PT_LOAD per `loads` and, unless null, a VMCOREINFO note (after a CORE note, as QEMU writes). */
+export function elfCore(
+  loads: { paddr: bigint; data: Uint8Array }[],
+  note: string | null,
+): Uint8Array {
+  const phnum = loads.length + (note === null ? 0 : 1);
+  const noteBytes = (() => {
+    if (note === null) return new Uint8Array(0);
+    const name = new TextEncoder().encode("VMCOREINFO\0");
+    const desc = new TextEncoder().encode(note);
+    const pad = (n: number): number => (n + 3) & ~3;
+    // a leading "CORE" note first, as QEMU writes
+    const core = new Uint8Array(12 + 8 + 8);
+    new DataView(core.buffer).setUint32(0, 5, true);
+    new DataView(core.buffer).setUint32(4, 8, true);
+    core.set(new TextEncoder().encode("CORE\0"), 12);
+    const out = new Uint8Array(
+      core.length + 12 + pad(name.length) + pad(desc.length),
+    );
+    out.set(core);
+    const view = new DataView(out.buffer, core.length);
+    view.setUint32(0, name.length, true);
+    view.setUint32(4, desc.length, true);
+    view.setUint32(8, 0, true);
+    out.set(name, core.length + 12);
+    out.set(desc, core.length + 12 + pad(name.length));
+    return out;
+  })();
+  const headerSize = 64 + phnum * 56;
+  let offset = headerSize + noteBytes.length;
+  const total = offset + loads.reduce((n, l) => n + l.data.length, 0);
+  const out = new Uint8Array(total);
+  const view = new DataView(out.buffer);
+  out.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]);
+  view.setUint16(16, 4, true); // ET_CORE
+  view.setUint16(18, 62, true);
+  view.setBigUint64(32, 64n, true);
+  view.setUint16(52, 64, true);
+  view.setUint16(54, 56, true);
+  view.setUint16(56, phnum, true);
+  let ph = 64;
+  if (note !== null) {
+    view.setUint32(ph, 4, true);
+    view.setBigUint64(ph + 8, BigInt(headerSize), true);
+    view.setBigUint64(ph + 32, BigInt(noteBytes.length), true);
+    out.set(noteBytes, headerSize);
+    ph += 56;
+  }
+  for (const load of loads) {
+    view.setUint32(ph, 1, true);
+    view.setBigUint64(ph + 8, BigInt(offset), true);
+    view.setBigUint64(ph + 24, load.paddr, true);
+    view.setBigUint64(ph + 32, BigInt(load.data.length), true);
+    view.setBigUint64(ph + 40, BigInt(load.data.length), true);
+    out.set(load.data, offset);
+    offset += load.data.length;
+    ph += 56;
+  }
+  return out;
 }

@@ -2,10 +2,13 @@ import assert from "node:assert/strict";
 import {
   decodeKallsyms,
   decodeKallsymsChecked,
+  KALLSYMS_MODES,
+  type KallsymsMode,
   type KallsymsTables,
 } from "../src/guest/kallsyms.ts";
 
 const BASE = 0xffffffff81000000n;
+const OFFSETS_VA = 0xffffffff82a3c5e8n;
 
 /**
  * Encodes symbols the way scripts/kallsyms does, minus compression: token i
@@ -57,8 +60,30 @@ function encode(symbols: { text: string; offset: number }[]): KallsymsTables {
     tokenTable: new Uint8Array(table),
     tokenIndex: index,
     offsets,
+    offsetsAddress: OFFSETS_VA,
     relativeBase: BASE,
   };
+}
+
+/**
+ * The `kallsyms_offsets` entry scripts/kallsyms writes for `address` at
+ * index `i` in each layout (absolute-percpu: `percpu` symbols keep their
+ * value; the others are `-(address - base) - 1`).
+ */
+function entryFor(
+  mode: KallsymsMode,
+  address: bigint,
+  i: number,
+  percpu: boolean,
+): number {
+  switch (mode) {
+    case "absolute-percpu":
+      return percpu ? Number(address) : Number(-(address - BASE) - 1n);
+    case "relative":
+      return Number(BigInt.asIntN(32, address - BASE));
+    case "pc-relative":
+      return Number(address - (OFFSETS_VA + BigInt(i * 4)));
+  }
 }
 
 const LONG = "x".repeat(200);
@@ -142,4 +167,81 @@ Deno.test("decodeKallsyms rejects corrupt tables instead of running off", () => 
     () => decodeKallsyms({ ...tables, tokenIndex }, "relative"),
     /token 0 at offset 65535/,
   );
+});
+
+/** A table as 6.1 (x86-64 absolute per-CPU), 6.15+ (relative) and 7.x (pc-relative, no relative_base) kernels store it. */
+const LAYOUT_SYMBOLS = [
+  { text: "Tstartup_64", address: BASE, percpu: false },
+  { text: "Dfixed_percpu_data", address: 0x1000n, percpu: true },
+  { text: "bmap_idr", address: BASE + 0x2a3c5e0n, percpu: false },
+  { text: "Tlate", address: BASE + 0x3eff0000n, percpu: false },
+  { text: "Dbefore_offsets", address: OFFSETS_VA - 0x10n, percpu: false },
+];
+
+for (const mode of KALLSYMS_MODES) {
+  Deno.test(`decodeKallsymsChecked recognises the ${mode} layout and no other`, () => {
+    const symbols = mode === "absolute-percpu"
+      ? LAYOUT_SYMBOLS
+      : LAYOUT_SYMBOLS.filter((s) => !s.percpu);
+    const tables = encode(symbols.map((s, i) => ({
+      text: s.text,
+      offset: entryFor(mode, s.address, i, s.percpu),
+    })));
+    if (mode === "pc-relative") tables.relativeBase = null;
+    const decoded = decodeKallsyms(tables, mode);
+    assert.deepEqual(
+      decoded.map((s) => [s.name, s.address]),
+      symbols.map((s) => [s.text.slice(1), s.address]),
+    );
+    const known = new Map(
+      symbols.filter((s) => !s.percpu).map((s) => [s.text.slice(1), s.address]),
+    );
+    const checked = decodeKallsymsChecked(tables, known);
+    assert.equal(checked.mode, mode);
+    assert.equal(checked.table.get("map_idr"), BASE + 0x2a3c5e0n);
+    for (const other of KALLSYMS_MODES) {
+      if (other === mode || (other !== "pc-relative" && !tables.relativeBase)) {
+        continue;
+      }
+      const wrong = decodeKallsyms(tables, other);
+      assert.notDeepEqual(
+        wrong.map((s) => s.address),
+        decoded.map((s) => s.address),
+        `${other} decodes a ${mode} table the same way`,
+      );
+    }
+  });
+}
+
+Deno.test("without kallsyms_relative_base only pc-relative is tried, and a mismatch names each mode", () => {
+  const tables = {
+    ...encode([
+      { text: "Ta", offset: 0x100 },
+      { text: "Tb", offset: 0x200 },
+      { text: "Tc", offset: -8 },
+    ]),
+    relativeBase: null,
+  };
+  assert.throws(
+    () => decodeKallsyms(tables, "relative"),
+    /needs kallsyms_relative_base, which this kernel lacks/,
+  );
+  assert.throws(
+    () =>
+      decodeKallsymsChecked(
+        tables,
+        new Map([["a", 1n], ["b", 2n], ["c", 3n]]),
+      ),
+    /absolute-percpu: no kallsyms_relative_base; relative: no kallsyms_relative_base; pc-relative: 0\/3/,
+  );
+  const { mode, table } = decodeKallsymsChecked(
+    tables,
+    new Map([
+      ["a", OFFSETS_VA + 0x100n],
+      ["b", OFFSETS_VA + 0x204n],
+      ["c", OFFSETS_VA],
+    ]),
+  );
+  assert.equal(mode, "pc-relative");
+  assert.equal(table.get("b"), OFFSETS_VA + 0x204n);
 });

@@ -1,13 +1,21 @@
 import assert from "node:assert/strict";
+import { GuestMemMapAccessor } from "../src/accessor/guest.ts";
+import {
+  MapArgumentError,
+  MapGoneError,
+  MapTypeError,
+  MapUnreadableError,
+} from "../src/errors.ts";
 import type { KernelLayout } from "../src/guest/layout.ts";
 import {
   CopySlab,
   GuestMapReader,
   type GuestMapRecord,
 } from "../src/guest/maps.ts";
-import { KernelAddressSpace } from "../src/guest/paging.ts";
+import type { KernelAddressSpace } from "../src/guest/paging.ts";
 import { MapType } from "../src/sys/constants.ts";
-import { FakeRam, PageTables } from "./guest_fixture.ts";
+import { BtfBuilder } from "./btf_builder.ts";
+import { FakeRam, PageTables, x86Space } from "./guest_fixture.ts";
 
 const P = 0xffff888000000000n; // direct map base
 const LAYOUT: KernelLayout = {
@@ -100,7 +108,7 @@ function writeMap(
 function world(): World {
   const ram = new FakeRam(4 << 20, 0x300000n);
   const tables = new PageTables(ram, 4);
-  const space = new KernelAddressSpace(ram.memory(), {
+  const space = x86Space(ram.memory(), {
     physBase: 0n,
     rootPa: tables.root,
     levels: 4,
@@ -274,7 +282,14 @@ Deno.test("GuestMapReader.readArray uses the round_up(value_size, 8) stride and 
     w.reader.readArrayValue(arr, 4, 8),
     bytes(0, 12).subarray(4, 12),
   );
-  assert.equal(w.reader.readArrayValue(arr, 8, 8), null);
+  assert.throws(
+    () => w.reader.readArrayValue(arr, 8, 8),
+    (e) =>
+      e instanceof MapArgumentError &&
+      /8\+8 does not fit the 12-byte value for map "arr" \(id 1\)/.test(
+        e.message,
+      ),
+  );
   w.ram.u32(0x10000n + 120n, 12); // elem_size no longer round_up(12, 8)
   assert.throws(
     () => w.reader.readArray(arr, 1),
@@ -282,7 +297,10 @@ Deno.test("GuestMapReader.readArray uses the round_up(value_size, 8) stride and 
   );
   assert.throws(
     () => w.reader.readArray(mapOf(w, 3), 0),
-    /type 1; readArray cannot read it/,
+    (e) =>
+      e instanceof MapTypeError &&
+      e.message ===
+        'map "hash" (id 3) is not an ARRAY map (its type is 1)',
   );
 });
 
@@ -335,13 +353,24 @@ Deno.test("a hash chain that loops ends in an error after max_entries + n_bucket
   assert.equal(seen, 12);
 });
 
-Deno.test("wild pointers and absurd counts in a hash map are errors that name the address", () => {
+Deno.test("a wild pointer in a hash chain skips that bucket's rest and records it; absurd counts are errors", () => {
   const w = world();
   const hash = mapOf(w, 3);
-  w.ram.u64(w.hashElems[0]!, 0xffff888fff000000n);
-  assert.throws(
-    () => [...w.reader.iterHash(hash)],
-    /htab_elem of map 3 at 0xffff888fff000000: not mapped/,
+  w.ram.u64(w.hashElems[0]!, 0xffff888fff000000n); // bucket 2: 100 -> wild
+  const keys = [...w.reader.iterHash(hash)].map((e) =>
+    new DataView(e.key.buffer, e.key.byteOffset, 4).getUint32(0, true)
+  );
+  assert.deepEqual(
+    keys,
+    [102, 100],
+    "bucket 0 whole, bucket 2 up to the break",
+  );
+  assert.deepEqual(w.reader.problems.map((p) => [p.what, p.mapId, p.address]), [
+    ["bucket", 3, 0xffff888fff000000n],
+  ]);
+  assert.match(
+    w.reader.problems[0]!.message,
+    /bucket 2 skipped .*htab_elem of map 3 at 0xffff888fff000000 is not mapped/,
   );
   const w2 = world();
   w2.ram.u32(0x12000n + 136n, 0x40000000);
@@ -380,12 +409,18 @@ Deno.test("a map_idr node that points at itself or at garbage is skipped and rep
   w.ram.u32(0x18000n + 8n, 1 << 30); // map 5: value_size of 1 GiB
   const maps = w.reader.maps();
   assert.deepEqual(maps.map((m) => m.id), [1, 2, 3, 4]);
-  assert.equal(w.reader.problems.length, 3);
-  assert.match(w.reader.problems.join("\n"), /shift 0 but slot 9/);
-  assert.match(w.reader.problems.join("\n"), /entry 10: .*0xffff888ff0000000/);
-  assert.match(
-    w.reader.problems.join("\n"),
-    /entry 5: .*value_size 1073741824 exceed/,
+  const problems = w.reader.problems;
+  assert.deepEqual(problems.map((p) => [p.what, p.mapId, p.address]), [
+    ["map", 5, P + 0x18000n],
+    ["map", undefined, undefined],
+    ["map", 10, 0xffff888ff0000000n],
+  ]);
+  assert.match(problems[0]!.message, /entry 5 .*value_size 1073741824 exceed/);
+  assert.match(problems[1]!.message, /shift 0 but slot 9/);
+  assert.match(problems[2]!.message, /entry 10 .*0xffff888ff0000000/);
+  assert.deepEqual(
+    w.reader.unreadable.map((u) => [u.id, u.name, u.address]),
+    [[5, "pcpu_hash", P + 0x18000n], [10, null, 0xffff888ff0000000n]],
   );
 });
 
@@ -445,11 +480,17 @@ Deno.test("iterHashCopies and iterPercpuHashCopies return copies that outlive gu
   assert.equal(seen, 12);
   assert.throws(
     () => [...w.reader.iterHashCopies(pcpu)],
-    /type 5; iterHashCopies cannot read it/,
+    (e) =>
+      e instanceof MapTypeError &&
+      /is not a HASH or LRU_HASH map \(its type is 5\)/.test(e.message),
   );
   assert.throws(
     () => [...w.reader.iterPercpuHashCopies(hash, 2)],
-    /type 1; iterPercpuHashCopies cannot read it/,
+    (e) =>
+      e instanceof MapTypeError &&
+      /not a PERCPU_HASH or LRU_PERCPU_HASH map \(its type is 1\)/.test(
+        e.message,
+      ),
   );
 });
 
@@ -495,4 +536,237 @@ Deno.test("per-CPU hash values are found when pointer + __per_cpu_offset carries
   );
   const [entry2] = [...reader2.iterPercpuHash(pcpuHash, 2)];
   assert.deepEqual(entry2!.values, [bytes(90, 8), bytes(91, 8)]);
+});
+
+// ---- GuestMemMapAccessor over the same synthetic kernel ----
+
+const KIMAGE = 0xffffffff80000000n; // image map, phys_base 0
+const KVARS = 0x3fe000n; // page_offset_base, nr_cpu_ids, __per_cpu_offset
+const VMCOREINFO_PAGE = 0x3ff000n;
+
+/** Makes the world a locatable kernel: VMCOREINFO in RAM, symbols given. */
+function kernelFiles(w: World): {
+  symbols: Map<string, bigint>;
+  symbolsRelocated: true;
+  layout: KernelLayout;
+} {
+  w.ram.u64(KVARS, P);
+  w.ram.u32(KVARS + 8n, PER_CPU.length);
+  PER_CPU.forEach((o, cpu) => w.ram.u64(KVARS + 16n + BigInt(cpu * 8), o));
+  w.ram.set(
+    VMCOREINFO_PAGE,
+    new TextEncoder().encode(
+      [
+        "OSRELEASE=6.99.0-synthetic",
+        "PAGESIZE=4096",
+        `SYMBOL(init_top_pgt)=${(KIMAGE + w.tables.root).toString(16)}`,
+        "NUMBER(phys_base)=0",
+        "NUMBER(pgtable_l5_enabled)=0",
+        "KERNELOFFSET=0",
+        "",
+      ].join("\n"),
+    ),
+  );
+  return {
+    symbols: new Map([
+      ["map_idr", P + 0x1000n],
+      ["page_offset_base", KIMAGE + KVARS],
+      ["nr_cpu_ids", KIMAGE + KVARS + 8n],
+      ["__per_cpu_offset", KIMAGE + KVARS + 16n],
+    ]),
+    symbolsRelocated: true,
+    layout: LAYOUT,
+  };
+}
+
+function accessorOf(w: World): GuestMemMapAccessor {
+  return GuestMemMapAccessor.fromMemory(w.ram.memory(), kernelFiles(w));
+}
+
+const keysOf = (entries: Iterable<{ key: Uint8Array }>): number[] =>
+  [...entries].map((e) =>
+    new DataView(e.key.buffer, e.key.byteOffset, 4).getUint32(0, true)
+  );
+
+Deno.test("GuestMemMapAccessor finds the synthetic kernel by its VMCOREINFO page and lists every map", () => {
+  const w = world();
+  const guest = accessorOf(w);
+  assert.equal(guest.release, "6.99.0-synthetic");
+  assert.equal(guest.kernel.vmcoreinfo.foundAt, VMCOREINFO_PAGE);
+  assert.equal(guest.possibleCpus, 2);
+  assert.deepEqual(guest.maps().map((m) => m.id), [1, 2, 3, 4, 5]);
+  assert.deepEqual(keysOf(guest.iterHashMap(guest.mapById(3)!)), [
+    102,
+    100,
+    101,
+  ]);
+  assert.deepEqual(guest.problems(), []);
+});
+
+Deno.test("GuestMemMapAccessor: an unreadable map is a problem, and mapById says MapUnreadableError with id and address", () => {
+  const w = world();
+  w.ram.u32(0x18000n + 8n, 1 << 30); // map 5: value_size of 1 GiB
+  w.ram.u64(w.xaNode + 40n + 8n * 6n, 0xffff888ff0000000n); // id 6: outside memory
+  const guest = accessorOf(w);
+  assert.deepEqual(guest.maps().map((m) => m.id), [1, 2, 3, 4]);
+  assert.deepEqual(
+    guest.problems().map((p) => [p.what, p.mapId, p.address]),
+    [["map", 5, P + 0x18000n], ["map", 6, 0xffff888ff0000000n]],
+  );
+  assert.throws(
+    () => guest.mapById(5),
+    (e) =>
+      e instanceof MapUnreadableError && e.mapId === 5 &&
+      e.message.startsWith(
+        'map "pcpu_hash" (id 5) is unreadable: struct bpf_map at 0xffff888000018000: ',
+      ) && !e.message.includes("\n"),
+  );
+  assert.throws(
+    () => guest.mapById(6),
+    (e) =>
+      e instanceof MapUnreadableError && e.mapId === 6 &&
+      /\(id 6\) is unreadable: struct bpf_map at 0xffff888ff0000000/.test(
+        e.message,
+      ),
+  );
+  assert.equal(guest.mapById(7), null, "no such map is still null");
+  // a map handed in that is no longer in map_idr
+  const gone = { ...guest.mapById(3)!, id: 40, kernelAddress: P + 0x30000n };
+  assert.throws(() => [...guest.iterHashMap(gone)], MapGoneError);
+});
+
+Deno.test("GuestMemMapAccessor: a hash bucket cut short is a problem, never a silent loss", () => {
+  const w = world();
+  // element 100 now ends its chain with bucket 0's nulls marker: 101 is lost
+  w.ram.u64(w.hashElems[0]!, 1n);
+  const guest = accessorOf(w);
+  const hash = guest.mapById(3)!;
+  assert.deepEqual(keysOf(guest.iterHashMap(hash)), [102, 100]);
+  const [problem, ...rest] = guest.problems();
+  assert.equal(rest.length, 0);
+  assert.deepEqual([problem!.what, problem!.mapId, problem!.address], [
+    "bucket",
+    3,
+    1n,
+  ]);
+  assert.match(problem!.message, /bucket 2 .*nulls marker .*may be missing/);
+  // a wild pointer: the rest of that bucket is skipped and recorded too
+  const w2 = world();
+  w2.ram.u64(w2.hashElems[0]!, P + 0x3f0000n + 0x800000n);
+  const guest2 = accessorOf(w2);
+  const batches = [...guest2.iterEntryBatches(guest2.mapById(3)!)];
+  assert.equal(batches.reduce((n, b) => n + b.count, 0), 2);
+  assert.deepEqual(guest2.problems().map((p) => [p.what, p.mapId]), [
+    ["bucket", 3],
+  ]);
+  // an unreadable per-CPU value skips its element, recorded
+  const w3 = world();
+  w3.ram.u64(0x1a000n + 56n, 0xffffc90000000000n);
+  const guest3 = accessorOf(w3);
+  assert.equal([...guest3.iterPercpuHashMap(guest3.mapById(5)!)].length, 0);
+  assert.deepEqual(guest3.problems().map((p) => [p.what, p.mapId]), [
+    ["element", 5],
+  ]);
+});
+
+Deno.test("GuestMemMapAccessor: wrong types are MapTypeError, bad ranges MapArgumentError, as on the live backend", () => {
+  const w = world();
+  const guest = accessorOf(w);
+  const [arr, pcpu, hash, stor] = [1, 2, 3, 4].map((id) => guest.mapById(id)!);
+  const typeError = (fn: () => unknown, type: number): void =>
+    assert.throws(fn, (e) => e instanceof MapTypeError && e.mapType === type);
+  typeError(() => [...guest.iterHashMap(arr!)], MapType.ARRAY);
+  typeError(() => [...guest.iterPercpuHashMap(hash!)], MapType.HASH);
+  typeError(() => [...guest.iterTaskStorage(hash!)], MapType.HASH);
+  typeError(() => guest.readArenaPages(stor!), MapType.TASK_STORAGE);
+  typeError(() => [...guest.iterEntryBatches(stor!)], MapType.TASK_STORAGE);
+  // the point reads answer null for other types, as the live backend does
+  assert.equal(guest.readArray(hash!, 0), null);
+  assert.equal(guest.readValue(hash!, 0, 4), null);
+  assert.equal(guest.readPercpuArray(arr!, 0), null);
+  assert.equal(guest.readArray(arr!, 3), null, "index past max_entries");
+  assert.throws(() => guest.readValue(arr!, 8, 8), MapArgumentError);
+  assert.throws(() => guest.readPercpuArray(pcpu!, 0, -1), MapArgumentError);
+  assert.deepEqual(guest.readPercpuArray(pcpu!, 1, 3), [
+    bytes(10, 8),
+    bytes(11, 8),
+    null,
+  ]);
+});
+
+/** Program BTF with a libbpf `.maps` definition of `name`: HASH, u32 -> u64, 8 entries. */
+function programBtfFor(
+  name: string,
+): { blob: Uint8Array; key: number; value: number } {
+  const b = new BtfBuilder();
+  const int = b.int("int", 4, true);
+  const u32 = b.int("unsigned int", 4);
+  const u64 = b.int("unsigned long long", 8);
+  const ptrTo = (n: number): number => b.ptr(b.array(int, n));
+  const def = b.struct("", 32, [
+    { name: "type", type: ptrTo(MapType.HASH), bitOffset: 0 },
+    { name: "max_entries", type: ptrTo(8), bitOffset: 64 },
+    { name: "key", type: b.ptr(u32), bitOffset: 128 },
+    { name: "value", type: b.ptr(u64), bitOffset: 192 },
+  ]);
+  const variable = b.variable(name, def);
+  b.datasec(".maps", 32, [{ type: variable, offset: 0, size: 32 }]);
+  return { blob: b.build(), key: u32, value: u64 };
+}
+
+Deno.test("GuestMemMapAccessor recovers full names of maps whose kernel name was cut to 15 characters", () => {
+  const w = world();
+  const full = "conn_tracking_table_v2";
+  const { blob, key, value } = programBtfFor(full);
+  const m = LAYOUT.map;
+  const hashPa = 0x12000n;
+  w.ram.set(hashPa + BigInt(m.name), new Uint8Array(16));
+  w.ram.set(
+    hashPa + BigInt(m.name),
+    new TextEncoder().encode(full.slice(0, 15)),
+  );
+  w.ram.u32(hashPa + BigInt(m.btfKeyTypeId), key);
+  w.ram.u32(hashPa + BigInt(m.btfValueTypeId), value);
+  w.ram.u64(hashPa + BigInt(m.btf), P + 0x1e000n); // struct btf
+  w.ram.u64(0x1e000n, P + 0x1d000n); // data
+  w.ram.u32(0x1e008n, blob.length); // data_size
+  w.ram.u32(0x1e00cn, 9); // id
+  w.ram.set(0x1d000n, blob);
+  const guest = accessorOf(w);
+  const listed = guest.maps().find((x) => x.id === 3)!;
+  assert.equal(listed.name, "conn_tracking_t");
+  assert.equal(listed.fullName, full);
+  assert.equal(guest.mapById(3)!.fullName, full);
+  assert.equal(guest.findMap("table_v2")?.id, 3, "found by its full name");
+  // short names are complete already: no fullName, and no BTF parsed for them
+  assert.equal(guest.mapById(1)!.fullName, undefined);
+  assert.ok(!("fullName" in guest.mapById(2)!));
+});
+
+Deno.test("GuestMemMapAccessor over a RAM file that is truncated while open: one-line errors, no SIGBUS", () => {
+  const w = world();
+  const files = kernelFiles(w);
+  const dir = Deno.makeTempDirSync({ prefix: "bpfmap-ramfile-" });
+  try {
+    const path = `${dir}/ram`;
+    Deno.writeFileSync(path, w.ram.bytes);
+    using guest = GuestMemMapAccessor.openRamFile(path, {
+      ...files,
+      regions: [{ gpa: 0n, size: BigInt(w.ram.bytes.length), fileOffset: 0 }],
+    });
+    assert.deepEqual(guest.maps().map((m) => m.id), [1, 2, 3, 4, 5]);
+    const hash = guest.mapById(3)!;
+    // the file shrinks below the hash map's buckets and elements
+    Deno.truncateSync(path, 0x13000);
+    guest.refresh();
+    assert.throws(
+      () => [...guest.iterHashMap(hash)],
+      (e) =>
+        e instanceof MapUnreadableError && !e.message.includes("\n") &&
+        /\(id 3\) is unreadable: .*the file is now 77824 bytes but was 4194304 when opened/
+          .test(e.message),
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

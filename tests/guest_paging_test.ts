@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
 import {
   joinAddress,
-  KernelAddressSpace,
   splitAddress,
   START_KERNEL_MAP,
   walkPageTables,
 } from "../src/guest/paging.ts";
-import { PhysicalMemory } from "../src/guest/phys.ts";
-import { FakeRam, PageTables } from "./guest_fixture.ts";
+import { BytesMemory } from "../src/guest/phys.ts";
+import { FakeRam, PageTables, x86Space } from "./guest_fixture.ts";
 
 const VMALLOC = 0xffffc90000000000n;
 const VMALLOC_L5 = 0xff5c800000000000n;
@@ -101,7 +100,7 @@ Deno.test("KernelAddressSpace uses direct-map and image arithmetic, and page wal
   const tables = new PageTables(ram, 4);
   const pageOffset = 0xffff888000000000n;
   const physBase = BigInt.asUintN(64, -0x100000n); // a "negative" phys_base, as KASLR produces
-  const space = new KernelAddressSpace(ram.memory(), {
+  const space = x86Space(ram.memory(), {
     physBase,
     rootPa: tables.root,
     levels: 4,
@@ -124,7 +123,7 @@ Deno.test("KernelAddressSpace.read stitches pages that are not physically adjace
   tables.map(VMALLOC_L5 + 0x1000n, 0x200000n);
   ram.set(0x400ffcn, new Uint8Array([1, 2, 3, 4]));
   ram.set(0x200000n, new Uint8Array([5, 6, 7, 8]));
-  const space = new KernelAddressSpace(ram.memory(), {
+  const space = x86Space(ram.memory(), {
     physBase: 0n,
     rootPa: tables.root,
     levels: 5,
@@ -153,7 +152,7 @@ Deno.test("KernelAddressSpace.offsetAt agrees with translate for 4 KiB, 2 MiB an
   tables.map(VMALLOC + (2n << 20n), 0x400000n, 2n << 20n);
   tables.map(VMALLOC + (1n << 30n), 0x0n, 1n << 30n);
   const memory = ram.memory();
-  const space = new KernelAddressSpace(memory, {
+  const space = x86Space(memory, {
     physBase: 0n,
     rootPa: tables.root,
     levels: 4,
@@ -206,8 +205,8 @@ Deno.test("KernelAddressSpace's page cache is per address space, survives slot c
   ram.u64(0x303000n, 4n);
   const memory = ram.memory();
   const params = { physBase: 0n, levels: 4 as const, pageOffset: null };
-  const spaceA = new KernelAddressSpace(memory, { ...params, rootPa: a.root });
-  const spaceB = new KernelAddressSpace(memory, { ...params, rootPa: b.root });
+  const spaceA = x86Space(memory, { ...params, rootPa: a.root });
+  const spaceB = x86Space(memory, { ...params, rootPa: b.root });
   for (let i = 0; i < 3; i++) {
     assert.equal(spaceA.u64(VMALLOC), 1n);
     assert.equal(spaceA.u64(far), 2n);
@@ -228,12 +227,12 @@ Deno.test("KernelAddressSpace does not cache a page split between image regions,
   view.setBigUint64(0x4000 + 0x1000, 0x1111n, true);
   view.setBigUint64(0x0, 0x2222n, true); // GPA 0x1800
   view.setBigUint64(0x800, 0x3333n, true); // GPA 0x2000
-  const memory = new PhysicalMemory(bytes, [
+  const memory = new BytesMemory(bytes, [
     { gpa: 0n, size: 0x1800n, fileOffset: 0x4000 },
     { gpa: 0x1800n, size: 0x2800n, fileOffset: 0 },
   ]);
   const P = 0xffff888000000000n;
-  const space = new KernelAddressSpace(memory, {
+  const space = x86Space(memory, {
     physBase: 0n,
     rootPa: 0x100000n,
     levels: 4,

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { PhysicalMemory, qemuX86Layout } from "../src/guest/phys.ts";
+import { BytesMemory, qemuX86Layout } from "../src/guest/phys.ts";
 import { parseElfCore } from "../src/guest/source.ts";
 import { findVmcoreinfo, parseVmcoreinfo } from "../src/guest/vmcoreinfo.ts";
+import { elfCore } from "./guest_fixture.ts";
 
 const TEXT = [
   "OSRELEASE=6.12.107+deb13-cloud-amd64",
@@ -42,86 +43,71 @@ Deno.test("qemuX86Layout puts RAM above 3 GiB at 4 GiB", () => {
   ]);
 });
 
-Deno.test("findVmcoreinfo skips incomplete copies and reports the GPA of the real one", () => {
-  const bytes = new Uint8Array(3 * 4096);
+/** VMCOREINFO as `update_vmcoreinfo_note` writes it: an ELF note at a page start. */
+function note(text: string): Uint8Array {
+  const desc = new TextEncoder().encode(text);
+  const out = new Uint8Array(24 + desc.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, 11, true);
+  view.setUint32(4, desc.length, true);
+  out.set(new TextEncoder().encode("VMCOREINFO\0"), 12);
+  out.set(desc, 24);
+  return out;
+}
+
+Deno.test("findVmcoreinfo looks at page starts from the top down and skips decoys", () => {
   const enc = new TextEncoder();
-  bytes.set(enc.encode("OSRELEASE=6.1.0\nPAGESIZE=4096\n"), 100); // no init_top_pgt: a decoy
-  bytes.set(enc.encode(TEXT), 4096 + 8);
-  // the image holds GPA 0x1000..0x2000 at file offset 0 and GPA 0x100000.. at 4096
-  const memory = new PhysicalMemory(bytes, [
+  const bytes = new Uint8Array(5 * 4096);
+  // region A (GPA 0x1000, file page 0): a copy without SYMBOL lines, a decoy
+  bytes.set(enc.encode("OSRELEASE=6.1.0\nPAGESIZE=4096\n"), 0);
+  // region B (GPA 0x100000.., file pages 1-4)
+  bytes.set(enc.encode(TEXT), 4096); // vmcoreinfo_data at GPA 0x100000
+  bytes.set(note(TEXT.replace("deb13", "note")), 2 * 4096); // the note copy at 0x101000
+  bytes.set(enc.encode(TEXT.replace("deb13", "mid")), 3 * 4096 + 8); // not at a page start
+  const memory = new BytesMemory(bytes, [
     { gpa: 0x1000n, size: 4096n, fileOffset: 0 },
-    { gpa: 0x100000n, size: 8192n, fileOffset: 4096 },
+    { gpa: 0x100000n, size: 4n * 4096n, fileOffset: 4096 },
   ]);
   const info = findVmcoreinfo(memory);
-  assert.equal(info?.foundAt, 0x100008n);
+  // the highest page start holding a complete copy wins: the note's text
+  assert.equal(info?.foundAt, 0x101000n + 24n);
+  assert.equal(info?.osRelease, "6.12.107+note-cloud-amd64");
   assert.equal(info?.numbers.get("pgtable_l5_enabled"), 1n);
+  // without the note, the data page below it
+  bytes.fill(0, 2 * 4096, 3 * 4096);
+  assert.equal(findVmcoreinfo(memory)?.foundAt, 0x100000n);
+  // the decoy alone is not VMCOREINFO; text off a page start is never read
+  bytes.fill(0, 4096, 2 * 4096);
+  assert.equal(findVmcoreinfo(memory), null);
   assert.equal(
     findVmcoreinfo(
-      new PhysicalMemory(new Uint8Array(4096), qemuX86Layout(4096n)),
+      new BytesMemory(new Uint8Array(4096), qemuX86Layout(4096n)),
     ),
     null,
   );
 });
 
-function elfCore(
-  loads: { paddr: bigint; data: Uint8Array }[],
-  note: string | null,
-): Uint8Array {
-  const phnum = loads.length + (note === null ? 0 : 1);
-  const noteBytes = (() => {
-    if (note === null) return new Uint8Array(0);
-    const name = new TextEncoder().encode("VMCOREINFO\0");
-    const desc = new TextEncoder().encode(note);
-    const pad = (n: number): number => (n + 3) & ~3;
-    // a leading "CORE" note first, as QEMU writes
-    const core = new Uint8Array(12 + 8 + 8);
-    new DataView(core.buffer).setUint32(0, 5, true);
-    new DataView(core.buffer).setUint32(4, 8, true);
-    core.set(new TextEncoder().encode("CORE\0"), 12);
-    const out = new Uint8Array(
-      core.length + 12 + pad(name.length) + pad(desc.length),
-    );
-    out.set(core);
-    const view = new DataView(out.buffer, core.length);
-    view.setUint32(0, name.length, true);
-    view.setUint32(4, desc.length, true);
-    view.setUint32(8, 0, true);
-    out.set(name, core.length + 12);
-    out.set(desc, core.length + 12 + pad(name.length));
-    return out;
-  })();
-  const headerSize = 64 + phnum * 56;
-  let offset = headerSize + noteBytes.length;
-  const total = offset + loads.reduce((n, l) => n + l.data.length, 0);
-  const out = new Uint8Array(total);
-  const view = new DataView(out.buffer);
-  out.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]);
-  view.setUint16(16, 4, true); // ET_CORE
-  view.setUint16(18, 62, true);
-  view.setBigUint64(32, 64n, true);
-  view.setUint16(52, 64, true);
-  view.setUint16(54, 56, true);
-  view.setUint16(56, phnum, true);
-  let ph = 64;
-  if (note !== null) {
-    view.setUint32(ph, 4, true);
-    view.setBigUint64(ph + 8, BigInt(headerSize), true);
-    view.setBigUint64(ph + 32, BigInt(noteBytes.length), true);
-    out.set(noteBytes, headerSize);
-    ph += 56;
-  }
-  for (const load of loads) {
-    view.setUint32(ph, 1, true);
-    view.setBigUint64(ph + 8, BigInt(offset), true);
-    view.setBigUint64(ph + 24, load.paddr, true);
-    view.setBigUint64(ph + 32, BigInt(load.data.length), true);
-    view.setBigUint64(ph + 40, BigInt(load.data.length), true);
-    out.set(load.data, offset);
-    offset += load.data.length;
-    ph += 56;
-  }
-  return out;
-}
+Deno.test("findVmcoreinfo prefers a copy an architecture recognises, else returns the first well-formed one", () => {
+  const enc = new TextEncoder();
+  const arm =
+    "OSRELEASE=6.12.0-arm64\nPAGESIZE=4096\nSYMBOL(swapper_pg_dir)=ffff800081000000\nNUMBER(kimage_voffset)=0xffff7fff80000000\n";
+  const bytes = new Uint8Array(3 * 4096);
+  bytes.set(enc.encode(TEXT), 0);
+  bytes.set(enc.encode(arm), 2 * 4096);
+  const memory = new BytesMemory(bytes, [
+    { gpa: 0n, size: 3n * 4096n, fileOffset: 0 },
+  ]);
+  assert.equal(findVmcoreinfo(memory)?.osRelease, "6.12.0-arm64");
+  const x86 = findVmcoreinfo(memory, {
+    recognized: (info) => info.symbols.has("init_top_pgt"),
+  });
+  assert.equal(x86?.foundAt, 0n);
+  bytes.fill(0, 0, 4096);
+  assert.equal(
+    findVmcoreinfo(memory, { recognized: () => false })?.osRelease,
+    "6.12.0-arm64",
+  );
+});
 
 Deno.test("parseElfCore maps PT_LOAD segments by physical address and finds the VMCOREINFO note", () => {
   const low = new Uint8Array(4096).fill(0x11);
@@ -132,7 +118,7 @@ Deno.test("parseElfCore maps PT_LOAD segments by physical address and finds the 
   }], TEXT);
   const layout = parseElfCore(core);
   assert.equal(layout.vmcoreinfo, TEXT);
-  const memory = new PhysicalMemory(core, layout.regions);
+  const memory = new BytesMemory(core, layout.regions);
   assert.deepEqual(memory.regions.map((r) => r.gpa), [0n, 0x100000000n]);
   assert.equal(memory.u8(0xfffn), 0x11);
   assert.equal(memory.u8(0x100001fffn), 0x22);
@@ -146,7 +132,7 @@ Deno.test("parseElfCore maps PT_LOAD segments by physical address and finds the 
 Deno.test("parseElfCore rejects files that are not ELF64 cores", () => {
   assert.throws(
     () => parseElfCore(new Uint8Array(100)),
-    /Not a little-endian ELF64/,
+    /not a little-endian ELF64/,
   );
   const core = elfCore([{ paddr: 0n, data: new Uint8Array(16) }], null);
   new DataView(core.buffer).setUint16(16, 2, true); // ET_EXEC

@@ -1,5 +1,5 @@
 import { equal, ok } from "node:assert/strict";
-import { ignoreUnlessCommands } from "./_support/env.ts";
+import { ignoreUnless } from "./_support/env.ts";
 import {
   bpftoolJson,
   firstDifference,
@@ -74,7 +74,7 @@ interface BpftoolElement {
 Deno.test({
   name:
     "renderValue() in bpftool style matches bpftool -j map dump on every float-free fixture map",
-  ignore: ignoreUnlessCommands("clang", "bpftool"),
+  ignore: ignoreUnless("clang", "bpf", "bpftool"),
   fn(): void {
     using fixture = loadFixture("kinds");
     const next = prng(0x5eed);

@@ -1,5 +1,5 @@
 import { deepEqual, equal, ok, throws } from "node:assert/strict";
-import { ignoreUnlessCommands } from "./_support/env.ts";
+import { ignoreUnless } from "./_support/env.ts";
 import { BtfBuilder } from "./btf_builder.ts";
 import { clangHasEnum64, loadFixture } from "./btf_fixture.ts";
 import {
@@ -37,7 +37,7 @@ function vars(
 Deno.test({
   name:
     "renderValue() renders the fixture's global data as its C initializers say",
-  ignore: ignoreUnlessCommands("clang", "bpftool"),
+  ignore: ignoreUnless("clang", "bpf", "bpftool"),
   fn(): void {
     using fixture = loadFixture("kinds");
     const info = fixture.info.get("kinds_data")!;
@@ -119,7 +119,7 @@ Deno.test({
 
 Deno.test({
   name: "renderValue() renders floats, where bpftool stops",
-  ignore: ignoreUnlessCommands("clang", "bpftool"),
+  ignore: ignoreUnless("clang", "bpf", "bpftool"),
   fn(): void {
     using fixture = loadFixture("kinds");
     const sectionInfo = fixture.info.get("_data_floats")!;
@@ -179,7 +179,7 @@ Deno.test({
 Deno.test({
   name:
     "recoverFullMapName() recovers the fixture's long names and tells same-prefix maps apart",
-  ignore: ignoreUnlessCommands("clang", "bpftool"),
+  ignore: ignoreUnless("clang", "bpf", "bpftool"),
   fn(): void {
     using fixture = loadFixture("kinds");
     const found = new Map<string, string | undefined>();
@@ -237,7 +237,7 @@ Deno.test({
 
 Deno.test({
   name: "renderPercpuValues() renders one value per present CPU",
-  ignore: ignoreUnlessCommands("clang", "bpftool"),
+  ignore: ignoreUnless("clang", "bpf", "bpftool"),
   fn(): void {
     using fixture = loadFixture("kinds");
     const info = fixture.info.get("kinds_pcpu")!;
@@ -386,7 +386,7 @@ Deno.test("formatValue() prints short values on one line and long ones indented"
 Deno.test({
   name:
     "clang in this environment emits ENUM64 (the fixture's enum64 coverage depends on it)",
-  ignore: ignoreUnlessCommands("clang"),
+  ignore: ignoreUnless("clang"),
   fn(): void {
     ok(
       clangHasEnum64(),

@@ -7,6 +7,13 @@
  */
 
 import { Btf } from "../btf/mod.ts";
+import { recoverFullMapName } from "../btf/map_name.ts";
+import {
+  MapGoneError,
+  type MapIdentity,
+  MapUnreadableError,
+} from "../errors.ts";
+import { GuestMemoryError, GuestSourceError, hex } from "../guest/errors.ts";
 import { GuestKernel, type GuestKernelOptions } from "../guest/kernel.ts";
 import { type KernelLayout, kernelLayoutFromBtf } from "../guest/layout.ts";
 import {
@@ -14,6 +21,7 @@ import {
   type GuestMapLimits,
   GuestMapReader,
   type GuestMapRecord,
+  type UnreadableMap,
 } from "../guest/maps.ts";
 import type { PhysicalMemory, PhysRegion } from "../guest/phys.ts";
 import {
@@ -21,10 +29,10 @@ import {
   openElfCore,
   openRamFile,
 } from "../guest/source.ts";
-import { hex } from "../guest/errors.ts";
 import { parseSystemMap, readVmlinux } from "../guest/symbol_files.ts";
 import { MapType } from "../sys/constants.ts";
 import { entryBatchesFromReads } from "./entry_batches.ts";
+import type { TypeDump } from "./maptypes/mod.ts";
 import type {
   ArenaPages,
   BpfMapAccessor,
@@ -84,11 +92,15 @@ export function loadGuestKernelFiles(
     btf ??= vmlinux.btf;
   }
   if (files.systemMap) {
-    for (
-      const [name, value] of parseSystemMap(
-        Deno.readTextFileSync(files.systemMap),
-      )
-    ) {
+    const parsed = parseSystemMap(Deno.readTextFileSync(files.systemMap));
+    if (parsed.size === 0) {
+      throw new GuestSourceError(
+        files.systemMap,
+        'has no System.map lines ("ADDRESS TYPE NAME", e.g. "ffffffff82a4e5c0 b map_idr")',
+        { hint: "give the System.map of the guest's kernel, or leave it out" },
+      );
+    }
+    for (const [name, value] of parsed) {
       if (!symbols.has(name)) symbols.set(name, value);
     }
   }
@@ -144,6 +156,9 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
   readonly #source: GuestMemorySource | null;
   #maps: GuestMapRecord[] | null = null;
   readonly #byAddress = new Map<bigint, GuestMapRecord>();
+  #unreadable: readonly UnreadableMap[] = [];
+  // parsed program BTF by struct btf address (null: none or unparsable)
+  readonly #btfs = new Map<bigint, Btf | null>();
   // point reads copy into shared 4 KiB chunks (one allocation per chunk)
   readonly #slab = new CopySlab(4096);
 
@@ -189,8 +204,10 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
   }
 
   /**
-   * Maps a raw RAM file (QEMU `memory-backend-file,share=on`) and locates the
-   * kernel in it. The accessor owns the mapping; dispose it to unmap.
+   * Opens a raw RAM file (QEMU `memory-backend-file,share=on`) and locates
+   * the kernel in it. The file is read with pread, never mapped, so one that
+   * shrinks while in use is an error rather than SIGBUS. The accessor owns
+   * the file; dispose it to close.
    *
    * @param path the RAM file, e.g. `/dev/shm/NAME`
    */
@@ -198,12 +215,19 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     path: string,
     options: GuestMemOptions = {},
   ): GuestMemMapAccessor {
-    const source = openRamFile(
-      path,
-      options.regions ? { regions: options.regions } : {},
-    );
+    const source = openRamFile(path, {
+      ...(options.regions ? { regions: options.regions } : {}),
+      ...(options.vmcoreinfo !== undefined
+        ? { vmcoreinfo: options.vmcoreinfo }
+        : {}),
+    });
     try {
-      return GuestMemMapAccessor.#build(source.memory, options, source);
+      // the scan that chose the layout found VMCOREINFO: do not scan again
+      const withInfo =
+        source.vmcoreinfo !== null && options.vmcoreinfo === undefined
+          ? { ...options, vmcoreinfo: source.vmcoreinfo }
+          : options;
+      return GuestMemMapAccessor.#build(source.memory, withInfo, source);
     } catch (error) {
       source.close();
       throw error;
@@ -211,7 +235,7 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
   }
 
   /**
-   * Maps an ELF core (QEMU `dump-guest-memory`, kdump vmcore); its
+   * Opens an ELF core (QEMU `dump-guest-memory`, kdump vmcore); its
    * VMCOREINFO note is used when present.
    *
    * @param path the core file
@@ -253,17 +277,18 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     return this.reader.perCpuOffsets.length;
   }
 
-  /** Things skipped while walking (corrupt nodes, moved elements), oldest first. */
+  /**
+   * What reads so far had to skip (maps, buckets, elements, owners, pages),
+   * oldest first, each with the map id and guest address involved.
+   */
   problems(): readonly ReadProblem[] {
-    return this.reader.problems.map((message) => ({
-      what: message.startsWith("map_idr") ? "map" as const : "element" as const,
-      message,
-    }));
+    return this.reader.problems;
   }
 
   #records(): GuestMapRecord[] {
     if (!this.#maps) {
       this.#maps = this.reader.maps();
+      this.#unreadable = this.reader.unreadable;
       for (const record of this.#maps) {
         this.#byAddress.set(record.kernelAddress, record);
       }
@@ -271,37 +296,117 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     return this.#maps;
   }
 
+  #unreadableError(found: UnreadableMap): MapUnreadableError {
+    return new MapUnreadableError(
+      { id: found.id, name: found.name ?? "?" },
+      `struct bpf_map at ${hex(found.address)}: ${found.reason}`,
+      { hint: "the image is corrupt there, or the map was being freed" },
+    );
+  }
+
   #record(map: BpfMapInfo): GuestMapRecord {
     this.#records();
     const found = map.kernelAddress !== undefined
       ? this.#byAddress.get(map.kernelAddress)
       : this.#maps!.find((r) => r.id === map.id);
-    if (!found) {
-      throw new RangeError(
-        `Map ${map.id} ("${map.name}")${
-          map.kernelAddress !== undefined ? ` at ${hex(map.kernelAddress)}` : ""
-        } is not in this guest's map_idr`,
-      );
+    if (found) return found;
+    const broken = this.#unreadable.find((u) => u.id === map.id);
+    if (broken) throw this.#unreadableError(broken);
+    throw new MapGoneError(map, {
+      hint: `no struct bpf_map${
+        map.kernelAddress !== undefined ? ` at ${hex(map.kernelAddress)}` : ""
+      } is in this guest's map_idr`,
+    });
+  }
+
+  /** `fn()`, with guest memory errors about `map` raised as MapUnreadableError. */
+  #guard<T>(map: MapIdentity, fn: () => T): T {
+    try {
+      return fn();
+    } catch (error) {
+      throw this.#wrap(map, error);
     }
-    return found;
+  }
+
+  #wrap(map: MapIdentity, error: unknown): unknown {
+    return error instanceof GuestMemoryError
+      ? new MapUnreadableError(map, error.message, { cause: error })
+      : error;
   }
 
   /** Forgets the cached map list and translations (if the guest ran in between). */
   refresh(): void {
     this.#maps = null;
+    this.#unreadable = [];
     this.#byAddress.clear();
+    this.#btfs.clear();
     this.kernel.space.clearCache();
   }
 
-  /** Every map in `map_idr`, in id order. */
-  maps(): BpfMapInfo[] {
-    return this.#records().map(toInfo);
+  /**
+   * The BTF-recovered full name of a map whose kernel name may be cut
+   * (exactly 15 characters); undefined when it was not cut or is not known.
+   * Program BTF is parsed once per `struct btf`.
+   */
+  #fullName(record: GuestMapRecord): string | undefined {
+    if (record.name.length !== 15 || record.btfAddress === 0n) return undefined;
+    let btf = this.#btfs.get(record.btfAddress);
+    if (btf === undefined) {
+      try {
+        const bytes = this.reader.programBtf(record);
+        btf = bytes === null ? null : Btf.parse(bytes);
+      } catch {
+        btf = null; // a name is a nicety: an unreadable BTF leaves it out
+      }
+      this.#btfs.set(record.btfAddress, btf);
+    }
+    if (btf === null) return undefined;
+    try {
+      const full = recoverFullMapName(
+        btf,
+        record.name,
+        record.btfKeyTypeId,
+        record.btfValueTypeId,
+        { mapType: record.type, maxEntries: record.maxEntries },
+      );
+      return full !== undefined && full !== record.name ? full : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
-  /** The map with this id in `map_idr`, or null. */
+  #info(record: GuestMapRecord): BpfMapInfo {
+    const info = toInfo(record);
+    const full = this.#fullName(record);
+    if (full !== undefined) info.fullName = full;
+    return info;
+  }
+
+  /**
+   * Null: the guest backend reads the hash, array, per-CPU, local-storage,
+   * arena and struct_ops maps through the methods above; readers of the
+   * other types from guest memory are not written yet.
+   */
+  readTypeDump(_map: BpfMapInfo): TypeDump | null {
+    return null;
+  }
+
+  /** Every readable map in `map_idr`, in id order; the others are in `problems()`. */
+  maps(): BpfMapInfo[] {
+    return this.#records().map((r) => this.#info(r));
+  }
+
+  /**
+   * The map with this id in `map_idr`, or null when there is none; throws
+   * MapUnreadableError (naming the id and address) when the entry exists
+   * but its `struct bpf_map` cannot be read.
+   */
   mapById(id: number): BpfMapInfo | null {
     const found = this.#records().find((r) => r.id === id);
-    return found ? toInfo(found) : null;
+    if (found) return this.#info(found);
+    const broken = this.#unreadable.find((u) => u.id === id);
+    if (broken) throw this.#unreadableError(broken);
+    return null;
   }
 
   /** Every entry of a hash or array map, packed into batches. */
@@ -314,85 +419,119 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
 
   /** The first map (lowest id) whose name ends with `suffix`, or null. */
   findMap(suffix: string): BpfMapInfo | null {
-    const found = this.#records().find((r) => r.name.endsWith(suffix));
-    return found ? toInfo(found) : null;
+    for (const record of this.#records()) {
+      const info = this.#info(record);
+      if (info.name.endsWith(suffix) || info.fullName?.endsWith(suffix)) {
+        return info;
+      }
+    }
+    return null;
   }
 
-  /** `len` bytes at `offset` of value 0 of an ARRAY map; null for other types or out of bounds. */
+  /**
+   * `len` bytes at `offset` of value 0 of an ARRAY map; null for other types
+   * (as on the live backend). MapArgumentError when the range does not fit.
+   */
   readValue(map: BpfMapInfo, offset: number, len: number): Uint8Array | null {
     if (map.type !== MapType.ARRAY) return null;
-    return this.#copy(
-      this.reader.readArrayValue(this.#record(map), offset, len),
+    const record = this.#record(map);
+    return this.#guard(
+      map,
+      () => this.#copy(this.reader.readArrayValue(record, offset, len)),
     );
   }
 
   /** Value `key` of an ARRAY map; null when out of range or not an array. */
   readArray(map: BpfMapInfo, key: number): Uint8Array | null {
     if (map.type !== MapType.ARRAY) return null;
-    return this.#copy(this.reader.readArray(this.#record(map), key));
+    const record = this.#record(map);
+    return this.#guard(
+      map,
+      () => this.#copy(this.reader.readArray(record, key)),
+    );
   }
 
   #copy(bytes: Uint8Array | null): Uint8Array | null {
     return bytes === null ? null : this.#slab.copy(bytes, 0, bytes.length);
   }
 
-  /** Every entry of a HASH or LRU_HASH map (bucket order). */
+  /** Every entry of a HASH or LRU_HASH map (bucket order); MapTypeError for other types. */
   *iterHashMap(map: BpfMapInfo): Iterable<MapEntry> {
-    yield* this.reader.iterHashCopies(this.#record(map));
+    const walk = this.reader.iterHashCopies(this.#record(map));
+    try {
+      yield* walk;
+    } catch (error) {
+      throw this.#wrap(map, error);
+    }
   }
 
-  /** Each CPU's value of index `key` of a PERCPU_ARRAY; null beyond `nr_cpu_ids`. */
+  /**
+   * Each CPU's value of index `key` of a PERCPU_ARRAY; null beyond
+   * `nr_cpu_ids`, and null for other types (as on the live backend).
+   */
   readPercpuArray(
     map: BpfMapInfo,
     key: number,
     numCpus: number = this.possibleCpus,
   ): (Uint8Array | null)[] | null {
-    const values = this.reader.readPercpuArray(this.#record(map), key, numCpus);
-    return values ? values.map((v) => this.#copy(v)) : null;
+    if (map.type !== MapType.PERCPU_ARRAY) return null;
+    const record = this.#record(map);
+    return this.#guard(
+      map,
+      () => this.reader.readPercpuArray(record, key, numCpus),
+    );
   }
 
-  /** Every entry of a PERCPU_HASH or LRU_PERCPU_HASH. */
+  /** Every entry of a PERCPU_HASH or LRU_PERCPU_HASH; MapTypeError for other types. */
   *iterPercpuHashMap(
     map: BpfMapInfo,
     numCpus: number = this.possibleCpus,
   ): Iterable<{ key: Uint8Array; values: (Uint8Array | null)[] }> {
-    yield* this.reader.iterPercpuHashCopies(this.#record(map), numCpus);
+    const walk = this.reader.iterPercpuHash(this.#record(map), numCpus);
+    try {
+      yield* walk;
+    } catch (error) {
+      throw this.#wrap(map, error);
+    }
   }
 
-  /** Every element of a TASK/INODE/SK/CGRP storage map; owner and key are the owner's kernel address. */
+  /**
+   * Every element of a TASK/INODE/SK/CGRP storage map; owner and key are the
+   * owner's kernel address. MapTypeError for other types.
+   */
   *iterTaskStorage(map: BpfMapInfo): Iterable<LocalStorageEntry> {
     const slab = new CopySlab();
     const scratch = new Uint8Array(8);
     const scratchView = new DataView(scratch.buffer);
-    for (
-      const { owner, value } of this.reader.iterLocalStorage(this.#record(map))
-    ) {
-      scratchView.setBigUint64(0, owner, true);
-      yield {
-        owner: hex(owner),
-        key: slab.copy(scratch, 0, 8),
-        value: slab.copy(value, 0, value.length),
-      };
+    const walk = this.reader.iterLocalStorage(this.#record(map));
+    try {
+      for (const { owner, value } of walk) {
+        scratchView.setBigUint64(0, owner, true);
+        yield {
+          owner: hex(owner),
+          key: slab.copy(scratch, 0, 8),
+          value: slab.copy(value, 0, value.length),
+        };
+      }
+    } catch (error) {
+      throw this.#wrap(map, error);
     }
   }
 
   /** The arena's pages that exist (are mapped in the kernel's arena VM area). */
   readArenaPages(map: BpfMapInfo): ArenaPages {
-    const { pages, notes } = this.reader.readArena(this.#record(map));
-    return {
-      pages: pages.map((p) => ({
-        index: p.index,
-        userAddress: p.userAddress,
-        bytes: p.bytes.slice(),
-      })),
-      totalPages: map.maxEntries,
-      notes,
-    };
+    const record = this.#record(map);
+    const { pages, notes } = this.#guard(
+      map,
+      () => this.reader.readArena(record),
+    );
+    return { pages, totalPages: map.maxEntries, notes };
   }
 
   /** The raw BTF blob of the map's `struct btf`, or null when it has none. */
   loadProgramBtfBytes(map: BpfMapInfo): Uint8Array | null {
-    return this.reader.programBtf(this.#record(map));
+    const record = this.#record(map);
+    return this.#guard(map, () => this.reader.programBtf(record));
   }
 
   /** The map's BTF parsed; program BTF is self-contained, `base` is for split (module) BTF. */
@@ -401,12 +540,12 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     return bytes === null ? null : Btf.parse(bytes, base ? { base } : {});
   }
 
-  /** Unmaps the image if this accessor opened it. */
+  /** Closes the image file if this accessor opened it. */
   close(): void {
     this.#source?.close();
   }
 
-  /** Unmaps the image if this accessor opened it. */
+  /** Closes the image file if this accessor opened it. */
   [Symbol.dispose](): void {
     this.close();
   }

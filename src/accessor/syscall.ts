@@ -57,6 +57,11 @@ import type { Btf } from "../btf/btf.ts";
 import { loadBtfById } from "../btf/load.ts";
 import { recoverFullMapName } from "../btf/map_name.ts";
 import { readArenaPagesLive } from "./arena.ts";
+import {
+  readMapTypeLive,
+  type TypeDump,
+  type TypeReadOptions,
+} from "./maptypes/mod.ts";
 import { iterLocalStorageLive } from "./local_storage.ts";
 import {
   batchEntries,
@@ -315,6 +320,14 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
   /** The running kernel's possible CPUs (`/sys/devices/system/cpu/possible`). */
   get possibleCpus(): number {
     return this.#possibleCpus ??= possibleCpuCount();
+  }
+
+  /** The map read through its type's own reader (see `src/accessor/maptypes`). */
+  readTypeDump(
+    map: BpfMapInfo,
+    options: TypeReadOptions = {},
+  ): TypeDump | null {
+    return readMapTypeLive(map, { accessor: this, ...options });
   }
 
   /** What reads so far had to skip or could only give a torn view of. */

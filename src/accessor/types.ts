@@ -5,6 +5,7 @@
  */
 
 import type { Btf } from "../btf/btf.ts";
+import type { TypeDump, TypeReadOptions } from "./maptypes/mod.ts";
 
 /** One BPF map, as every backend reports it. */
 export interface BpfMapInfo {
@@ -223,6 +224,15 @@ export interface BpfMapAccessor {
    * none. `base` (vmlinux BTF) is needed for split (kernel module) BTF.
    */
   loadProgramBtf(map: BpfMapInfo, base?: Btf): Btf | null;
+  /**
+   * The contents of a map whose type has its own reader (ring buffers,
+   * queues and stacks, bloom filters, fd slots, stack traces, maps of maps,
+   * struct_ops), tagged by reader; an `unreadable` result for a type bpfmap
+   * does not know. Null for the types read through the methods above (hash
+   * and array families, local storage, arena), and for types this backend
+   * has no reader for yet.
+   */
+  readTypeDump(map: BpfMapInfo, options?: TypeReadOptions): TypeDump | null;
   /**
    * What reads so far had to skip (maps, buckets, elements, pages), oldest
    * first. Callers that must not lose data check it after reading.

@@ -26,7 +26,12 @@
  *    ENUM as signed and prints unknown ENUM64 values as signed 64-bit.
  * 7. TYPE_TAG is followed like a qualifier (bpftool: unsupported kind);
  *    FWD, FUNC, FUNC_PROTO and void render as `null` instead of failing.
- * 8. Unnamed non-composite members (padding bitfields) are skipped.
+ * 8. A member without a name that is not an anonymous struct/union (tuple
+ *    keys from tracing tools, unnamed bitfields) is kept under the key
+ *    `"#N"`, N its 0-based position among the object's fields (see
+ *    {@linkcode unnamedMemberKey}); bpftool repeats the key `""`, so JSON
+ *    readers keep only the last one. {@linkcode formatValue} shows these
+ *    members positionally, without a key.
  * 9. Arrays of zero-sized elements render as `[]`.
  *
  * Everything else follows bpftool: ints by their encoding, `bool` as
@@ -74,19 +79,38 @@ export interface PercpuRenderedValue {
   value: RenderedValue;
 }
 
-function hexOf(bytes: Uint8Array): string {
+/** A little-endian value's bytes as `0x...` hex, leading zeros dropped. */
+export function hexOf(bytes: Uint8Array): string {
   return "0x" +
     Array.from(bytes).reverse().map((b) => b.toString(16).padStart(2, "0"))
       .join("").replace(/^0+(?=.)/, "");
 }
 
-function half(bits: number): number {
+/** An IEEE half-precision float from its 16 bits. */
+export function half(bits: number): number {
   const sign = bits & 0x8000 ? -1 : 1;
   const exponent = (bits >>> 10) & 0x1f;
   const fraction = bits & 0x3ff;
   if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
   if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
   return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+}
+
+/**
+ * The JSON key of an unnamed non-anonymous-struct member: `#` and its
+ * position among the object's fields. `#` cannot begin a C identifier, so
+ * the key never collides with a named member, and the position keeps the
+ * key unique where bpftool repeats `""` (which JSON readers collapse).
+ */
+export function unnamedMemberKey(position: number): string {
+  return `#${position}`;
+}
+
+const UNNAMED_KEY = /^#\d+$/;
+
+/** Whether `key` is {@linkcode unnamedMemberKey}'s (text shows it positionally). */
+export function isUnnamedMemberKey(key: string): boolean {
+  return UNNAMED_KEY.test(key);
 }
 
 class Renderer {
@@ -311,20 +335,28 @@ class Renderer {
     return out;
   }
 
+  /**
+   * Adds the members to `out`. `position` counts the fields written into
+   * `out` so far, across lifted anonymous structs, so that an unnamed
+   * member's positional key is unique within its object.
+   */
   #members(
     members: BtfMember[],
     at: number,
     out: { [name: string]: RenderedValue },
     depth: number,
+    position = { next: 0 },
   ): void {
     const btf = this.#btf;
     for (const m of members) {
       const memberAt = at + (m.bitOffset >> 3);
       const shift = m.bitOffset & 7;
       const resolved = btf.type(btf.resolve(m.type));
-      if (m.name === "" && !this.#compat) {
+      let name = m.name;
+      if (name === "" && !this.#compat) {
         if (
-          resolved.kind === BtfKind.STRUCT || resolved.kind === BtfKind.UNION
+          (resolved.kind === BtfKind.STRUCT ||
+            resolved.kind === BtfKind.UNION) && m.bitfieldSize === 0
         ) {
           if (depth > MAX_TYPE_DEPTH) {
             throw new BtfError(
@@ -334,10 +366,14 @@ class Renderer {
           }
           this.#spend(resolved.id);
           this.#need(resolved.id, memberAt, resolved.size);
-          this.#members(resolved.members, memberAt, out, depth + 1);
+          this.#members(resolved.members, memberAt, out, depth + 1, position);
+          continue;
         }
-        continue;
+        // Tracing tools emit unnamed scalar and array members (tuple keys);
+        // dropping them would lose values and make distinct keys look equal.
+        name = unnamedMemberKey(position.next);
       }
+      position.next++;
       if (m.bitfieldSize > 0) {
         this.#spend(resolved.id);
         if (this.#compat) {
@@ -346,10 +382,10 @@ class Renderer {
             memberAt,
             Math.ceil((shift + m.bitfieldSize) / 8),
           );
-          out[m.name] = "0x" +
+          out[name] = "0x" +
             this.#bits(memberAt, shift, m.bitfieldSize, false).toString(16);
         } else if (resolved.kind === BtfKind.INT) {
-          out[m.name] = this.#int(resolved, memberAt, shift, m.bitfieldSize);
+          out[name] = this.#int(resolved, memberAt, shift, m.bitfieldSize);
         } else if (
           resolved.kind === BtfKind.ENUM || resolved.kind === BtfKind.ENUM64
         ) {
@@ -365,13 +401,13 @@ class Renderer {
             (resolved.kind === BtfKind.ENUM &&
               resolved.values.some((v) => v.value >= top));
           const value = this.#bits(memberAt, shift, m.bitfieldSize, signed);
-          out[m.name] = this.#enumValue(resolved.id, value, resolved.size);
+          out[name] = this.#enumValue(resolved.id, value, resolved.size);
         } else {
-          out[m.name] = null;
+          out[name] = null;
         }
         continue;
       }
-      out[m.name] = this.render(m.type, memberAt, shift, depth + 1);
+      out[name] = this.render(m.type, memberAt, shift, depth + 1);
     }
   }
 }
@@ -475,7 +511,8 @@ function formatScalar(value: RenderedValue): string | undefined {
   }
 }
 
-function formatKey(key: string): string {
+/** How {@linkcode formatValue} writes a member name (quoted unless a C-like name). */
+export function formatKey(key: string): string {
   return /^[A-Za-z_.][A-Za-z0-9_.]*$/.test(key) ? key : JSON.stringify(key);
 }
 
@@ -496,7 +533,9 @@ function formatAt(
   } else {
     const record = value as { [name: string]: RenderedValue };
     parts = Object.keys(record).map((key) =>
-      `${formatKey(key)} = ${formatAt(record[key]!, inner, options)}`
+      isUnnamedMemberKey(key)
+        ? formatAt(record[key]!, inner, options)
+        : `${formatKey(key)} = ${formatAt(record[key]!, inner, options)}`
     );
     [open, close] = ["{", "}"];
   }

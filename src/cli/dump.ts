@@ -17,7 +17,9 @@ import {
   mapTypeName,
   PERCPU_MAP_TYPES,
 } from "../sys/constants.ts";
-import type { OutputWriter } from "./writer.ts";
+import { OutputError, type OutputWriter } from "./writer.ts";
+import { writeTypeDump } from "./dump_types.ts";
+import { canWriteTyped, type EntryPlans, writeTypedRun } from "./typed_dump.ts";
 
 /**
  * Turns raw key/value bytes into typed JSON and text (BTF rendering). When
@@ -33,6 +35,8 @@ export interface EntryRenderer {
   keyText(bytes: Uint8Array): string | undefined;
   /** Text for a value. */
   valueText(bytes: Uint8Array): string | undefined;
+  /** Compiled plans writing the same output, when the types allow. */
+  plans?: EntryPlans | undefined;
 }
 
 /** Options for {@linkcode writeMapDump}. */
@@ -47,6 +51,8 @@ export interface WriteMapDumpOptions {
   cpus: number;
   /** Entries per LOOKUP_BATCH call. */
   batchSize?: number;
+  /** Upper bound on one batch's key + value bytes (memory per batch). */
+  maxBatchBytes?: number;
 }
 
 /** What a dump wrote. */
@@ -55,6 +61,20 @@ export interface DumpCount {
   written: number;
   /** Entries seen but left out by `maxEntries`. */
   omitted: number;
+  /** Entries listed with an error instead of their value. */
+  entryErrors: number;
+  /**
+   * The error that stopped the dump, recorded as its last element (JSON
+   * `{"error":"..."}`, text `error: ...`), so the output stays a complete
+   * document. Absent when the dump finished.
+   */
+  stoppedBy?: unknown;
+}
+
+/** One line for an error, as dumps record it. */
+export function errorLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error))
+    .replaceAll("\n", " ");
 }
 
 /** Why a map's contents cannot be listed, or undefined when they can. */
@@ -75,10 +95,10 @@ function batchesOf(
   map: BpfMapInfo,
   options: WriteMapDumpOptions,
 ): Iterable<EntryBatch> {
-  return accessor.iterEntryBatches(
-    map,
-    options.batchSize ? { batchSize: options.batchSize } : {},
-  );
+  return accessor.iterEntryBatches(map, {
+    ...(options.batchSize ? { batchSize: options.batchSize } : {}),
+    ...(options.maxBatchBytes ? { maxBatchBytes: options.maxBatchBytes } : {}),
+  });
 }
 
 /**
@@ -94,56 +114,129 @@ export function writeMapDump(
   map: BpfMapInfo,
   options: WriteMapDumpOptions,
 ): DumpCount {
-  const reason = unlistableReason(map);
-  if (reason) {
-    throw new Error(`Cannot dump map "${map.name}" (id ${map.id}): ${reason}`);
+  // Types with their own reader read everything before writing, so a failed
+  // read leaves nothing on stdout; the keyed path below streams instead.
+  const typed = writeTypeDump(out, accessor, map, options);
+  if (typed) return { ...typed, entryErrors: 0 };
+  const count: DumpCount = { written: 0, omitted: 0, entryErrors: 0 };
+  if (options.json) out.ascii("[");
+  try {
+    const reason = unlistableReason(map);
+    if (reason) {
+      throw new Error(
+        `Cannot dump map "${map.name}" (id ${map.id}): ${reason}`,
+      );
+    }
+    if (map.type === MapType.QUEUE || map.type === MapType.STACK) {
+      throw new Error(
+        `Cannot dump map "${map.name}" (id ${map.id}): a ${
+          mapTypeName(map.type)
+        } shows only its head, and reading it would need a peek; use bpftool map peek`,
+      );
+    }
+    if (LOCAL_STORAGE_MAP_TYPES.has(map.type)) {
+      writeLocalStorage(out, accessor, map, options, count);
+    } else if (map.type === MapType.ARENA) {
+      writeArena(out, accessor, map, options, count);
+    } else {
+      writeKeyed(out, accessor, map, options, count);
+    }
+  } catch (error) {
+    if (error instanceof OutputError) throw error;
+    // Close the document with the error as its last element: whatever was
+    // already written stays valid, and the caller reports the failure.
+    count.stoppedBy = error;
+    if (options.json) {
+      out.ascii(count.written + count.entryErrors === 0 ? "" : ",");
+      out.text(`{"error":${JSON.stringify(errorLine(error))}}]\n`);
+    } else {
+      out.text(`error: ${errorLine(error)}\n`);
+    }
+    return count;
   }
-  if (LOCAL_STORAGE_MAP_TYPES.has(map.type)) {
-    return writeLocalStorage(out, accessor, map, options);
+  if (options.json) {
+    out.ascii("]\n");
+  } else if (map.type !== MapType.ARENA) {
+    const { written, omitted, entryErrors } = count;
+    const listed = written + entryErrors;
+    out.ascii(`Found ${listed} element${listed === 1 ? "" : "s"}`);
+    const notes = [
+      ...(entryErrors > 0 ? [`${entryErrors} unreadable`] : []),
+      ...(omitted > 0 ? [`${omitted} more not shown`] : []),
+    ];
+    out.ascii(notes.length > 0 ? ` (${notes.join(", ")})\n` : "\n");
   }
-  if (map.type === MapType.ARENA) {
-    return writeArena(out, accessor, map, options);
-  }
-  if (map.type === MapType.QUEUE || map.type === MapType.STACK) {
-    throw new Error(
-      `Cannot dump map "${map.name}" (id ${map.id}): a ${
-        mapTypeName(map.type)
-      } shows only its head, and reading it would need a peek; use bpftool map peek`,
-    );
-  }
+  return count;
+}
+
+function writeKeyed(
+  out: OutputWriter,
+  accessor: BpfMapAccessor,
+  map: BpfMapInfo,
+  options: WriteMapDumpOptions,
+  count: DumpCount,
+): void {
   const percpu = PERCPU_MAP_TYPES.has(map.type);
   const limit = options.maxEntries ?? Number.POSITIVE_INFINITY;
   const renderer = options.renderer;
   const stride = percpuStride(map.valueSize);
-  let written = 0;
-  let omitted = 0;
-  if (options.json) out.ascii("[");
+  const typedShape = {
+    keySize: map.keySize,
+    valueSize: map.valueSize,
+    valueStride: 0,
+    cpus: percpu ? options.cpus : 0,
+  };
   for (const batch of batchesOf(accessor, map, options)) {
-    if (options.json && !renderer && written + batch.count <= limit) {
+    const shown = count.written + count.entryErrors;
+    if (
+      options.json && !renderer && !batch.errors && shown + batch.count <= limit
+    ) {
       out.jsonKeyValueRun(batch.keys, batch.values, batch.count, {
         keySize: batch.keySize,
         valueSize: map.valueSize,
         valueStride: batch.valueStride,
         cpus: percpu ? options.cpus : 0,
-      }, written === 0);
-      written += batch.count;
+      }, shown === 0);
+      count.written += batch.count;
+      continue;
+    }
+    if (
+      renderer?.plans && !batch.errors && shown + batch.count <= limit &&
+      canWriteTyped(out, renderer.plans, typedShape, options.json)
+    ) {
+      writeTypedRun(
+        out,
+        batch,
+        { ...typedShape, valueStride: batch.valueStride },
+        renderer.plans,
+        options.json,
+        shown === 0,
+      );
+      count.written += batch.count;
       continue;
     }
     for (let i = 0; i < batch.count; i++) {
-      if (written >= limit) {
-        omitted += batch.count - i;
+      if (count.written + count.entryErrors >= limit) {
+        count.omitted += batch.count - i;
         break;
       }
       const key = batch.keys.subarray(
         i * batch.keySize,
         (i + 1) * batch.keySize,
       );
+      const failure = batch.errors?.[i];
+      if (failure) {
+        writeEntryError(out, key, failure, options.json, count);
+        continue;
+      }
       const value = batch.values.subarray(
         i * batch.valueStride,
         (i + 1) * batch.valueStride,
       );
       if (options.json) {
-        out.ascii(written === 0 ? '{"key":' : ',{"key":');
+        out.ascii(
+          count.written + count.entryErrors === 0 ? '{"key":' : ',{"key":',
+        );
         out.jsonHexArray(key);
         if (percpu) {
           out.ascii(',"values":[');
@@ -186,16 +279,33 @@ export function writeMapDump(
           options.cpus,
         );
       }
-      written++;
+      count.written++;
     }
   }
-  if (options.json) {
-    out.ascii("]\n");
+}
+
+/**
+ * An entry whose key was listed but whose value could not be read, as
+ * bpftool shows it: `{"key":[...],"value":{"error":"..."}}`, text
+ * `key: .. error: ..`.
+ */
+function writeEntryError(
+  out: OutputWriter,
+  key: Uint8Array,
+  failure: string,
+  json: boolean,
+  count: DumpCount,
+): void {
+  if (json) {
+    out.ascii(count.written + count.entryErrors === 0 ? '{"key":' : ',{"key":');
+    out.jsonHexArray(key);
+    out.text(`,"value":{"error":${JSON.stringify(failure)}}}`);
   } else {
-    out.ascii(`Found ${written} element${written === 1 ? "" : "s"}`);
-    out.ascii(omitted > 0 ? ` (${omitted} more not shown)\n` : "\n");
+    out.ascii("key: ");
+    out.plainHex(key);
+    out.text(`  error: ${failure}\n`);
   }
-  return { written, omitted };
+  count.entryErrors++;
 }
 
 function writeFormattedJson(
@@ -279,18 +389,16 @@ function writeLocalStorage(
   accessor: BpfMapAccessor,
   map: BpfMapInfo,
   options: WriteMapDumpOptions,
-): DumpCount {
+  count: DumpCount,
+): void {
   const limit = options.maxEntries ?? Number.POSITIVE_INFINITY;
-  let written = 0;
-  let omitted = 0;
-  if (options.json) out.ascii("[");
   for (const entry of accessor.iterTaskStorage(map)) {
-    if (written >= limit) {
-      omitted++;
+    if (count.written >= limit) {
+      count.omitted++;
       continue;
     }
     if (options.json) {
-      out.ascii(written === 0 ? "{" : ",{");
+      out.ascii(count.written === 0 ? "{" : ",{");
       out.text(`"owner":${JSON.stringify(entry.owner)},"key":`);
       out.jsonHexArray(entry.key);
       out.ascii(',"value":');
@@ -309,11 +417,8 @@ function writeLocalStorage(
       else out.plainHex(entry.value);
       out.ascii("\n");
     }
-    written++;
+    count.written++;
   }
-  if (options.json) out.ascii("]\n");
-  else out.ascii(`Found ${written} element${written === 1 ? "" : "s"}\n`);
-  return { written, omitted };
 }
 
 function writeArena(
@@ -321,12 +426,14 @@ function writeArena(
   accessor: BpfMapAccessor,
   map: BpfMapInfo,
   options: WriteMapDumpOptions,
-): DumpCount {
+  count: DumpCount,
+): void {
   const arena = accessor.readArenaPages(map);
   const limit = options.maxEntries ?? Number.POSITIVE_INFINITY;
   const shown = arena.pages.slice(0, Math.min(arena.pages.length, limit));
+  count.written = shown.length;
+  count.omitted = arena.pages.length - shown.length;
   if (options.json) {
-    out.ascii("[");
     shown.forEach((page, i) => {
       out.ascii(
         `${i === 0 ? "" : ","}{"page":${page.index},"address":"0x${
@@ -336,7 +443,6 @@ function writeArena(
       out.jsonHexArray(page.bytes);
       out.ascii("}");
     });
-    out.ascii("]\n");
   } else {
     for (const note of arena.notes) out.text(`# ${note}\n`);
     for (const page of shown) {
@@ -355,5 +461,4 @@ function writeArena(
       } of ${arena.totalPages}\n`,
     );
   }
-  return { written: shown.length, omitted: arena.pages.length - shown.length };
 }

@@ -9,7 +9,9 @@ import type { BpfMapAccessor, BpfMapInfo } from "../accessor/types.ts";
 import type { Btf } from "../btf/btf.ts";
 import { toJson } from "../btf/json.ts";
 import { formatValue, type RenderedValue, renderValue } from "../btf/render.ts";
+import { compileValuePlan } from "../btf/plan.ts";
 import type { EntryRenderer } from "./dump.ts";
+import type { EntryPlans } from "./typed_dump.ts";
 
 function attempt(render: () => RenderedValue): RenderedValue | undefined {
   try {
@@ -52,6 +54,7 @@ export function btfRenderer(
   const value = (bytes: Uint8Array): RenderedValue | undefined =>
     attempt(() => renderValue(typed, valueType, bytes));
   return {
+    plans: plansFor(typed, map),
     keyJson(bytes): string | undefined {
       const rendered = key(bytes);
       return rendered === undefined ? undefined : toJson(rendered);
@@ -69,4 +72,13 @@ export function btfRenderer(
       return rendered === undefined ? undefined : formatValue(rendered);
     },
   };
+}
+
+/** Plans for the map's key and value, or undefined when either type needs the renderer. */
+function plansFor(btf: Btf, map: BpfMapInfo): EntryPlans | undefined {
+  const value = compileValuePlan(btf, map.btfValueTypeId, map.valueSize);
+  if (!value) return undefined;
+  if (map.btfKeyTypeId === 0) return { key: undefined, value };
+  const key = compileValuePlan(btf, map.btfKeyTypeId, map.keySize);
+  return key ? { key, value } : undefined;
 }

@@ -7,14 +7,10 @@
  */
 
 import { BpfmapError } from "../errors.ts";
-import {
-  GuestMemMapAccessor,
-  loadGuestKernelFiles,
-} from "../accessor/guest.ts";
 import { BpfSyscallAccessor } from "../accessor/syscall.ts";
 import type { BpfMapAccessor } from "../accessor/types.ts";
-import { QmpClient } from "../guest/qmp.ts";
-import { possibleCpuCount } from "../sys/cpus.ts";
+import type { QmpClient } from "../guest/qmp.ts";
+import type { Context } from "./context.ts";
 
 /** A data source opened for one command. */
 export interface Source {
@@ -56,10 +52,13 @@ export class SourceUsageError extends BpfmapError {
 }
 
 /**
- * Opens the source the options name, runs `body` with it and closes it
- * again; a guest frozen through QMP is resumed even when `body` fails.
+ * Opens the source the options name (or takes `context.io.accessor`), runs
+ * `body` with it and closes it again. A guest frozen through QMP is resumed
+ * on every way out: success, error, and SIGINT/SIGTERM/SIGHUP (then the
+ * process exits with 128 + the signal's number once `cont` is answered).
  */
 export async function withSource<T>(
+  context: Context,
   values: Record<string, string | boolean | undefined>,
   body: (source: Source) => T | Promise<T>,
 ): Promise<T> {
@@ -94,36 +93,111 @@ export async function withSource<T>(
       "--qmp freezes a guest: give --guest-mem FILE or --guest-core FILE too",
     );
   }
-  if (mem === undefined && core === undefined) {
+  const given = context.io.accessor;
+  if (given !== undefined) {
     return await body({
-      accessor: new BpfSyscallAccessor(),
-      cpus: possibleCpuCount(),
+      accessor: given,
+      cpus: given.possibleCpus,
+      description: "the accessor given to the CLI",
+    });
+  }
+  if (mem === undefined && core === undefined) {
+    const accessor = new BpfSyscallAccessor();
+    return await body({
+      accessor,
+      cpus: accessor.possibleCpus,
       description: "live kernel",
     });
   }
   const path = (mem ?? core)!;
-  const qmp = qmpPath === undefined
-    ? null
-    : await QmpClient.connect(qmpPath, { timeoutMs: 5000 });
-  try {
-    await qmp?.stop();
-    const options = loadGuestKernelFiles(files);
-    using accessor = mem !== undefined
-      ? GuestMemMapAccessor.openRamFile(path, options)
-      : GuestMemMapAccessor.openCore(path, options);
-    return await body({
-      accessor,
-      cpus: accessor.cpuCount,
-      description: `guest ${
-        mem !== undefined ? "memory" : "core"
-      } ${path} (kernel ${accessor.release})`,
-    });
-  } finally {
-    if (qmp !== null) {
+  await using _frozen = qmpPath === undefined
+    ? undefined
+    : await FrozenGuest.freeze(qmpPath);
+  // The guest backend (src/guest, a dozen modules) is loaded only when a
+  // guest is asked for, so live commands do not pay for it at start-up.
+  const { GuestMemMapAccessor, loadGuestKernelFiles } = await import(
+    "../accessor/guest.ts"
+  );
+  const options = loadGuestKernelFiles(files);
+  using accessor = mem !== undefined
+    ? GuestMemMapAccessor.openRamFile(path, options)
+    : GuestMemMapAccessor.openCore(path, options);
+  return await body({
+    accessor,
+    cpus: accessor.cpuCount,
+    description: `guest ${
+      mem !== undefined ? "memory" : "core"
+    } ${path} (kernel ${accessor.release})`,
+  });
+}
+
+/** Signals that must not leave a guest paused. */
+const RESUME_ON: readonly Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+const SIGNAL_NUMBER: Readonly<Record<string, number>> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGTERM: 15,
+};
+
+/**
+ * A guest paused through QMP for the length of a read. Owns the QMP
+ * connection; disposing resumes the guest (`cont`) and closes it. A signal
+ * during the read resumes the guest, then exits.
+ */
+class FrozenGuest implements AsyncDisposable {
+  readonly #qmp: QmpClient;
+  /** The last command sent; the next waits for it (one reader on the socket). */
+  #inFlight: Promise<unknown> = Promise.resolve();
+  #resumed: Promise<void> | undefined;
+  readonly #listeners: { signal: Deno.Signal; listener: () => void }[] = [];
+
+  private constructor(qmp: QmpClient) {
+    this.#qmp = qmp;
+  }
+
+  /** Connects to `path` and pauses the guest. */
+  static async freeze(path: string): Promise<FrozenGuest> {
+    const { QmpClient } = await import("../guest/qmp.ts");
+    const qmp = await QmpClient.connect(path, { timeoutMs: 5000 });
+    const frozen = new FrozenGuest(qmp);
+    // Listen before "stop" is sent: from then on the guest may be paused.
+    for (const signal of RESUME_ON) {
+      const listener = (): void => {
+        frozen.#resume().catch(() => {}).finally(() =>
+          Deno.exit(128 + (SIGNAL_NUMBER[signal] ?? 0))
+        );
+      };
+      Deno.addSignalListener(signal, listener);
+      frozen.#listeners.push({ signal, listener });
+    }
+    try {
+      await (frozen.#inFlight = qmp.stop());
+    } catch (error) {
+      await frozen[Symbol.asyncDispose]();
+      throw error;
+    }
+    return frozen;
+  }
+
+  #resume(): Promise<void> {
+    return this.#resumed ??= (async () => {
       try {
-        await qmp.cont();
+        // A reply still owed (to "stop") must be read first.
+        await this.#inFlight.catch(() => {});
+        await this.#qmp.cont();
       } finally {
-        qmp.close();
+        this.#qmp.close();
+      }
+    })();
+  }
+
+  /** Resumes the guest and closes the connection. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      await this.#resume();
+    } finally {
+      for (const { signal, listener } of this.#listeners) {
+        Deno.removeSignalListener(signal, listener);
       }
     }
   }

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { BpfmapError } from "../errors.ts";
+
 const HEX = "0123456789abcdef";
 /** Two lowercase hex digits for every byte. */
 const PLAIN_HEX: Uint8Array = new Uint8Array(512);
@@ -35,7 +37,55 @@ function cpuOpen(cpu: number): Uint8Array {
  * separated, at `at` in `buffer`; returns the new end. The caller has made
  * room (7 bytes a byte).
  */
-function storeQuotedHex(
+export function storeQuotedHex(
+  buffer: Uint8Array,
+  at: number,
+  source: Uint8Array,
+  start: number,
+  count: number,
+): number {
+  if (count === 0) return at;
+  // Three stores a byte (`,"0x`, `NN`, `"`) instead of seven single
+  // bytes: this loop writes most of a large dump.
+  const view = viewOf(buffer);
+  view.setUint32(at, QUOTE_0X, true);
+  view.setUint16(at + 3, HEX_PAIR[source[start]!]!, true);
+  buffer[at + 5] = 0x22;
+  at += 6;
+  for (let b = 1; b < count; b++) {
+    view.setUint32(at, COMMA_QUOTE_0X, true);
+    view.setUint16(at + 4, HEX_PAIR[source[start + b]!]!, true);
+    buffer[at + 6] = 0x22;
+    at += 7;
+  }
+  return at;
+}
+
+/** `"0x` as a little-endian word (the fourth byte is overwritten). */
+const QUOTE_0X = 0x22 | 0x30 << 8 | 0x78 << 16;
+/** `,"0x`. */
+const COMMA_QUOTE_0X = (0x2c | 0x22 << 8 | 0x30 << 16 | 0x78 << 24) >>> 0;
+/** Both hex digits of a byte, little-endian. */
+const HEX_PAIR = new Uint16Array(256);
+for (let byte = 0; byte < 256; byte++) {
+  HEX_PAIR[byte] = HEX_HIGH[byte]! | HEX_LOW[byte]! << 8;
+}
+
+let viewBuffer: Uint8Array | undefined;
+let view: DataView | undefined;
+function viewOf(buffer: Uint8Array): DataView {
+  if (buffer !== viewBuffer) {
+    viewBuffer = buffer;
+    view = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+  }
+  return view!;
+}
+
+/**
+ * Stores `01 02 03` for `count` bytes of `source` from `start` at `at` in
+ * `buffer`; returns the new end. The caller has made room (3 bytes a byte).
+ */
+export function storePlainHex(
   buffer: Uint8Array,
   at: number,
   source: Uint8Array,
@@ -44,16 +94,31 @@ function storeQuotedHex(
 ): number {
   for (let b = 0; b < count; b++) {
     const byte = source[start + b]!;
-    if (b > 0) buffer[at++] = 0x2c;
-    buffer[at] = 0x22;
-    buffer[at + 1] = 0x30;
-    buffer[at + 2] = 0x78;
-    buffer[at + 3] = HEX_HIGH[byte]!;
-    buffer[at + 4] = HEX_LOW[byte]!;
-    buffer[at + 5] = 0x22;
-    at += 6;
+    if (b > 0) buffer[at++] = 0x20;
+    buffer[at] = HEX_HIGH[byte]!;
+    buffer[at + 1] = HEX_LOW[byte]!;
+    at += 2;
   }
   return at;
+}
+
+/**
+ * Writing to the output failed (closed pipe, full disk, closed fd): one line
+ * naming the cause, e.g. `cannot write the output: No space left on device`.
+ * `cause` is the sink's own error.
+ */
+export class OutputError extends BpfmapError {
+  /** Whether the reader went away (EPIPE): a quiet end, not a failure. */
+  readonly brokenPipe: boolean;
+
+  /** @param cause the sink's error */
+  constructor(cause: unknown) {
+    const reason = cause instanceof Error
+      ? cause.message.replace(/ \(os error \d+\)$/, "")
+      : String(cause);
+    super(`cannot write the output: ${reason}`, { cause });
+    this.brokenPipe = cause instanceof Deno.errors.BrokenPipe;
+  }
 }
 
 /** Where bytes go; `Deno.stdout` fits. */
@@ -80,7 +145,11 @@ export class MemorySink implements ByteSink {
 }
 
 /**
- * Buffered output. `flush()` must be called at the end (or use `using`).
+ * Buffered output. Call `end()` when the document is complete: disposing
+ * drops what is still buffered, so a writer abandoned by an error leaves
+ * either nothing or what its owner chose to close the document with. Once a
+ * write to the sink fails, every later write throws the same
+ * {@linkcode OutputError} and nothing more reaches the sink.
  *
  * @example Write JSON hex bytes
  * ```ts ignore
@@ -88,6 +157,7 @@ export class MemorySink implements ByteSink {
  * out.text("[");
  * out.jsonHexArray(new Uint8Array([1, 2]));
  * out.text("]\n");
+ * out.end();
  * ```
  */
 export class OutputWriter implements Disposable {
@@ -95,6 +165,8 @@ export class OutputWriter implements Disposable {
   readonly #buffer: Uint8Array;
   #length = 0;
   readonly #encoder = new TextEncoder();
+  #flushed = false;
+  #failure: OutputError | undefined;
 
   /**
    * @param sink where full chunks are written
@@ -112,8 +184,18 @@ export class OutputWriter implements Disposable {
   /** Appends text (any size). */
   text(value: string): void {
     if (value.length * 3 > this.#buffer.length) {
-      this.flush();
-      writeAll(this.#sink, this.#encoder.encode(value));
+      // Longer than the buffer: encode it in pieces, never splitting a
+      // surrogate pair, so memory stays one chunk whatever the text.
+      const piece = Math.max(1, Math.floor(this.#buffer.length / 3));
+      for (let start = 0; start < value.length;) {
+        let end = Math.min(value.length, start + piece);
+        const last = value.charCodeAt(end - 1);
+        if (end < value.length && last >= 0xd800 && last < 0xdc00) {
+          end = end - 1 > start ? end - 1 : end + 1;
+        }
+        this.text(value.slice(start, end));
+        start = end;
+      }
       return;
     }
     this.#reserve(value.length * 3);
@@ -265,20 +347,80 @@ export class OutputWriter implements Disposable {
     }
   }
 
-  /** Writes out what is buffered. */
+  /** Whether any byte has reached the sink (so dropping the buffer cannot undo the output). */
+  get flushedAny(): boolean {
+    return this.#flushed;
+  }
+
+  /** Most bytes one {@linkcode OutputWriter.claim} can ask for. */
+  get capacity(): number {
+    return this.#buffer.length;
+  }
+
+  /**
+   * Makes room for `maxBytes` (at most `capacity`) and returns where they go
+   * in {@linkcode OutputWriter.bytes}; `commit` the new end after storing.
+   * For encoders that write bytes directly, like the typed dump's plans.
+   */
+  claim(maxBytes: number): number {
+    this.#reserve(maxBytes);
+    return this.#length;
+  }
+
+  /** The buffer `claim` positions refer to. */
+  get bytes(): Uint8Array {
+    return this.#buffer;
+  }
+
+  /** Ends a `claim`: everything up to `end` is output. */
+  commit(end: number): void {
+    this.#length = end;
+  }
+
+  /** Writes out what is buffered; throws {@linkcode OutputError} when the sink fails. */
   flush(): void {
+    if (this.#failure) throw this.#failure;
     if (this.#length === 0) return;
-    writeAll(this.#sink, this.#buffer.subarray(0, this.#length));
+    const chunk = this.#buffer.subarray(0, this.#length);
+    this.#length = 0;
+    this.#flushed = true;
+    try {
+      writeAll(this.#sink, chunk);
+    } catch (error) {
+      this.#failure = error instanceof OutputError
+        ? error
+        : new OutputError(error);
+      throw this.#failure;
+    }
+  }
+
+  /** Flushes the finished document. */
+  end(): void {
+    this.flush();
+  }
+
+  /** Drops what is buffered (the document is abandoned); never throws. */
+  discard(): void {
     this.#length = 0;
   }
 
-  /** Flushes. */
+  /** Discards: a writer left without `end()` was abandoned by an error. */
   [Symbol.dispose](): void {
-    this.flush();
+    this.discard();
   }
 }
 
-function writeAll(sink: ByteSink, bytes: Uint8Array): void {
+/** Writes all of `bytes` to `sink`; a sink error becomes an {@linkcode OutputError}. */
+export function writeAll(sink: ByteSink, bytes: Uint8Array): void {
   let done = 0;
-  while (done < bytes.length) done += sink.writeSync(bytes.subarray(done));
+  try {
+    while (done < bytes.length) done += sink.writeSync(bytes.subarray(done));
+  } catch (error) {
+    throw error instanceof OutputError ? error : new OutputError(error);
+  }
+}
+
+/** Writes `text` (UTF-8) to `sink` in full. */
+export function writeText(sink: ByteSink, text: string): void {
+  writeAll(sink, new TextEncoder().encode(text));
 }

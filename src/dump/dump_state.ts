@@ -1,11 +1,17 @@
 /**
- * Builds a failure-dump report from any {@linkcode BpfMapAccessor}.
+ * Reads a failure dump from any {@linkcode BpfMapAccessor}: every map, in
+ * order, into a {@linkcode FailureDumpSink} (streamed) or one report object.
  *
  * @module
  */
 
-import type { BpfMapAccessor, BpfMapInfo } from "../accessor/types.ts";
+import type {
+  BpfMapAccessor,
+  BpfMapInfo,
+  EntryBatch,
+} from "../accessor/types.ts";
 import { Btf } from "../btf/btf.ts";
+import { describeMap } from "../errors.ts";
 import { BtfKind } from "../btf/kind.ts";
 import { recoverFullMapName } from "../btf/map_name.ts";
 import {
@@ -22,8 +28,12 @@ import type { PercpuRenderedValue } from "../btf/render.ts";
 import {
   type DumpEntry,
   FAILURE_DUMP_SCHEMA,
+  type FailureDumpHeader,
   type FailureDumpReport,
-  type MapDump,
+  type FailureDumpSink,
+  type MapDumpHead,
+  type MapDumpKind,
+  type MapDumpTail,
 } from "./report.ts";
 
 /** Options for {@linkcode dumpState}. */
@@ -46,6 +56,17 @@ export interface DumpStateOptions {
   kernelBtf?: Btf;
   /** Called before each map is read (progress lines for long dumps). */
   onMap?: (index: number, total: number, map: BpfMapInfo) => void;
+}
+
+/** How a failure dump went, beyond what its report says. */
+export interface FailureDumpSummary {
+  /** Why no map could be listed, when that failed (the report is then empty). */
+  listError?: string;
+  /**
+   * One line per thing the report had to leave out: a map's read errors and
+   * what the accessor recorded in `problems()`.
+   */
+  skipped: string[];
 }
 
 function hex(bytes: Uint8Array): string {
@@ -81,6 +102,24 @@ const HASH_TYPES: ReadonlySet<number> = new Set([
 const PERCPU_HASH_TYPES: ReadonlySet<number> = new Set([
   MapType.PERCPU_HASH,
   MapType.LRU_PERCPU_HASH,
+]);
+/** Other maps `iterEntryBatches` lists by key: values shown as raw bytes. */
+const OTHER_KEYED_TYPES: ReadonlySet<number> = new Set([
+  MapType.STACK_TRACE,
+  MapType.LPM_TRIE,
+  MapType.ARRAY_OF_MAPS,
+  MapType.HASH_OF_MAPS,
+  MapType.PROG_ARRAY,
+  MapType.PERF_EVENT_ARRAY,
+  MapType.CGROUP_ARRAY,
+  MapType.DEVMAP,
+  MapType.DEVMAP_HASH,
+  MapType.CPUMAP,
+  MapType.XSKMAP,
+  MapType.SOCKMAP,
+  MapType.SOCKHASH,
+  MapType.REUSEPORT_SOCKARRAY,
+  MapType.CGROUP_STORAGE,
 ]);
 
 /** Renders bytes by BTF type, or hex when there is no type. */
@@ -124,32 +163,23 @@ class MapDumper {
     this.#kernelBtf = kernelBtf;
   }
 
-  dump(map: BpfMapInfo): MapDump {
-    const out: MapDump = {
-      id: map.id,
-      name: map.name,
-      type: map.type,
-      typeName: String(mapTypeName(map.type)),
-      keySize: map.keySize,
-      valueSize: map.valueSize,
-      maxEntries: map.maxEntries,
-      flags: map.flags,
-      btfId: map.btfId,
-      frozen: map.frozen,
-      kind: "unsupported",
-      entries: [],
-      omittedEntries: 0,
-      notes: [],
-      errors: [],
-    };
-    if (map.fullName) out.fullName = map.fullName;
+  /** Streams one map into `sink`; a map that cannot be read gets its errors, never a throw. */
+  dump(
+    map: BpfMapInfo,
+    sink: FailureDumpSink,
+  ): { tail: MapDumpTail; unreadable: number } {
+    const tail: MapDumpTail = { omittedEntries: 0, notes: [], errors: [] };
+    // The kernel name is the full name unless it was truncated.
+    let fullName = map.fullName && map.fullName !== map.name
+      ? map.fullName
+      : undefined;
     let btf: Btf | undefined;
     try {
       btf = this.#loadBtf(map);
     } catch (error) {
-      out.errors.push(`Cannot load BTF ${map.btfId}: ${message(error)}`);
+      tail.errors.push(`Cannot load BTF ${map.btfId}: ${message(error)}`);
     }
-    if (btf && !out.fullName) {
+    if (btf && fullName === undefined) {
       try {
         const full = recoverFullMapName(
           btf,
@@ -161,17 +191,39 @@ class MapDumper {
             maxEntries: map.maxEntries,
           },
         );
-        if (full && full !== map.name) out.fullName = full;
+        if (full && full !== map.name) fullName = full;
       } catch (error) {
-        out.errors.push(`Cannot recover the full name: ${message(error)}`);
+        tail.errors.push(`Cannot recover the full name: ${message(error)}`);
       }
     }
+    let kind: MapDumpKind = "unsupported";
     try {
-      this.#contents(map, new Typer(btf), out);
+      kind = kindOf(map, btf);
     } catch (error) {
-      out.errors.push(`Cannot read contents: ${message(error)}`);
+      tail.errors.push(`Cannot tell the map's layout: ${message(error)}`);
     }
-    return out;
+    sink.mapStart({
+      id: map.id,
+      name: map.name,
+      ...(fullName !== undefined ? { fullName } : {}),
+      type: map.type,
+      typeName: String(mapTypeName(map.type)),
+      keySize: map.keySize,
+      valueSize: map.valueSize,
+      maxEntries: map.maxEntries,
+      flags: map.flags,
+      btfId: map.btfId,
+      frozen: map.frozen,
+      kind,
+    });
+    const emitter = new EntryEmitter(sink, tail);
+    try {
+      this.#contents(map, kind, new Typer(btf), tail, emitter);
+    } catch (error) {
+      tail.errors.push(`Cannot read contents: ${message(error)}`);
+    }
+    sink.mapEnd(tail);
+    return { tail, unreadable: emitter.unreadable };
   }
 
   #loadBtf(map: BpfMapInfo): Btf | undefined {
@@ -187,60 +239,60 @@ class MapDumper {
     }
   }
 
-  /** Renders one entry, keeping a failure as an entry-level error note. */
-  #push(out: MapDump, make: () => DumpEntry): void {
-    try {
-      out.entries.push(make());
-    } catch (error) {
-      out.errors.push(
-        `Cannot render entry ${out.entries.length}: ${message(error)}`,
-      );
-    }
-  }
-
-  #contents(map: BpfMapInfo, typer: Typer, out: MapDump): void {
+  #contents(
+    map: BpfMapInfo,
+    kind: MapDumpKind,
+    typer: Typer,
+    out: MapDumpTail,
+    emit: EntryEmitter,
+  ): void {
     const accessor = this.#accessor;
     const limit = this.#limit;
-    if (isGlobalData(map, typer.btf)) {
-      out.kind = "global-data";
-      const bytes = accessor.readValue(map, 0, map.valueSize);
-      if (!bytes) {
-        out.notes.push("The value could not be read");
-        return;
-      }
-      const btf = typer.btf;
-      if (!btf || map.btfValueTypeId === 0) {
-        out.globals = [{ name: "(no BTF)", value: hex(bytes) }];
-        return;
-      }
-      out.globals = [];
-      for (
-        const variable of btf.datasecVariables(btf.resolve(map.btfValueTypeId))
-      ) {
-        try {
-          out.globals.push({
-            name: variable.name,
-            value: renderValue(
-              btf,
-              variable.type,
-              bytes.subarray(variable.offset, variable.offset + variable.size),
-            ),
-          });
-        } catch (error) {
-          out.errors.push(`Cannot render ${variable.name}: ${message(error)}`);
+    switch (kind) {
+      case "global-data": {
+        const bytes = accessor.readValue(map, 0, map.valueSize);
+        if (!bytes) {
+          out.notes.push("The value could not be read");
+          return;
         }
+        const btf = typer.btf;
+        if (!btf || map.btfValueTypeId === 0) {
+          out.globals = [{ name: "(no BTF)", value: hex(bytes) }];
+          return;
+        }
+        out.globals = [];
+        for (
+          const variable of btf.datasecVariables(
+            btf.resolve(map.btfValueTypeId),
+          )
+        ) {
+          try {
+            out.globals.push({
+              name: variable.name,
+              value: renderValue(
+                btf,
+                variable.type,
+                bytes.subarray(
+                  variable.offset,
+                  variable.offset + variable.size,
+                ),
+              ),
+            });
+          } catch (error) {
+            out.errors.push(
+              `Cannot render ${variable.name}: ${message(error)}`,
+            );
+          }
+        }
+        return;
       }
-      return;
-    }
-    switch (map.type) {
-      case MapType.ARRAY: {
-        out.kind = "array";
+      case "array": {
         const shown = Math.min(map.maxEntries, limit);
         for (let i = 0; i < shown; i++) {
           const value = accessor.readArray(map, i);
           if (!value) continue;
           const key = new Uint8Array(new Uint32Array([i]).buffer);
-          this.#push(out, () => ({
+          emit.push(() => ({
             key: typer.btf && map.btfKeyTypeId
               ? typer.render(map.btfKeyTypeId, key)
               : i,
@@ -250,14 +302,13 @@ class MapDumper {
         out.omittedEntries = map.maxEntries - shown;
         return;
       }
-      case MapType.PERCPU_ARRAY: {
-        out.kind = "percpu-array";
+      case "percpu-array": {
         const shown = Math.min(map.maxEntries, limit);
         for (let i = 0; i < shown; i++) {
           const values = accessor.readPercpuArray(map, i, this.#numCpus);
           if (!values) continue;
           const key = new Uint8Array(new Uint32Array([i]).buffer);
-          this.#push(out, () => ({
+          emit.push(() => ({
             key: typer.btf && map.btfKeyTypeId
               ? typer.render(map.btfKeyTypeId, key)
               : i,
@@ -267,8 +318,7 @@ class MapDumper {
         out.omittedEntries = map.maxEntries - shown;
         return;
       }
-      case MapType.ARENA: {
-        out.kind = "arena";
+      case "arena": {
         const pages = accessor.readArenaPages(map);
         out.arena = {
           presentPages: pages.pages.length,
@@ -279,36 +329,53 @@ class MapDumper {
         out.notes.push(...pages.notes);
         return;
       }
-    }
-    if (HASH_TYPES.has(map.type)) {
-      out.kind = "hash";
-      this.#bounded(out, accessor.iterHashMap(map), (entry) => ({
-        key: typer.render(map.btfKeyTypeId, entry.key),
-        value: typer.render(map.btfValueTypeId, entry.value),
-      }));
-    } else if (PERCPU_HASH_TYPES.has(map.type)) {
-      out.kind = "percpu-hash";
-      this.#bounded(
-        out,
-        accessor.iterPercpuHashMap(map, this.#numCpus),
-        (entry) => ({
+      case "hash":
+        this.#bounded(out, emit, accessor.iterHashMap(map), (entry) => ({
           key: typer.render(map.btfKeyTypeId, entry.key),
-          values: this.#percpu(typer, map, entry.values),
-        }),
-      );
-    } else if (LOCAL_STORAGE_MAP_TYPES.has(map.type)) {
-      out.kind = "local-storage";
-      this.#bounded(out, accessor.iterTaskStorage(map), (entry) => ({
-        owner: entry.owner,
-        key: hex(entry.key),
-        value: typer.render(map.btfValueTypeId, entry.value),
-      }));
-    } else {
-      out.notes.push(
-        `Contents of ${
-          mapTypeName(map.type)
-        } maps are not read by the failure dump`,
-      );
+          value: typer.render(map.btfValueTypeId, entry.value),
+        }));
+        return;
+      case "percpu-hash":
+        this.#bounded(
+          out,
+          emit,
+          accessor.iterPercpuHashMap(map, this.#numCpus),
+          (entry) => ({
+            key: typer.render(map.btfKeyTypeId, entry.key),
+            values: this.#percpu(typer, map, entry.values),
+          }),
+        );
+        return;
+      case "local-storage":
+        this.#bounded(out, emit, accessor.iterTaskStorage(map), (entry) => ({
+          owner: entry.owner,
+          key: hex(entry.key),
+          value: typer.render(map.btfValueTypeId, entry.value),
+        }));
+        return;
+      case "keyed":
+        this.#bounded(
+          out,
+          emit,
+          batchEntries(accessor.iterEntryBatches(map)),
+          (entry) =>
+            entry.error === null
+              ? {
+                key: typer.render(map.btfKeyTypeId, entry.key),
+                value: typer.render(map.btfValueTypeId, entry.value),
+              }
+              : {
+                key: typer.render(map.btfKeyTypeId, entry.key),
+                error: entry.error,
+              },
+        );
+        return;
+      default:
+        out.notes.push(
+          `Contents of ${
+            mapTypeName(map.type)
+          } maps are not read by the failure dump`,
+        );
     }
   }
 
@@ -328,13 +395,14 @@ class MapDumper {
   }
 
   #bounded<T>(
-    out: MapDump,
+    out: MapDumpTail,
+    emit: EntryEmitter,
     items: Iterable<T>,
     make: (item: T) => DumpEntry,
   ): void {
     let seen = 0;
     for (const item of items) {
-      if (seen < this.#limit) this.#push(out, () => make(item));
+      if (seen < this.#limit) emit.push(() => make(item));
       seen++;
       if (seen >= this.#limit + this.#countLimit) {
         out.notes.push(`Stopped counting after ${seen} entries`);
@@ -345,13 +413,183 @@ class MapDumper {
   }
 }
 
+/** Entries one at a time from batches; the views are valid until the next one. */
+function* batchEntries(
+  batches: Iterable<EntryBatch>,
+): Generator<
+  { key: Uint8Array; value: Uint8Array; error: string | null },
+  void,
+  undefined
+> {
+  for (const batch of batches) {
+    for (let i = 0; i < batch.count; i++) {
+      yield {
+        key: batch.keys.subarray(i * batch.keySize, (i + 1) * batch.keySize),
+        value: batch.values.subarray(
+          i * batch.valueStride,
+          (i + 1) * batch.valueStride,
+        ),
+        error: batch.errors?.[i] ?? null,
+      };
+    }
+  }
+}
+
+/** How a map's contents are read, decided before reading them. */
+function kindOf(map: BpfMapInfo, btf: Btf | undefined): MapDumpKind {
+  if (isGlobalData(map, btf)) return "global-data";
+  switch (map.type) {
+    case MapType.ARRAY:
+      return "array";
+    case MapType.PERCPU_ARRAY:
+      return "percpu-array";
+    case MapType.ARENA:
+      return "arena";
+  }
+  if (HASH_TYPES.has(map.type)) return "hash";
+  if (PERCPU_HASH_TYPES.has(map.type)) return "percpu-hash";
+  if (LOCAL_STORAGE_MAP_TYPES.has(map.type)) return "local-storage";
+  if (OTHER_KEYED_TYPES.has(map.type)) return "keyed";
+  return "unsupported";
+}
+
+/** Hands rendered entries to the sink; a rendering failure becomes the map's error. */
+class EntryEmitter {
+  readonly #sink: FailureDumpSink;
+  readonly #tail: MapDumpTail;
+  #count = 0;
+  /** Entries shown with an error instead of their value. */
+  unreadable = 0;
+
+  constructor(sink: FailureDumpSink, tail: MapDumpTail) {
+    this.#sink = sink;
+    this.#tail = tail;
+  }
+
+  push(make: () => DumpEntry): void {
+    let entry: DumpEntry;
+    try {
+      entry = make();
+    } catch (error) {
+      this.#tail.errors.push(
+        `Cannot render entry ${this.#count}: ${message(error)}`,
+      );
+      return;
+    }
+    this.#count++;
+    if (entry.error !== undefined) this.unreadable++;
+    this.#sink.entry(entry);
+  }
+}
+
+/**
+ * Reads every map through `accessor` (only its read-only interface, so the
+ * live kernel and a frozen guest's memory give the same report) and streams
+ * the failure dump into `sink`, one map at a time: memory holds one entry,
+ * not the report. A map that cannot be read gets its error in its `errors`
+ * and the dump goes on; what the accessor had to skip (`problems()`) ends in
+ * the report's `errors`.
+ *
+ * @param accessor the data source
+ * @param sink receives the report in order
+ * @param options source description, kernel release, limits, CPU count
+ * @returns whether the maps could be listed, and what was left out
+ */
+export function streamFailureDump(
+  accessor: BpfMapAccessor,
+  sink: FailureDumpSink,
+  options: DumpStateOptions = {},
+): FailureDumpSummary {
+  const entryLimit = Math.max(0, options.entryLimit ?? 64);
+  const header: FailureDumpHeader = {
+    schema: FAILURE_DUMP_SCHEMA,
+    takenAt: (options.takenAt ?? new Date()).toISOString(),
+    source: options.source ?? "live kernel",
+    kernelRelease: options.kernelRelease ?? releaseOf(accessor),
+    entryLimit,
+  };
+  const summary: FailureDumpSummary = { skipped: [] };
+  let maps: BpfMapInfo[];
+  try {
+    maps = accessor.maps();
+  } catch (error) {
+    summary.listError = `Cannot list maps: ${message(error)}`;
+    sink.start(header, 0);
+    sink.errors([summary.listError]);
+    sink.end();
+    return summary;
+  }
+  const selected = options.filter ? maps.filter(options.filter) : maps;
+  sink.start(header, selected.length);
+  const dumper = new MapDumper(
+    accessor,
+    entryLimit,
+    Math.max(0, options.countLimit ?? 100_000),
+    options.numCpus ?? cpusOf(accessor),
+    options.kernelBtf,
+  );
+  selected.forEach((map, index) => {
+    options.onMap?.(index, selected.length, map);
+    const { tail, unreadable } = dumper.dump(map, sink);
+    for (const error of tail.errors) {
+      summary.skipped.push(`${describeMap(map)}: ${error}`);
+    }
+    if (unreadable > 0) {
+      summary.skipped.push(
+        `${describeMap(map)}: ${unreadable} value${
+          unreadable === 1 ? "" : "s"
+        } could not be read (shown with their error)`,
+      );
+    }
+  });
+  const problems = problemsOf(accessor);
+  summary.skipped.push(...problems);
+  if (problems.length > 0) sink.errors(problems);
+  sink.end();
+  return summary;
+}
+
+function problemsOf(accessor: BpfMapAccessor): string[] {
+  try {
+    return accessor.problems().map((problem) => problem.message);
+  } catch (error) {
+    return [`Cannot tell what was skipped: ${message(error)}`];
+  }
+}
+
+/** Collects a streamed failure dump into one report object. */
+class ReportCollector implements FailureDumpSink {
+  report: FailureDumpReport | undefined;
+  #entries: DumpEntry[] = [];
+  #head: MapDumpHead | undefined;
+
+  start(header: FailureDumpHeader): void {
+    this.report = { ...header, maps: [], errors: [] };
+  }
+  errors(errors: readonly string[]): void {
+    this.report!.errors.push(...errors);
+  }
+  mapStart(head: MapDumpHead): void {
+    this.#head = head;
+    this.#entries = [];
+  }
+  entry(entry: DumpEntry): void {
+    this.#entries.push(entry);
+  }
+  mapEnd(tail: MapDumpTail): void {
+    this.report!.maps.push({ ...this.#head!, entries: this.#entries, ...tail });
+  }
+  end(): void {}
+}
+
 /**
  * Reads every map through `accessor` (only its read-only interface, so the
  * live kernel and a frozen guest's memory give the same report) and builds
- * a {@linkcode FailureDumpReport}: each map's info, its full name when BTF
- * recovers it, and its contents rendered by BTF, at most `entryLimit`
- * entries per map with the number left out. A map that cannot be read gets
- * its error in `errors` and the report goes on.
+ * a {@linkcode FailureDumpReport} in memory: each map's info, its full name
+ * when the kernel name is a truncation of it, and its contents rendered by
+ * BTF, at most `entryLimit` entries per map with the number left out. A map
+ * that cannot be read gets its error in `errors` and the report goes on.
+ * For many or large maps, stream instead ({@linkcode streamFailureDump}).
  *
  * @param accessor the data source
  * @param options source description, kernel release, limits, CPU count
@@ -369,34 +607,7 @@ export function dumpState(
   accessor: BpfMapAccessor,
   options: DumpStateOptions = {},
 ): FailureDumpReport {
-  const entryLimit = Math.max(0, options.entryLimit ?? 64);
-  const report: FailureDumpReport = {
-    schema: FAILURE_DUMP_SCHEMA,
-    takenAt: (options.takenAt ?? new Date()).toISOString(),
-    source: options.source ?? "live kernel",
-    kernelRelease: options.kernelRelease ?? releaseOf(accessor),
-    entryLimit,
-    maps: [],
-    errors: [],
-  };
-  let maps: BpfMapInfo[];
-  try {
-    maps = accessor.maps();
-  } catch (error) {
-    report.errors.push(`Cannot list maps: ${message(error)}`);
-    return report;
-  }
-  const dumper = new MapDumper(
-    accessor,
-    entryLimit,
-    Math.max(0, options.countLimit ?? 100_000),
-    options.numCpus ?? cpusOf(accessor),
-    options.kernelBtf,
-  );
-  const selected = options.filter ? maps.filter(options.filter) : maps;
-  selected.forEach((map, index) => {
-    options.onMap?.(index, selected.length, map);
-    report.maps.push(dumper.dump(map));
-  });
-  return report;
+  const collector = new ReportCollector();
+  streamFailureDump(accessor, collector, options);
+  return collector.report!;
 }

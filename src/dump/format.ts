@@ -1,12 +1,27 @@
 /**
- * Writers for a failure-dump report: exact JSON and grouped text.
+ * Writers for a failure-dump report: exact JSON and grouped text, either of
+ * a report in memory or streamed as it is read (through a
+ * {@linkcode FailureDumpSink}), one entry at a time.
  *
  * @module
  */
 
 import { type JsonInput, toJson } from "../btf/json.ts";
 import { formatValue } from "../btf/render.ts";
-import type { FailureDumpReport, MapDump } from "./report.ts";
+import type {
+  DumpEntry,
+  FailureDumpHeader,
+  FailureDumpReport,
+  FailureDumpSink,
+  MapDumpHead,
+  MapDumpTail,
+} from "./report.ts";
+
+/** Where a streamed report's text goes (a buffered stdout writer fits). */
+export interface TextOut {
+  /** Appends text. */
+  text(value: string): void;
+}
 
 /** Options for {@linkcode reportToJson}. */
 export interface ReportToJsonOptions {
@@ -38,77 +53,178 @@ export function reportToJson(
   return toJson(report as unknown as JsonInput, json);
 }
 
+/** `{"a":1,"b":2}` without its braces, for splicing streamed members in. */
+function members(value: object): string {
+  return toJson(value as unknown as JsonInput).slice(1, -1);
+}
+
+/**
+ * Streams a report as one line of JSON, the same document
+ * {@linkcode reportToJson} writes for the collected report (map members
+ * before `entries` come first): each entry is written as it arrives.
+ */
+export class JsonReportWriter implements FailureDumpSink {
+  readonly #out: TextOut;
+  readonly #errors: string[] = [];
+  #maps = 0;
+  #entries = 0;
+
+  /**
+   * A writer that appends to `out`.
+   *
+   * @param out where the JSON goes
+   */
+  constructor(out: TextOut) {
+    this.#out = out;
+  }
+
+  /** Writes the header and opens `maps`. */
+  start(header: FailureDumpHeader): void {
+    this.#out.text(`{${members(header)},"maps":[`);
+  }
+  /** Keeps the errors for the end of the document. */
+  errors(errors: readonly string[]): void {
+    this.#errors.push(...errors);
+  }
+  /** Opens a map object and its `entries`. */
+  mapStart(head: MapDumpHead): void {
+    this.#out.text(`${this.#maps++ === 0 ? "" : ","}{${members(head)}`);
+    this.#out.text(`,"entries":[`);
+    this.#entries = 0;
+  }
+  /** Writes one entry. */
+  entry(entry: DumpEntry): void {
+    this.#out.text(
+      `${this.#entries++ === 0 ? "" : ","}${
+        toJson(entry as unknown as JsonInput)
+      }`,
+    );
+  }
+  /** Closes `entries` and the map object. */
+  mapEnd(tail: MapDumpTail): void {
+    this.#out.text(`],${members(tail)}}`);
+  }
+  /** Closes `maps` and writes `errors`. */
+  end(): void {
+    this.#out.text(`],"errors":${toJson(this.#errors)}}\n`);
+  }
+}
+
 function indentLines(text: string, prefix: string): string {
   return text.split("\n").join(`\n${prefix}`);
 }
 
-function mapHeading(map: MapDump): string {
-  const kind = map.kind === "global-data"
-    ? `${map.typeName}, global data`
-    : map.typeName;
-  return `== map ${map.id} ${map.name} (${kind}) ==`;
-}
+/**
+ * Streams a report as text for people: a header (when, where, kernel), then
+ * one block per map with its info and its entries (`key: value`, per-CPU
+ * values one line per CPU) or, for global data, one `name = value` line per
+ * variable; omitted counts, notes and errors at the end of each block.
+ */
+export class TextReportWriter implements FailureDumpSink {
+  readonly #out: TextOut;
+  #head: MapDumpHead | undefined;
+  #entries = 0;
 
-function mapText(map: MapDump, lines: string[]): void {
-  lines.push(mapHeading(map));
-  if (map.fullName) lines.push(`full name: ${map.fullName}`);
-  lines.push(
-    `key ${map.keySize} B, value ${map.valueSize} B, max_entries ${map.maxEntries}, flags 0x${
-      map.flags.toString(16)
-    }, btf ${map.btfId}${map.frozen ? ", frozen" : ""}`,
-  );
-  for (const global of map.globals ?? []) {
-    lines.push(
-      `  ${global.name} = ${indentLines(formatValue(global.value), "  ")}`,
+  /**
+   * A writer that appends to `out`.
+   *
+   * @param out where the text goes
+   */
+  constructor(out: TextOut) {
+    this.#out = out;
+  }
+
+  #line(line: string): void {
+    this.#out.text(`${line}\n`);
+  }
+
+  /** Writes the header. */
+  start(header: FailureDumpHeader, mapCount: number): void {
+    this.#line("bpfmap failure dump");
+    this.#line(`taken:  ${header.takenAt}`);
+    this.#line(`source: ${header.source}`);
+    this.#line(`kernel: ${header.kernelRelease}`);
+    this.#line(
+      `maps:   ${mapCount} (at most ${header.entryLimit} entries each)`,
     );
   }
-  if (map.arena) {
-    lines.push(
-      `  ${map.arena.presentPages} of ${map.arena.totalPages} pages present${
-        map.arena.pageIndexes.length
-          ? `: ${map.arena.pageIndexes.join(", ")}`
-          : ""
-      }`,
+  /** One `error:` line each, where they arise. */
+  errors(errors: readonly string[]): void {
+    for (const error of errors) this.#line(`error: ${error}`);
+  }
+  /** The map's heading and info line. */
+  mapStart(map: MapDumpHead): void {
+    this.#head = map;
+    this.#entries = 0;
+    const kind = map.kind === "global-data"
+      ? `${map.typeName}, global data`
+      : map.typeName;
+    this.#line("");
+    this.#line(`== map ${map.id} ${map.name} (${kind}) ==`);
+    if (map.fullName) this.#line(`full name: ${map.fullName}`);
+    this.#line(
+      `key ${map.keySize} B, value ${map.valueSize} B, max_entries ${map.maxEntries}, flags 0x${
+        map.flags.toString(16)
+      }, btf ${map.btfId}${map.frozen ? ", frozen" : ""}`,
     );
   }
-  for (const entry of map.entries) {
+  /** One entry: `key: value`, per-CPU values one line each. */
+  entry(entry: DumpEntry): void {
+    this.#entries++;
     const owner = entry.owner !== undefined ? `[${entry.owner}] ` : "";
-    const key = formatValue(entry.key);
+    const key = indentLines(formatValue(entry.key), "  ");
     if (entry.values) {
-      lines.push(`  ${owner}${indentLines(key, "  ")}:`);
+      this.#line(`  ${owner}${key}:`);
       for (const { cpu, value } of entry.values) {
-        lines.push(
+        this.#line(
           `    cpu ${cpu}: ${indentLines(formatValue(value), "    ")}`,
         );
       }
+    } else if (entry.error !== undefined) {
+      this.#line(`  ${owner}${key}: (unreadable: ${entry.error})`);
     } else {
       const value = formatValue(entry.value ?? null);
-      lines.push(
-        `  ${owner}${indentLines(key, "  ")}: ${indentLines(value, "  ")}`,
-      );
+      this.#line(`  ${owner}${key}: ${indentLines(value, "  ")}`);
     }
   }
-  if (
-    map.entries.length === 0 && !map.globals && !map.arena &&
-    map.kind !== "unsupported"
-  ) {
-    lines.push("  (no entries)");
+  /** Globals or arena summary, then omitted count, notes and errors. */
+  mapEnd(map: MapDumpTail): void {
+    for (const global of map.globals ?? []) {
+      this.#line(
+        `  ${global.name} = ${indentLines(formatValue(global.value), "  ")}`,
+      );
+    }
+    if (map.arena) {
+      this.#line(
+        `  ${map.arena.presentPages} of ${map.arena.totalPages} pages present${
+          map.arena.pageIndexes.length
+            ? `: ${map.arena.pageIndexes.join(", ")}`
+            : ""
+        }`,
+      );
+    }
+    if (
+      this.#entries === 0 && !map.globals && !map.arena &&
+      this.#head?.kind !== "unsupported"
+    ) {
+      this.#line("  (no entries)");
+    }
+    if (map.omittedEntries > 0) {
+      this.#line(`  ... ${map.omittedEntries} more not shown`);
+    }
+    for (const note of map.notes) this.#line(`  note: ${note}`);
+    for (const error of map.errors) this.#line(`  error: ${error}`);
   }
-  if (map.omittedEntries > 0) {
-    lines.push(`  ... ${map.omittedEntries} more not shown`);
-  }
-  for (const note of map.notes) lines.push(`  note: ${note}`);
-  for (const error of map.errors) lines.push(`  error: ${error}`);
+  /** Nothing follows the last map. */
+  end(): void {}
 }
 
 /**
- * The report as text for people: a header (when, where, kernel), then one
- * block per map with its info and its entries (`key: value`, per-CPU values
- * one line per CPU) or, for global data, one `name = value` line per
- * variable; omitted counts, notes and errors at the end of each block.
+ * The report as text for people (see {@linkcode TextReportWriter}), ending
+ * with a newline.
  *
  * @param report a report from `dumpState`
- * @returns the text, ending with a newline
+ * @returns the text
  *
  * @example Print a report
  * ```ts ignore
@@ -117,17 +233,25 @@ function mapText(map: MapDump, lines: string[]): void {
  * ```
  */
 export function reportToText(report: FailureDumpReport): string {
-  const lines = [
-    "bpfmap failure dump",
-    `taken:  ${report.takenAt}`,
-    `source: ${report.source}`,
-    `kernel: ${report.kernelRelease}`,
-    `maps:   ${report.maps.length} (at most ${report.entryLimit} entries each)`,
-  ];
-  for (const error of report.errors) lines.push(`error: ${error}`);
-  for (const map of report.maps) {
-    lines.push("");
-    mapText(map, lines);
+  const parts: string[] = [];
+  const writer = new TextReportWriter({ text: (part) => parts.push(part) });
+  const { maps, errors, ...header } = report;
+  writer.start(header, maps.length);
+  writer.errors(errors);
+  for (
+    const { entries, omittedEntries, notes, errors, globals, arena, ...head }
+      of maps
+  ) {
+    writer.mapStart(head);
+    for (const entry of entries) writer.entry(entry);
+    writer.mapEnd({
+      omittedEntries,
+      notes,
+      errors,
+      ...(globals ? { globals } : {}),
+      ...(arena ? { arena } : {}),
+    });
   }
-  return lines.join("\n") + "\n";
+  writer.end();
+  return parts.join("");
 }

@@ -11,18 +11,45 @@
  * @module
  */
 
-export { dumpState, type DumpStateOptions } from "./dump_state.ts";
 export {
+  dumpState,
+  type DumpStateOptions,
+  type FailureDumpSummary,
+  streamFailureDump,
+} from "./dump_state.ts";
+export {
+  JsonReportWriter,
   reportToJson,
   type ReportToJsonOptions,
   reportToText,
+  type TextOut,
+  TextReportWriter,
 } from "./format.ts";
+export { writeFailureDump, type WriteFailureDumpOptions } from "./stream.ts";
 export {
   type DumpArena,
   type DumpEntry,
   type DumpGlobal,
   FAILURE_DUMP_SCHEMA,
+  type FailureDumpHeader,
   type FailureDumpReport,
+  type FailureDumpSink,
   type MapDump,
+  type MapDumpHead,
   type MapDumpKind,
+  type MapDumpTail,
 } from "./report.ts";
+export {
+  diffReports,
+  diffToJson,
+  diffToText,
+  type EntryChange,
+  type MapChange,
+  type MapPresence,
+  type MapRef,
+  REPORT_DIFF_SCHEMA,
+  type ReportDiff,
+  ReportFormatError,
+  reportsDiffer,
+  type ValueChange,
+} from "./diff.ts";

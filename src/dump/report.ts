@@ -19,6 +19,9 @@ export const FAILURE_DUMP_SCHEMA = "bpfmap.failure-dump/1";
  * - `percpu-array`, `percpu-hash`: `entries` with `key` and `values`
  * - `local-storage`: `entries` with `owner`, `key` and `value`
  * - `arena`: no entries; `arena` summarises the readable pages
+ * - `keyed`: other maps listed by key (stack traces, map-in-map, program and
+ *   perf-event arrays, ...): `entries` with `key` and `value` (hex), or
+ *   `error` where the value could not be read
  * - `unsupported`: contents not readable through the accessor; `notes` says why
  */
 export type MapDumpKind =
@@ -29,6 +32,7 @@ export type MapDumpKind =
   | "percpu-hash"
   | "local-storage"
   | "arena"
+  | "keyed"
   | "unsupported";
 
 /**
@@ -44,6 +48,8 @@ export interface DumpEntry {
   values?: PercpuRenderedValue[];
   /** Owner of a local-storage element. */
   owner?: string;
+  /** Why the value could not be read (then `value` is absent). */
+  error?: string;
 }
 
 /** One global variable of a global-data map. */
@@ -70,7 +76,10 @@ export interface MapDump {
   id: number;
   /** Kernel name (at most 15 characters). */
   name: string;
-  /** Full source name when the kernel name was truncated and BTF told us. */
+  /**
+   * Full source name, only when the kernel name is a truncation of it and BTF
+   * told us (never equal to `name`).
+   */
   fullName?: string;
   /** Map type number. */
   type: number;
@@ -123,4 +132,45 @@ export interface FailureDumpReport {
   maps: MapDump[];
   /** Errors not tied to one map (listing the maps failed). */
   errors: string[];
+}
+
+/** What is known of a map before its entries are read (written first when streaming). */
+export type MapDumpHead = Omit<
+  MapDump,
+  | "entries"
+  | "omittedEntries"
+  | "notes"
+  | "errors"
+  | "globals"
+  | "arena"
+>;
+
+/** What is known of a map once its entries are read (written after them when streaming). */
+export type MapDumpTail = Pick<
+  MapDump,
+  "omittedEntries" | "notes" | "errors" | "globals" | "arena"
+>;
+
+/** The report's fields before its maps. */
+export type FailureDumpHeader = Omit<FailureDumpReport, "maps" | "errors">;
+
+/**
+ * Receives a failure dump as it is read, in order: `start`, then per map
+ * `mapStart`, its `entry` calls and `mapEnd`, then `end`; `errors` (not tied
+ * to a map) may come at any point between `start` and `end`. Writers stream
+ * the report through one; `dumpState` collects it.
+ */
+export interface FailureDumpSink {
+  /** The header, before any map, with the number of maps that follow. */
+  start(header: FailureDumpHeader, mapCount: number): void;
+  /** Errors not tied to one map. */
+  errors(errors: readonly string[]): void;
+  /** A map's description, before its entries. */
+  mapStart(head: MapDumpHead): void;
+  /** One entry of the current map (shown: within the entry limit). */
+  entry(entry: DumpEntry): void;
+  /** The rest of the current map, after its entries. */
+  mapEnd(tail: MapDumpTail): void;
+  /** After the last map. */
+  end(): void;
 }

@@ -65,3 +65,23 @@ export class GuestKernelError extends BpfmapError {
     super(message, options);
   }
 }
+
+/**
+ * A guest memory source that cannot be used as one: a directory, a FIFO, an
+ * empty file, a truncated core. The message names the path and what is needed.
+ */
+export class GuestSourceError extends BpfmapError {
+  /** The file given. */
+  readonly path: string;
+
+  /**
+   * Builds the one-line message.
+   *
+   * @param path the file given
+   * @param problem what is wrong with it, e.g. `"is a directory"`
+   */
+  constructor(path: string, problem: string, options: BpfmapErrorOptions = {}) {
+    super(`${path} ${problem}`, options);
+    this.path = path;
+  }
+}

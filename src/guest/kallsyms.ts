@@ -7,12 +7,31 @@
 
 import { GuestKernelError, hex } from "./errors.ts";
 
-/** How `kallsyms_offsets[i]` turns into an address. */
+/**
+ * How `kallsyms_offsets[i]` turns into an address. The kernel has changed
+ * this twice since 6.1 (`kallsyms_sym_address()` in `kernel/kallsyms.c`):
+ */
 export type KallsymsMode =
-  /** `relative_base + (u32)offset` (no absolute per-CPU symbols). */
+  /**
+   * x86-64 up to 6.14 (`CONFIG_KALLSYMS_ABSOLUTE_PERCPU`): offset >= 0 is an
+   * absolute value (per-CPU symbols), else `relative_base - 1 - offset`.
+   */
+  | "absolute-percpu"
+  /** `relative_base + (u32)offset`: other architectures, and x86-64 once per-CPU symbols became relative. */
   | "relative"
-  /** offset >= 0: absolute (per-CPU symbols); else `relative_base - 1 - offset`. */
-  | "absolute-percpu";
+  /**
+   * No `kallsyms_relative_base` (7.x): each entry is a signed distance from
+   * the entry's own address (`offset_to_ptr(&kallsyms_offsets[i])`), which is
+   * what `scripts/kallsyms --pc-relative` emits as `_text - . + offset`.
+   */
+  | "pc-relative";
+
+/** Every mode, in the order {@linkcode decodeKallsymsChecked} tries them. */
+export const KALLSYMS_MODES: readonly KallsymsMode[] = [
+  "absolute-percpu",
+  "relative",
+  "pc-relative",
+];
 
 /** The raw kallsyms tables, each a view of guest memory. */
 export interface KallsymsTables {
@@ -26,8 +45,10 @@ export interface KallsymsTables {
   tokenIndex: Uint8Array;
   /** `kallsyms_offsets`: `numSyms` s32. */
   offsets: Uint8Array;
-  /** The value of `kallsyms_relative_base`. */
-  relativeBase: bigint;
+  /** The kernel virtual address of `kallsyms_offsets` (the pc-relative base). */
+  offsetsAddress: bigint;
+  /** The value of `kallsyms_relative_base`; null when the kernel has none (7.x). */
+  relativeBase: bigint | null;
 }
 
 /** One decoded symbol. */
@@ -66,7 +87,19 @@ function decodeTokens(tables: KallsymsTables): string[] {
   return tokens;
 }
 
-function addressOf(offset: number, base: bigint, mode: KallsymsMode): bigint {
+function addressOf(
+  offset: number,
+  index: number,
+  tables: KallsymsTables,
+  mode: KallsymsMode,
+): bigint {
+  if (mode === "pc-relative") {
+    return BigInt.asUintN(
+      64,
+      tables.offsetsAddress + BigInt(index * 4 + offset),
+    );
+  }
+  const base = tables.relativeBase!;
   if (mode === "relative") {
     return BigInt.asUintN(64, base + BigInt(offset >>> 0));
   }
@@ -77,7 +110,8 @@ function addressOf(offset: number, base: bigint, mode: KallsymsMode): bigint {
 /**
  * Decodes every symbol. Names are stored as a length (one byte, or two when
  * the first has bit 7 set: 6.1+) followed by token numbers; the first
- * character of the expansion is the type letter.
+ * character of the expansion is the type letter. Throws when `mode` needs
+ * `kallsyms_relative_base` and the tables have none.
  *
  * @example
  * ```ts ignore
@@ -96,6 +130,11 @@ export function decodeKallsyms(
   if (tables.offsets.byteLength < tables.numSyms * 4) {
     throw new GuestKernelError(
       "kallsyms_offsets is shorter than kallsyms_num_syms entries",
+    );
+  }
+  if (mode !== "pc-relative" && tables.relativeBase === null) {
+    throw new GuestKernelError(
+      `kallsyms mode ${mode} needs kallsyms_relative_base, which this kernel lacks`,
     );
   }
   const tokens = decodeTokens(tables);
@@ -131,11 +170,7 @@ export function decodeKallsyms(
     symbols[i] = {
       type: text.slice(0, 1),
       name: text.slice(1),
-      address: addressOf(
-        offsets.getInt32(i * 4, true),
-        tables.relativeBase,
-        mode,
-      ),
+      address: addressOf(offsets.getInt32(i * 4, true), i, tables, mode),
     };
   }
   return symbols;
@@ -200,8 +235,9 @@ export class SymbolTable {
  * Decodes with each mode and keeps the one whose addresses agree with
  * `known` (VMCOREINFO `SYMBOL(...)` values): at least 3 and at least 3/4 of
  * the names both know. (A few VMCOREINFO "symbols" such as `mem_section` are
- * pointer values, not addresses, so a full match is not expected.) Throws
- * when neither mode agrees.
+ * pointer values, not addresses, so a full match is not expected.) Modes
+ * that need `kallsyms_relative_base` are skipped when the kernel has none.
+ * Throws when no mode agrees.
  *
  * @example
  * ```ts ignore
@@ -213,7 +249,11 @@ export function decodeKallsymsChecked(
   known: ReadonlyMap<string, bigint>,
 ): { table: SymbolTable; mode: KallsymsMode } {
   const scores: string[] = [];
-  for (const mode of ["absolute-percpu", "relative"] as const) {
+  for (const mode of KALLSYMS_MODES) {
+    if (mode !== "pc-relative" && tables.relativeBase === null) {
+      scores.push(`${mode}: no kallsyms_relative_base`);
+      continue;
+    }
     const table = new SymbolTable(decodeKallsyms(tables, mode));
     let checked = 0;
     let agreed = 0;

@@ -6,17 +6,14 @@
  * @module
  */
 
+import { ARCHES, detectArch, type GuestArch } from "./arch/mod.ts";
 import { GuestKernelError, GuestMemoryError, hex } from "./errors.ts";
 import {
   decodeKallsymsChecked,
   type KallsymsMode,
   type SymbolTable,
 } from "./kallsyms.ts";
-import {
-  DEFAULT_KERNEL_IMAGE_SIZE,
-  KernelAddressSpace,
-  START_KERNEL_MAP,
-} from "./paging.ts";
+import { KernelAddressSpace } from "./paging.ts";
 import type { PhysicalMemory } from "./phys.ts";
 import { relocateSymbols } from "./symbol_files.ts";
 import {
@@ -42,8 +39,6 @@ export interface GuestKernelOptions {
 }
 
 const MAX_TABLE = 64 << 20;
-const DEFAULT_PAGE_OFFSET_L4 = 0xffff888000000000n;
-const DEFAULT_PAGE_OFFSET_L5 = 0xff11000000000000n;
 
 /**
  * A guest kernel located in a memory image: address translation, symbols,
@@ -61,6 +56,8 @@ const DEFAULT_PAGE_OFFSET_L5 = 0xff11000000000000n;
 export class GuestKernel {
   /** Parsed VMCOREINFO. */
   readonly vmcoreinfo: Vmcoreinfo;
+  /** The architecture VMCOREINFO names. */
+  readonly arch: GuestArch;
   /** Virtual address reads. */
   readonly space: KernelAddressSpace;
   readonly #extra: ReadonlyMap<string, bigint> | undefined;
@@ -71,10 +68,12 @@ export class GuestKernel {
 
   private constructor(
     vmcoreinfo: Vmcoreinfo,
+    arch: GuestArch,
     space: KernelAddressSpace,
     options: GuestKernelOptions,
   ) {
     this.vmcoreinfo = vmcoreinfo;
+    this.arch = arch;
     this.space = space;
     this.#extra = options.symbols && !options.symbolsRelocated
       ? relocateSymbols(options.symbols, vmcoreinfo.kernelOffset)
@@ -94,46 +93,26 @@ export class GuestKernel {
   ): GuestKernel {
     const info = options.vmcoreinfo !== undefined
       ? parseVmcoreinfo(options.vmcoreinfo)
-      : findVmcoreinfo(memory);
+      : findVmcoreinfo(memory, {
+        recognized: (found) => ARCHES.some((arch) => arch.recognizes(found)),
+      });
     if (!info) {
       throw new GuestKernelError(
-        "No VMCOREINFO found in guest memory (looked for OSRELEASE= followed by PAGESIZE= and SYMBOL(init_top_pgt)=)",
+        "No VMCOREINFO found in guest memory (looked at every page start for OSRELEASE= followed by PAGESIZE= and SYMBOL lines, as the kernel writes it)",
       );
     }
-    if (info.pageSize !== 4096) {
-      throw new GuestKernelError(
-        `PAGESIZE=${info.pageSize}: only 4 KiB pages are supported`,
-      );
-    }
-    const physBase = info.numbers.get("phys_base");
-    const top = info.symbols.get("init_top_pgt") ??
-      info.symbols.get("swapper_pg_dir");
-    if (physBase === undefined || top === undefined) {
-      throw new GuestKernelError(
-        "VMCOREINFO lacks NUMBER(phys_base) or SYMBOL(init_top_pgt)",
-      );
-    }
-    const levels = (info.numbers.get("pgtable_l5_enabled") ?? 0n) !== 0n
-      ? 5
-      : 4;
-    const rootPa = BigInt.asUintN(64, top - START_KERNEL_MAP + physBase);
-    if (!memory.has(rootPa, 4096)) {
+    const arch = detectArch(info);
+    const addressing = arch.addressing(info);
+    if (!memory.has(addressing.rootPa, addressing.pageSize)) {
       throw new GuestMemoryError(
-        "read the root page table init_top_pgt",
-        rootPa,
+        "read the root page table",
+        addressing.rootPa,
         "physical address not in the image",
       );
     }
-    const space = new KernelAddressSpace(memory, {
-      physBase,
-      rootPa,
-      levels,
-      pageOffset: null,
-      kernelImageSize: info.numbers.get("KERNEL_IMAGE_SIZE") ??
-        DEFAULT_KERNEL_IMAGE_SIZE,
-    });
-    const kernel = new GuestKernel(info, space, options);
-    space.setPageOffset(kernel.#readPageOffset(levels));
+    const space = new KernelAddressSpace(memory, addressing, null);
+    const kernel = new GuestKernel(info, arch, space, options);
+    space.setPageOffset(kernel.#readPageOffset());
     return kernel;
   }
 
@@ -147,16 +126,20 @@ export class GuestKernel {
     return this.#kallsymsMode;
   }
 
-  #readPageOffset(levels: 4 | 5): bigint {
-    const symbol = this.findSymbol("page_offset_base");
+  #readPageOffset(): bigint {
+    const addressing = this.space.addressing;
+    const symbol = addressing.pageOffsetSymbol === null
+      ? undefined
+      : this.findSymbol(addressing.pageOffsetSymbol);
     if (symbol !== undefined) {
       const value = this.space.u64(symbol);
+      // a kernel address has the top bit set; anything else is not yet written
       if (value !== null && (value >> 63n) === 1n) return value;
     }
-    return levels === 5 ? DEFAULT_PAGE_OFFSET_L5 : DEFAULT_PAGE_OFFSET_L4;
+    return addressing.defaultPageOffset;
   }
 
-  /** A view of up to `max` bytes of the (physically contiguous) kernel image from `va`. */
+  /** Up to `max` bytes of the (physically contiguous) kernel image from `va`, copied. */
   imageView(va: bigint, max: number, what: string): Uint8Array {
     const pa = this.space.translate(va);
     if (pa === null) {
@@ -166,7 +149,13 @@ export class GuestKernel {
       pa >= r.gpa && pa < r.gpa + r.size
     )!;
     const len = Math.min(max, Number(region.gpa + region.size - pa));
-    return this.space.memory.view(pa, len)!;
+    const memory = this.space.memory;
+    const bytes = memory.read(pa, len);
+    if (bytes === null) {
+      throw new GuestMemoryError(`read ${what}`, va, "not in the image");
+    }
+    // a view of a page cache would change under later reads
+    return bytes.buffer === memory.bytes.buffer ? bytes.slice() : bytes;
   }
 
   /** The decoded kallsyms table (decoded on first use). */
@@ -185,12 +174,14 @@ export class GuestKernel {
       sym("kallsyms_num_syms"),
       "kallsyms_num_syms",
     );
+    // 7.x dropped kallsyms_relative_base (offsets became pc-relative)
     const relativeBase = this.vmcoreinfo.symbols.has("kallsyms_relative_base")
       ? this.space.mustU64(
         sym("kallsyms_relative_base"),
         "kallsyms_relative_base",
       )
-      : 0n;
+      : null;
+    const offsetsVa = sym("kallsyms_offsets");
     const namesMax =
       tokenTableVa > namesVa && tokenTableVa - namesVa < BigInt(MAX_TABLE)
         ? Number(tokenTableVa - namesVa)
@@ -204,11 +195,8 @@ export class GuestKernel {
         512,
         "kallsyms_token_index",
       ),
-      offsets: this.imageView(
-        sym("kallsyms_offsets"),
-        numSyms * 4,
-        "kallsyms_offsets",
-      ),
+      offsets: this.imageView(offsetsVa, numSyms * 4, "kallsyms_offsets"),
+      offsetsAddress: offsetsVa,
       relativeBase,
     }, this.vmcoreinfo.symbols);
     this.#kallsyms = table;

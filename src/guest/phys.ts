@@ -1,11 +1,21 @@
 /**
- * Guest physical memory: a byte image (RAM file, ELF core) plus the map from
- * guest physical addresses (GPA) to offsets in that image. Reads return views
- * into the image when they fit one region, so nothing is copied.
+ * Guest physical memory behind one interface, {@linkcode PhysicalMemory}:
+ * guest physical addresses (GPA) map to offsets in a byte array the walkers
+ * index directly (`bytes` + `offsetOf`), and anything larger than a page is
+ * read through `read`/`readInto`.
+ *
+ * Two implementations: {@linkcode BytesMemory} (an image already in memory:
+ * tests, small cores) and {@linkcode FileMemory} (a RAM file or core read with
+ * pread into a bounded page cache). A file is never mapped: a mapped file that
+ * shrinks under the reader kills it with SIGBUS, while a short pread is an
+ * error the caller can report. Sources that cannot be mapped at all (a running
+ * QEMU's `/proc/PID/mem`, `/proc/kcore`) fit the same read path.
  *
  * @module
  */
 
+import { openReadOnly, preadFd } from "../sys/bpf.ts";
+import type { OwnedFd } from "../sys/fd.ts";
 import { GuestMemoryError, hex } from "./errors.ts";
 
 /** One contiguous run of guest physical memory inside the image. */
@@ -18,50 +28,141 @@ export interface PhysRegion {
   fileOffset: number;
 }
 
-const GIB = 1n << 30n;
+export { qemuX86Layout } from "./arch/x86_64.ts";
 
 /**
- * QEMU x86-64 `pc`/`q35` layout for a RAM file of `size` bytes: the first
- * `min(size, 3 GiB)` at GPA 0, the rest at GPA 4 GiB.
- *
- * @example
- * ```ts
- * import { qemuX86Layout } from "./phys.ts";
- * console.log(qemuX86Layout(5n << 30n).length); // 2
- * ```
+ * Guest physical memory, whatever holds it. The fast path is `offsetOf` +
+ * `bytes`: hot loops index `bytes` at the returned offset with no allocation.
+ * An offset stays valid until a listener given to `onReset` is called (never,
+ * for an image held whole in memory).
  */
-export function qemuX86Layout(
-  size: bigint,
-  lowLimit: bigint = 3n * GIB,
+export interface PhysicalMemory {
+  /** Sorted by `gpa`, non-overlapping. */
+  readonly regions: readonly PhysRegion[];
+  /** One past the highest backed guest physical address. */
+  readonly end: bigint;
+  /** The array `offsetOf` indexes into (the whole image, or a page cache). */
+  readonly bytes: Uint8Array;
+  /** A DataView over `bytes`. */
+  readonly view: DataView;
+  /**
+   * Offset in `bytes` of `[pa, pa+len)`, or -1 when some byte is not backed
+   * or (for a page cache) the run crosses a 4 KiB page.
+   */
+  offsetOf(pa: bigint, len: number): number;
+  /** Whether every byte of `[pa, pa+len)` is backed (does not read). */
+  has(pa: bigint, len?: number): boolean;
+  /**
+   * `len` bytes at `pa` (stitched across regions), or null when some byte is
+   * not backed. The result may be a view of `bytes`: use it before the next read.
+   */
+  read(pa: bigint, len: number): Uint8Array | null;
+  /** Fills `out` from `pa`; false when some byte is not backed. Never caches. */
+  readInto(pa: bigint, out: Uint8Array): boolean;
+  /** u8 at `pa`, or null when unbacked. */
+  u8(pa: bigint): number | null;
+  /** Little-endian u32 at `pa`, or null when unbacked. */
+  u32(pa: bigint): number | null;
+  /** Little-endian u64 at `pa`, or null when unbacked. */
+  u64(pa: bigint): bigint | null;
+  /** Calls `listener` whenever offsets handed out before become invalid. */
+  onReset(listener: () => void): void;
+}
+
+function sortRegions(
+  regions: readonly PhysRegion[],
+  fileSize: number,
+  what: string,
 ): PhysRegion[] {
-  const low = size < lowLimit ? size : lowLimit;
-  const regions: PhysRegion[] = [{ gpa: 0n, size: low, fileOffset: 0 }];
-  if (size > low) {
-    regions.push({ gpa: 4n * GIB, size: size - low, fileOffset: Number(low) });
+  const sorted = [...regions].sort((a, b) =>
+    a.gpa < b.gpa ? -1 : a.gpa > b.gpa ? 1 : 0
+  );
+  for (const region of sorted) {
+    if (
+      region.size < 0n || region.fileOffset < 0 ||
+      BigInt(region.fileOffset) + region.size > BigInt(fileSize)
+    ) {
+      throw new GuestMemoryError(
+        `use the region at GPA ${hex(region.gpa)} (+${region.size})`,
+        region.gpa,
+        `it does not fit ${what} of ${fileSize} bytes`,
+      );
+    }
   }
-  return regions;
+  return sorted;
+}
+
+function regionOf(
+  regions: readonly PhysRegion[],
+  pa: bigint,
+): PhysRegion | undefined {
+  for (const region of regions) {
+    if (pa >= region.gpa && pa < region.gpa + region.size) return region;
+  }
+  return undefined;
+}
+
+/** Whether regions cover every byte of `[pa, pa+len)`. */
+function covered(
+  regions: readonly PhysRegion[],
+  pa: bigint,
+  len: number,
+): boolean {
+  let at = pa;
+  const end = pa + BigInt(len);
+  while (at < end) {
+    const region = regionOf(regions, at);
+    if (!region) return false;
+    at = region.gpa + region.size;
+  }
+  return true;
+}
+
+/** Copies `[pa, pa+out.length)` run by run; `chunk` reads one run inside a region. */
+function stitch(
+  regions: readonly PhysRegion[],
+  pa: bigint,
+  out: Uint8Array,
+  chunk: (fileOffset: number, into: Uint8Array) => void,
+): boolean {
+  let done = 0;
+  while (done < out.length) {
+    const at = pa + BigInt(done);
+    const region = regionOf(regions, at);
+    if (!region) return false;
+    const n = Math.min(
+      out.length - done,
+      Number(region.gpa + region.size - at),
+    );
+    chunk(
+      region.fileOffset + Number(at - region.gpa),
+      out.subarray(done, done + n),
+    );
+    done += n;
+  }
+  return true;
 }
 
 /**
- * Reads guest physical memory out of one byte image. Regions must not
- * overlap; a read that is not wholly inside one region returns null (or is
- * stitched together by `readCopy`).
+ * Guest memory held whole in a byte array (a test image, a core read into
+ * memory). Reads are views; offsets never go stale.
  *
  * @example
  * ```ts
- * import { PhysicalMemory } from "./phys.ts";
- * const mem = new PhysicalMemory(new Uint8Array(8192), [
+ * import { BytesMemory } from "./phys.ts";
+ * const mem = new BytesMemory(new Uint8Array(8192), [
  *   { gpa: 0x1000n, size: 8192n, fileOffset: 0 },
  * ]);
  * console.log(mem.u64(0x1000n)); // 0n
  * ```
  */
-export class PhysicalMemory {
-  /** The image bytes (a mapping of the RAM file or core). */
+export class BytesMemory implements PhysicalMemory {
+  /** The image bytes. */
   readonly bytes: Uint8Array;
+  /** A DataView over `bytes`. */
+  readonly view: DataView;
   /** Sorted by `gpa`. */
   readonly regions: readonly PhysRegion[];
-  readonly #view: DataView;
   #last: PhysRegion | undefined;
 
   /**
@@ -70,24 +171,8 @@ export class PhysicalMemory {
    */
   constructor(bytes: Uint8Array, regions: readonly PhysRegion[]) {
     this.bytes = bytes;
-    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const sorted = [...regions].sort((
-      a,
-      b,
-    ) => (a.gpa < b.gpa ? -1 : a.gpa > b.gpa ? 1 : 0));
-    for (const region of sorted) {
-      if (
-        region.size < 0n || region.fileOffset < 0 ||
-        BigInt(region.fileOffset) + region.size > BigInt(bytes.byteLength)
-      ) {
-        throw new RangeError(
-          `Region at GPA ${
-            hex(region.gpa)
-          } (+${region.size}) does not fit the ${bytes.byteLength}-byte image`,
-        );
-      }
-    }
-    this.regions = sorted;
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.regions = sortRegions(regions, bytes.byteLength, "the image");
   }
 
   /** One past the highest backed guest physical address. */
@@ -115,63 +200,270 @@ export class PhysicalMemory {
 
   /** Whether every byte of `[pa, pa+len)` is backed. */
   has(pa: bigint, len = 1): boolean {
-    return this.offsetOf(pa, len) >= 0;
+    return this.offsetOf(pa, len) >= 0 || covered(this.regions, pa, len);
   }
 
-  /** A zero-copy view of `[pa, pa+len)`, or null when not inside one region. */
-  view(pa: bigint, len: number): Uint8Array | null {
+  /** A view when inside one region, else a stitched copy; null if any byte is missing. */
+  read(pa: bigint, len: number): Uint8Array | null {
     const offset = this.offsetOf(pa, len);
-    return offset < 0 ? null : this.bytes.subarray(offset, offset + len);
+    if (offset >= 0) return this.bytes.subarray(offset, offset + len);
+    const out = new Uint8Array(len);
+    return this.readInto(pa, out) ? out : null;
   }
 
-  /** Like `view`, but stitches reads that span regions into a copy; null if any byte is missing. */
-  readCopy(pa: bigint, len: number): Uint8Array | null {
-    const direct = this.view(pa, len);
-    if (direct) return direct.slice();
-    const out = new Uint8Array(len);
-    let done = 0;
-    while (done < len) {
-      const at = pa + BigInt(done);
-      const region = this.regions.find((r) =>
-        at >= r.gpa && at < r.gpa + r.size
-      );
-      if (!region) return null;
-      const n = Math.min(len - done, Number(region.gpa + region.size - at));
-      const offset = region.fileOffset + Number(at - region.gpa);
-      out.set(this.bytes.subarray(offset, offset + n), done);
-      done += n;
-    }
-    return out;
+  /** Copies `[pa, pa+out.length)` into `out`; false if any byte is missing. */
+  readInto(pa: bigint, out: Uint8Array): boolean {
+    return stitch(this.regions, pa, out, (fileOffset, into) => {
+      into.set(this.bytes.subarray(fileOffset, fileOffset + into.length));
+    });
   }
 
   /** u8 at `pa`, or null when unbacked. */
   u8(pa: bigint): number | null {
     const offset = this.offsetOf(pa, 1);
-    return offset < 0 ? null : this.#view.getUint8(offset);
+    return offset < 0 ? null : this.bytes[offset]!;
   }
 
   /** Little-endian u32 at `pa`, or null when unbacked. */
   u32(pa: bigint): number | null {
     const offset = this.offsetOf(pa, 4);
-    return offset < 0 ? null : this.#view.getUint32(offset, true);
+    return offset < 0 ? null : this.view.getUint32(offset, true);
   }
 
   /** Little-endian u64 at `pa`, or null when unbacked. */
   u64(pa: bigint): bigint | null {
     const offset = this.offsetOf(pa, 8);
-    return offset < 0 ? null : this.#view.getBigUint64(offset, true);
+    return offset < 0 ? null : this.view.getBigUint64(offset, true);
   }
 
-  /** Little-endian u64 at `pa`; throws a GuestMemoryError naming `what` when unbacked. */
-  mustU64(pa: bigint, what: string): bigint {
-    const value = this.u64(pa);
-    if (value === null) {
+  /** Offsets into an in-memory image never go stale: the listener is never called. */
+  onReset(_listener: () => void): void {}
+}
+
+/** Options for {@linkcode FileMemory.open}. */
+export interface FileMemoryOptions {
+  /** Bytes of page cache (4 KiB pages); default 256 MiB, allocated as used. */
+  cacheBytes?: number;
+}
+
+const PAGE = 4096;
+
+/**
+ * Guest memory read from a file with pread into a bounded cache of 4 KiB
+ * pages: nothing is mapped, so a file truncated while in use makes a read
+ * fail with an error naming the offset instead of killing the process
+ * (SIGBUS). The cache is one array; when it fills, it starts over and tells
+ * `onReset` listeners that earlier offsets are stale. Owns its fd: dispose it.
+ *
+ * @example
+ * ```ts ignore
+ * import { FileMemory } from "./phys.ts";
+ * using ram = FileMemory.open("/dev/shm/guest-ram", [{ gpa: 0n, size: 1n << 30n, fileOffset: 0 }]);
+ * console.log(ram.u64(0x1000n));
+ * ```
+ */
+export class FileMemory implements PhysicalMemory, Disposable {
+  /** The file read. */
+  readonly path: string;
+  /** Its size when opened. */
+  readonly size: number;
+  /** Sorted by `gpa`. */
+  readonly regions: readonly PhysRegion[];
+  /** The page cache `offsetOf` indexes into. */
+  readonly bytes: Uint8Array;
+  /** A DataView over `bytes`. */
+  readonly view: DataView;
+  #fd: OwnedFd | null;
+  // page number (pa >> 12) -> slot in the cache
+  readonly #slots = new Map<number, number>();
+  readonly #listeners: (() => void)[] = [];
+  readonly #scratch = new Uint8Array(8);
+  readonly #scratchView = new DataView(this.#scratch.buffer);
+  #used = 0;
+
+  private constructor(
+    path: string,
+    fd: OwnedFd,
+    size: number,
+    regions: readonly PhysRegion[],
+    cacheBytes: number,
+  ) {
+    this.path = path;
+    this.#fd = fd;
+    this.size = size;
+    this.regions = sortRegions(regions, size, `${path}`);
+    const pages = Math.max(16, Math.floor(cacheBytes / PAGE));
+    this.bytes = new Uint8Array(pages * PAGE);
+    this.view = new DataView(this.bytes.buffer);
+  }
+
+  /**
+   * Opens `path` for reading. `regions` say where guest memory lies in it.
+   *
+   * @param path a regular file (checked by the caller)
+   * @param size the file's size in bytes
+   * @param regions GPA runs; each must fit in `size`
+   */
+  static open(
+    path: string,
+    size: number,
+    regions: readonly PhysRegion[],
+    options: FileMemoryOptions = {},
+  ): FileMemory {
+    const fd = openReadOnly(path);
+    try {
+      return new FileMemory(
+        path,
+        fd,
+        size,
+        regions,
+        options.cacheBytes ?? 256 << 20,
+      );
+    } catch (error) {
+      fd.close();
+      throw error;
+    }
+  }
+
+  /** One past the highest backed guest physical address. */
+  get end(): bigint {
+    const last = this.regions[this.regions.length - 1];
+    return last ? last.gpa + last.size : 0n;
+  }
+
+  /** Reads `into.length` bytes at file `offset`; a short read is the file shrinking. */
+  #pread(offset: number, into: Uint8Array): void {
+    if (this.#fd === null) {
       throw new GuestMemoryError(
-        `read ${what}`,
-        pa,
-        "physical address not in the image",
+        `read ${this.path}`,
+        BigInt(offset),
+        "the file was closed",
       );
     }
-    return value;
+    let done = 0;
+    while (done < into.length) {
+      const n = preadFd(
+        this.#fd.fd,
+        into.subarray(done),
+        BigInt(offset + done),
+      );
+      if (n < 0) {
+        throw new GuestMemoryError(
+          `read ${into.length} bytes of ${this.path} (file offset)`,
+          BigInt(offset),
+          `pread failed with errno ${-n}`,
+        );
+      }
+      if (n === 0) {
+        let now = "shorter";
+        try {
+          now = `${Deno.statSync(this.path).size} bytes`;
+        } catch {
+          now = "gone";
+        }
+        throw new GuestMemoryError(
+          `read ${into.length} bytes of ${this.path} (file offset)`,
+          BigInt(offset),
+          `the file is now ${now} but was ${this.size} when opened (truncated while in use?)`,
+        );
+      }
+      done += n;
+    }
+  }
+
+  /** Page-cache offset of `[pa, pa+len)` when it lies in one 4 KiB page of one region, else -1. */
+  offsetOf(pa: bigint, len: number): number {
+    const inPage = Number(pa & 0xfffn);
+    if (len < 0 || inPage + len > PAGE) return -1;
+    const page = Number(pa >> 12n);
+    const slot = this.#slots.get(page);
+    if (slot !== undefined) return slot * PAGE + inPage;
+    return this.#load(pa - BigInt(inPage), page, inPage);
+  }
+
+  #load(pagePa: bigint, page: number, inPage: number): number {
+    const region = regionOf(this.regions, pagePa);
+    if (!region || pagePa + BigInt(PAGE) > region.gpa + region.size) return -1;
+    if (this.#used * PAGE >= this.bytes.length) {
+      this.#used = 0;
+      this.#slots.clear();
+      for (const listener of this.#listeners) listener();
+    }
+    const slot = this.#used;
+    this.#pread(
+      region.fileOffset + Number(pagePa - region.gpa),
+      this.bytes.subarray(slot * PAGE, slot * PAGE + PAGE),
+    );
+    this.#used++;
+    this.#slots.set(page, slot);
+    return slot * PAGE + inPage;
+  }
+
+  /** Whether every byte of `[pa, pa+len)` is in some region. */
+  has(pa: bigint, len = 1): boolean {
+    return covered(this.regions, pa, len);
+  }
+
+  /** A cached view when inside one page, else a fresh copy; null if any byte is missing. */
+  read(pa: bigint, len: number): Uint8Array | null {
+    const offset = this.offsetOf(pa, len);
+    if (offset >= 0) return this.bytes.subarray(offset, offset + len);
+    const out = new Uint8Array(len);
+    return this.readInto(pa, out) ? out : null;
+  }
+
+  /** Reads straight from the file into `out` (no caching); false if any byte is missing. */
+  readInto(pa: bigint, out: Uint8Array): boolean {
+    if (!this.has(pa, out.length)) return false;
+    return stitch(
+      this.regions,
+      pa,
+      out,
+      (fileOffset, into) => this.#pread(fileOffset, into),
+    );
+  }
+
+  /** A value that straddles pages: read into scratch. */
+  #small(pa: bigint, len: number): DataView | null {
+    const scratch = this.#scratch.subarray(0, len);
+    return this.readInto(pa, scratch) ? this.#scratchView : null;
+  }
+
+  /** u8 at `pa`, or null when unbacked. */
+  u8(pa: bigint): number | null {
+    const offset = this.offsetOf(pa, 1);
+    if (offset >= 0) return this.bytes[offset]!;
+    return this.#small(pa, 1)?.getUint8(0) ?? null;
+  }
+
+  /** Little-endian u32 at `pa`, or null when unbacked. */
+  u32(pa: bigint): number | null {
+    const offset = this.offsetOf(pa, 4);
+    if (offset >= 0) return this.view.getUint32(offset, true);
+    return this.#small(pa, 4)?.getUint32(0, true) ?? null;
+  }
+
+  /** Little-endian u64 at `pa`, or null when unbacked. */
+  u64(pa: bigint): bigint | null {
+    const offset = this.offsetOf(pa, 8);
+    if (offset >= 0) return this.view.getBigUint64(offset, true);
+    return this.#small(pa, 8)?.getBigUint64(0, true) ?? null;
+  }
+
+  /** `listener` runs when the cache starts over (offsets handed out are stale). */
+  onReset(listener: () => void): void {
+    this.#listeners.push(listener);
+  }
+
+  /** Closes the file; later reads throw. */
+  close(): void {
+    this.#fd?.close();
+    this.#fd = null;
+    this.#slots.clear();
+  }
+
+  /** Closes the file. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 }

@@ -1,26 +1,37 @@
 /**
- * A minimal QMP (QEMU Machine Protocol) client for test harnesses: connect
- * to a unix socket, negotiate capabilities, stop/continue/quit the guest.
+ * A minimal QMP (QEMU Machine Protocol) client: connect to a unix socket,
+ * negotiate capabilities, stop/continue/quit the guest. Every exchange is
+ * bounded in time and in bytes, so a peer that accepts and never answers, or
+ * floods bytes without a newline, ends in a one-line {@linkcode QmpError}
+ * naming the socket and what was awaited instead of a hang.
  *
  * @module
  */
 
-import { BpfmapError } from "../errors.ts";
+import { BpfmapError, type BpfmapErrorOptions } from "../errors.ts";
 
-/** A QMP error reply (`{"error": {...}}`). */
+/** A QMP failure: an error reply, a timeout, a closed or misbehaving peer. */
 export class QmpError extends BpfmapError {
-  /** QMP error class, e.g. `GenericError`. */
+  /** QMP error class for an error reply (e.g. `GenericError`), else `""`. */
   readonly errorClass: string;
+  /** The socket path. */
+  readonly socket: string;
 
   /**
-   * Builds the error from QMP's reply.
+   * Builds the one-line message.
    *
-   * @param command the command that failed
-   * @param errorClass QMP's `class`
-   * @param description QMP's `desc`
+   * @param socket the socket path
+   * @param problem what went wrong, e.g. `no reply to "stop" within 5000 ms`
+   * @param errorClass QMP's `class` for an error reply
    */
-  constructor(command: string, errorClass: string, description: string) {
-    super(`QMP ${command} failed: ${errorClass}: ${description}`);
+  constructor(
+    socket: string,
+    problem: string,
+    errorClass = "",
+    options: BpfmapErrorOptions = {},
+  ) {
+    super(`QMP socket ${socket}: ${problem}`, options);
+    this.socket = socket;
     this.errorClass = errorClass;
   }
 }
@@ -29,6 +40,25 @@ export class QmpError extends BpfmapError {
 export interface QmpConnectOptions {
   /** Keep retrying the connection this long (QEMU may still be starting); default 10000 ms. */
   timeoutMs?: number;
+  /** How long the greeting and each reply may take; default 5000 ms. */
+  replyTimeoutMs?: number;
+  /** Largest message accepted (bytes up to its newline); default 1 MiB. */
+  maxMessageBytes?: number;
+}
+
+/** Options for one {@linkcode QmpClient.execute}. */
+export interface QmpExecuteOptions {
+  /** How long the reply may take; default the client's `replyTimeoutMs`. */
+  timeoutMs?: number;
+}
+
+/** Asynchronous events kept at most (oldest dropped). */
+const MAX_EVENTS = 1000;
+
+function isConnectRetryable(error: unknown): boolean {
+  // the socket is not there yet, or QEMU is not listening yet
+  return error instanceof Deno.errors.NotFound ||
+    error instanceof Deno.errors.ConnectionRefused;
 }
 
 /**
@@ -45,19 +75,33 @@ export interface QmpConnectOptions {
  * ```
  */
 export class QmpClient implements AsyncDisposable {
+  /** The socket path. */
+  readonly path: string;
   readonly #conn: Deno.UnixConn;
-  readonly #decoder = new TextDecoder();
-  #buffer = "";
+  readonly #replyTimeoutMs: number;
+  readonly #maxMessageBytes: number;
+  readonly #chunk = new Uint8Array(64 << 10);
+  // bytes received and not yet consumed (no newline among them yet, or more lines)
+  #pending = new Uint8Array(0);
   #closed = false;
-  /** Asynchronous events received while waiting for replies. */
+  /** Asynchronous events received while waiting for replies (the last 1000). */
   readonly events: Record<string, unknown>[] = [];
 
-  private constructor(conn: Deno.UnixConn) {
+  private constructor(
+    path: string,
+    conn: Deno.UnixConn,
+    options: QmpConnectOptions,
+  ) {
+    this.path = path;
     this.#conn = conn;
+    this.#replyTimeoutMs = options.replyTimeoutMs ?? 5000;
+    this.#maxMessageBytes = options.maxMessageBytes ?? (1 << 20);
   }
 
   /**
    * Connects to `path`, reads the greeting and sends `qmp_capabilities`.
+   * Only "no socket yet" and "connection refused" are retried; a peer that
+   * answers wrongly or not at all fails at once.
    *
    * @param path the socket given to `-qmp unix:PATH,server,nowait`
    */
@@ -66,50 +110,147 @@ export class QmpClient implements AsyncDisposable {
     options: QmpConnectOptions = {},
   ): Promise<QmpClient> {
     const deadline = Date.now() + (options.timeoutMs ?? 10_000);
-    let lastError: unknown;
+    let conn: Deno.UnixConn;
     for (;;) {
       try {
-        const conn = await Deno.connect({ transport: "unix", path });
-        const client = new QmpClient(conn);
-        try {
-          const greeting = await client.#readMessage();
-          if (!("QMP" in greeting)) {
-            throw new Error(
-              `Unexpected QMP greeting: ${JSON.stringify(greeting)}`,
-            );
-          }
-          await client.execute("qmp_capabilities");
-          return client;
-        } catch (error) {
-          client.close();
-          throw error;
-        }
+        conn = await Deno.connect({ transport: "unix", path });
+        break;
       } catch (error) {
-        lastError = error;
-        if (Date.now() > deadline) break;
+        if (!isConnectRetryable(error) || Date.now() > deadline) {
+          throw new QmpError(
+            path,
+            `cannot connect: ${(error as Error).message.split("\n")[0]}`,
+            "",
+            { cause: error },
+          );
+        }
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     }
-    throw new Error(
-      `Cannot connect to QMP socket ${path}: ${String(lastError)}`,
-    );
+    const client = new QmpClient(path, conn, options);
+    try {
+      const greeting = await client.#readMessage(
+        "greeting",
+        Date.now() + client.#replyTimeoutMs,
+        client.#replyTimeoutMs,
+      );
+      if (!("QMP" in greeting)) {
+        throw new QmpError(
+          path,
+          `expected a greeting with "QMP", got ${
+            JSON.stringify(greeting).slice(0, 80)
+          }`,
+        );
+      }
+      await client.execute("qmp_capabilities");
+      return client;
+    } catch (error) {
+      client.close();
+      throw error;
+    }
   }
 
-  async #readMessage(): Promise<Record<string, unknown>> {
+  /** Reads into #pending until a newline, within `timeoutMs` and the size bound. */
+  async #readLine(
+    awaiting: string,
+    deadline: number,
+    budgetMs: number,
+  ): Promise<string> {
     for (;;) {
-      const newline = this.#buffer.indexOf("\n");
+      const newline = this.#pending.indexOf(0x0a);
       if (newline >= 0) {
-        const line = this.#buffer.slice(0, newline).trim();
-        this.#buffer = this.#buffer.slice(newline + 1);
-        if (line) return JSON.parse(line) as Record<string, unknown>;
-        continue;
+        const line = new TextDecoder().decode(
+          this.#pending.subarray(0, newline),
+        );
+        this.#pending = this.#pending.slice(newline + 1);
+        return line;
       }
-      const chunk = new Uint8Array(65536);
-      const n = await this.#conn.read(chunk);
-      if (n === null) throw new Error("QMP connection closed by QEMU");
-      this.#buffer += this.#decoder.decode(chunk.subarray(0, n), {
-        stream: true,
-      });
+      if (this.#pending.length > this.#maxMessageBytes) {
+        this.close();
+        throw new QmpError(
+          this.path,
+          `${awaiting} exceeds ${this.#maxMessageBytes} bytes without a newline`,
+        );
+      }
+      const n = await this.#readChunk(awaiting, deadline, budgetMs);
+      const grown = new Uint8Array(this.#pending.length + n);
+      grown.set(this.#pending);
+      grown.set(this.#chunk.subarray(0, n), this.#pending.length);
+      this.#pending = grown;
+    }
+  }
+
+  async #readChunk(
+    awaiting: string,
+    deadline: number,
+    budgetMs: number,
+  ): Promise<number> {
+    const remaining = deadline - Date.now();
+    const timedOut = (): QmpError => {
+      this.close();
+      return new QmpError(
+        this.path,
+        `no ${awaiting} within ${budgetMs} ms`,
+      );
+    };
+    if (remaining <= 0 || this.#closed) throw timedOut();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), remaining);
+    });
+    let n: number | null | "timeout";
+    try {
+      n = await Promise.race([this.#conn.read(this.#chunk), timeout]);
+    } catch (error) {
+      this.close();
+      throw new QmpError(
+        this.path,
+        `reading ${awaiting} failed: ${(error as Error).message}`,
+        "",
+        { cause: error },
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+    if (n === "timeout") throw timedOut();
+    if (n === null) {
+      this.close();
+      throw new QmpError(
+        this.path,
+        `closed by the peer while awaiting ${awaiting}`,
+      );
+    }
+    return n;
+  }
+
+  async #readMessage(
+    awaiting: string,
+    deadline: number,
+    budgetMs: number,
+  ): Promise<Record<string, unknown>> {
+    for (;;) {
+      const line = (await this.#readLine(awaiting, deadline, budgetMs)).trim();
+      if (!line) continue;
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(line);
+      } catch {
+        this.close();
+        throw new QmpError(
+          this.path,
+          `${awaiting} is not JSON: ${line.slice(0, 80)}`,
+        );
+      }
+      if (
+        parsed === null || typeof parsed !== "object" || Array.isArray(parsed)
+      ) {
+        this.close();
+        throw new QmpError(
+          this.path,
+          `expected a JSON object as ${awaiting}, got ${line.slice(0, 80)}`,
+        );
+      }
+      return parsed as Record<string, unknown>;
     }
   }
 
@@ -118,24 +259,47 @@ export class QmpClient implements AsyncDisposable {
    *
    * @param command e.g. `"query-status"`
    * @param args the command's `arguments`
+   * @param options a longer timeout for slow commands (`dump-guest-memory`)
    */
   async execute(
     command: string,
     args?: Record<string, unknown>,
+    options: QmpExecuteOptions = {},
   ): Promise<unknown> {
+    if (this.#closed) {
+      throw new QmpError(this.path, `closed before "${command}"`);
+    }
     const message = args === undefined
       ? { execute: command }
       : { execute: command, arguments: args };
-    await this.#conn.write(
-      new TextEncoder().encode(JSON.stringify(message) + "\n"),
-    );
+    try {
+      await this.#conn.write(
+        new TextEncoder().encode(JSON.stringify(message) + "\n"),
+      );
+    } catch (error) {
+      this.close();
+      throw new QmpError(
+        this.path,
+        `sending "${command}" failed: ${(error as Error).message}`,
+        "",
+        { cause: error },
+      );
+    }
+    const awaiting = `reply to "${command}"`;
+    const timeoutMs = options.timeoutMs ?? this.#replyTimeoutMs;
+    const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const reply = await this.#readMessage();
+      const reply = await this.#readMessage(awaiting, deadline, timeoutMs);
       if ("return" in reply) return reply.return;
       if ("error" in reply) {
-        const error = reply.error as { class?: string; desc?: string };
-        throw new QmpError(command, error.class ?? "?", error.desc ?? "?");
+        const error = (reply.error ?? {}) as { class?: string; desc?: string };
+        throw new QmpError(
+          this.path,
+          `"${command}" failed: ${error.class ?? "?"}: ${error.desc ?? "?"}`,
+          error.class ?? "?",
+        );
       }
+      if (this.events.length >= MAX_EVENTS) this.events.shift();
       this.events.push(reply);
     }
   }
@@ -153,7 +317,7 @@ export class QmpClient implements AsyncDisposable {
   /** The run state, e.g. `"paused"` or `"running"`. */
   async status(): Promise<string> {
     const reply = await this.execute("query-status") as { status?: string };
-    return reply.status ?? "unknown";
+    return reply?.status ?? "unknown";
   }
 
   /** Ends QEMU (`quit`); the connection closes with it. */

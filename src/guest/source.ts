@@ -1,52 +1,56 @@
 /**
  * Where guest memory comes from: a raw RAM file (QEMU
  * `memory-backend-file,share=on`) or an ELF core (QEMU `dump-guest-memory`,
- * kdump vmcore). Both are mapped read-only, never copied.
+ * kdump vmcore). Both are read with pread through {@linkcode FileMemory},
+ * never mapped, so a file that changes size under the reader is an error,
+ * not a crash.
  *
  * @module
  */
 
-import { MappedFile } from "../sys/mmap.ts";
-import { GuestKernelError } from "./errors.ts";
-import { PhysicalMemory, type PhysRegion, qemuX86Layout } from "./phys.ts";
+import { ARCHES, detectArch } from "./arch/mod.ts";
+import { GuestKernelError, GuestSourceError } from "./errors.ts";
+import { FileMemory, type PhysicalMemory, type PhysRegion } from "./phys.ts";
+import { findVmcoreinfo, parseVmcoreinfo } from "./vmcoreinfo.ts";
 
-/** A guest memory image, open for reading. Close it (or `using`) to unmap it. */
+/** A guest memory image, open for reading. Close it (or `using`) to release the file. */
 export interface GuestMemorySource extends Disposable {
   /** The file the image came from. */
   readonly path: string;
   /** Guest physical memory. Invalid after `close()`. */
   readonly memory: PhysicalMemory;
-  /** VMCOREINFO text from an ELF note, or null (RAM files carry none outside RAM). */
+  /**
+   * VMCOREINFO text: an ELF core's note, or the copy a RAM file scan found
+   * (null when there is none).
+   */
   readonly vmcoreinfo: string | null;
-  /** Unmaps the image. */
+  /** Releases the file. */
   close(): void;
 }
 
 /** Options for {@linkcode openRamFile}. */
 export interface RamFileOptions {
-  /** Physical layout; default {@linkcode qemuX86Layout} of the file size. */
+  /** Physical layout; default: the detected architecture's usual VMM layout of the file size. */
   regions?: readonly PhysRegion[];
+  /** VMCOREINFO text when the caller has it (skips the scan). */
+  vmcoreinfo?: string;
+  /** Page-cache bytes (see {@linkcode FileMemory}). */
+  cacheBytes?: number;
 }
 
-class MappedSource implements GuestMemorySource {
+class FileSource implements GuestMemorySource {
   readonly path: string;
-  readonly memory: PhysicalMemory;
+  readonly memory: FileMemory;
   readonly vmcoreinfo: string | null;
-  readonly #file: MappedFile;
 
-  constructor(
-    file: MappedFile,
-    memory: PhysicalMemory,
-    vmcoreinfo: string | null,
-  ) {
-    this.path = file.path;
-    this.#file = file;
+  constructor(memory: FileMemory, vmcoreinfo: string | null) {
+    this.path = memory.path;
     this.memory = memory;
     this.vmcoreinfo = vmcoreinfo;
   }
 
   close(): void {
-    this.#file.close();
+    this.memory.close();
   }
 
   [Symbol.dispose](): void {
@@ -54,34 +58,91 @@ class MappedSource implements GuestMemorySource {
   }
 }
 
+const NEEDED =
+  "guest memory must be a regular file: a QEMU RAM file (memory-backend-file,mem-path=/dev/shm/NAME,share=on) or an ELF core (dump-guest-memory)";
+
 /**
- * Maps a raw guest RAM file. The mapping is shared: freeze the guest (QMP
- * `stop`) before reading, or reads may be torn.
+ * The size of `path` after checking it is a non-empty regular file; a
+ * one-line GuestSourceError naming what it is otherwise (opening a FIFO
+ * would block, mapping a directory fails with ENODEV).
+ */
+export function regularFileSize(path: string): number {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch (error) {
+    throw new GuestSourceError(
+      path,
+      `cannot be read: ${(error as Error).message.split("\n")[0]}`,
+      { cause: error, hint: NEEDED },
+    );
+  }
+  const kind = info.isDirectory
+    ? "a directory"
+    : info.isFifo
+    ? "a FIFO (named pipe)"
+    : info.isSocket
+    ? "a socket"
+    : info.isCharDevice
+    ? "a character device"
+    : info.isBlockDevice
+    ? "a block device"
+    : null;
+  if (kind !== null || !info.isFile) {
+    throw new GuestSourceError(path, `is ${kind ?? "not a regular file"}`, {
+      hint: NEEDED,
+    });
+  }
+  if (info.size === 0) {
+    throw new GuestSourceError(path, "is empty (0 bytes)", { hint: NEEDED });
+  }
+  return info.size;
+}
+
+/**
+ * Opens a raw guest RAM file. Freeze the guest (QMP `stop`) before reading,
+ * or reads may be torn. Without `regions`, VMCOREINFO is found first (a scan
+ * of page starts from the top of the file) and its architecture's usual
+ * layout is used.
  *
  * @example
  * ```ts ignore
  * import { openRamFile } from "./source.ts";
  * using source = openRamFile("/dev/shm/guest-ram");
- * console.log(source.memory.end);
+ * console.log(source.memory.end, source.vmcoreinfo?.split("\n")[0]);
  * ```
  */
 export function openRamFile(
   path: string,
   options: RamFileOptions = {},
 ): GuestMemorySource {
-  const file = MappedFile.open(path);
-  try {
-    const regions = options.regions ??
-      qemuX86Layout(BigInt(file.bytes.byteLength));
-    return new MappedSource(
-      file,
-      new PhysicalMemory(file.bytes, regions),
-      null,
-    );
-  } catch (error) {
-    file.close();
-    throw error;
+  const size = regularFileSize(path);
+  let text = options.vmcoreinfo ?? null;
+  if (text === null) {
+    // file offsets stand in for addresses until the layout is known
+    using raw = FileMemory.open(path, size, [{
+      gpa: 0n,
+      size: BigInt(size),
+      fileOffset: 0,
+    }], { cacheBytes: 1 << 16 });
+    const found = findVmcoreinfo(raw, {
+      recognized: (info) => ARCHES.some((arch) => arch.recognizes(info)),
+    });
+    text = found
+      ? [...found.raw].map(([k, v]) => `${k}=${v}`).join("\n")
+      : null;
   }
+  const regions = options.regions ??
+    (text === null
+      ? ARCHES[0]!.defaultLayout(BigInt(size))
+      : detectArch(parseVmcoreinfo(text)).defaultLayout(BigInt(size)));
+  const memory = FileMemory.open(
+    path,
+    size,
+    regions,
+    options.cacheBytes === undefined ? {} : { cacheBytes: options.cacheBytes },
+  );
+  return new FileSource(memory, text);
 }
 
 /** What an ELF core describes. */
@@ -95,10 +156,15 @@ export interface ElfCoreLayout {
 const PT_LOAD = 1;
 const PT_NOTE = 4;
 const MAX_PHDRS = 1 << 16;
+const MAX_NOTES = 16 << 20;
+
+/** Reads `len` bytes at file offset `offset` (throws when they are not there). */
+type ReadAt = (offset: number, len: number) => Uint8Array;
 
 /**
- * Reads the program headers of a little-endian ELF64 core: PT_LOAD segments
- * keyed by `p_paddr`, and the VMCOREINFO note if a PT_NOTE holds one.
+ * Reads the program headers of a little-endian ELF64 core held in memory:
+ * PT_LOAD segments keyed by `p_paddr`, and the VMCOREINFO note if a PT_NOTE
+ * holds one. A segment past the end of the file is a truncated core.
  *
  * @example
  * ```ts ignore
@@ -107,53 +173,98 @@ const MAX_PHDRS = 1 << 16;
  * console.log(regions.length);
  * ```
  */
-export function parseElfCore(bytes: Uint8Array): ElfCoreLayout {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+export function parseElfCore(
+  bytes: Uint8Array,
+  name = "ELF core",
+): ElfCoreLayout {
+  return parseElfCoreAt(
+    (offset, len) => bytes.subarray(offset, offset + len),
+    bytes.byteLength,
+    name,
+  );
+}
+
+function parseElfCoreAt(
+  read: ReadAt,
+  size: number,
+  name: string,
+): ElfCoreLayout {
+  const header = read(0, Math.min(size, 64));
+  const view = new DataView(
+    header.buffer,
+    header.byteOffset,
+    header.byteLength,
+  );
   if (
-    bytes.byteLength < 64 || view.getUint32(0, false) !== 0x7f454c46 ||
-    bytes[4] !== 2 || bytes[5] !== 1
+    header.byteLength < 64 || view.getUint32(0, false) !== 0x7f454c46 ||
+    header[4] !== 2 || header[5] !== 1
   ) {
-    throw new GuestKernelError("Not a little-endian ELF64 file");
+    throw new GuestKernelError(`${name} is not a little-endian ELF64 file`);
   }
   if (view.getUint16(16, true) !== 4) {
     throw new GuestKernelError(
-      `ELF type ${view.getUint16(16, true)} is not a core (ET_CORE=4)`,
+      `${name}: ELF type ${view.getUint16(16, true)} is not a core (ET_CORE=4)`,
     );
   }
   const phoff = Number(view.getBigUint64(32, true));
   const phentsize = view.getUint16(54, true);
   let phnum = view.getUint16(56, true);
-  if (phnum === 0xffff && bytes.byteLength >= 64) {
+  if (phnum === 0xffff) {
     // PN_XNUM: the real count is in section header 0's sh_info
     const shoff = Number(view.getBigUint64(40, true));
-    if (shoff + 64 <= bytes.byteLength) {
-      phnum = view.getUint32(shoff + 44, true);
+    if (shoff + 64 <= size) {
+      const sh = read(shoff, 64);
+      phnum = new DataView(sh.buffer, sh.byteOffset, 64).getUint32(44, true);
     }
   }
-  if (
-    phentsize < 56 || phnum > MAX_PHDRS ||
-    phoff + phnum * phentsize > bytes.byteLength
-  ) {
+  if (phentsize < 56 || phnum > MAX_PHDRS) {
     throw new GuestKernelError(
-      `ELF program headers (${phnum} x ${phentsize} at ${phoff}) do not fit the file`,
+      `${name}: ELF program headers (${phnum} x ${phentsize} at ${phoff}) are implausible`,
     );
   }
+  const phEnd = phoff + phnum * phentsize;
+  if (phEnd > size) {
+    throw new GuestSourceError(
+      name,
+      `core truncated at ${size} (expected at least ${phEnd} bytes for its program headers)`,
+    );
+  }
+  const phdrs = read(phoff, phnum * phentsize);
+  const ph = new DataView(phdrs.buffer, phdrs.byteOffset, phdrs.byteLength);
   const regions: PhysRegion[] = [];
-  let vmcoreinfo: string | null = null;
+  const notes: { offset: number; size: number }[] = [];
+  let expected = phEnd;
   for (let i = 0; i < phnum; i++) {
-    const at = phoff + i * phentsize;
-    const type = view.getUint32(at, true);
-    const offset = view.getBigUint64(at + 8, true);
-    const paddr = view.getBigUint64(at + 24, true);
-    const filesz = view.getBigUint64(at + 32, true);
-    if (offset + filesz > BigInt(bytes.byteLength)) continue;
-    if (type === PT_LOAD && filesz > 0n) {
-      regions.push({ gpa: paddr, size: filesz, fileOffset: Number(offset) });
-    } else if (type === PT_NOTE && vmcoreinfo === null) {
-      vmcoreinfo = findVmcoreinfoNote(
-        bytes.subarray(Number(offset), Number(offset + filesz)),
+    const at = i * phentsize;
+    const type = ph.getUint32(at, true);
+    const offset = ph.getBigUint64(at + 8, true);
+    const paddr = ph.getBigUint64(at + 24, true);
+    const filesz = ph.getBigUint64(at + 32, true);
+    if (type !== PT_LOAD && type !== PT_NOTE) continue;
+    const end = offset + filesz;
+    if (end > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new GuestKernelError(
+        `${name}: program header ${i} ends at ${end}, beyond any file`,
       );
     }
+    if (Number(end) > expected) expected = Number(end);
+    if (type === PT_LOAD && filesz > 0n) {
+      regions.push({ gpa: paddr, size: filesz, fileOffset: Number(offset) });
+    } else if (type === PT_NOTE && filesz <= BigInt(MAX_NOTES)) {
+      notes.push({ offset: Number(offset), size: Number(filesz) });
+    }
+  }
+  if (expected > size) {
+    throw new GuestSourceError(
+      name,
+      `core truncated at ${size} (expected ${expected} bytes)`,
+      { hint: "the dump was cut short (disk full, or still being written?)" },
+    );
+  }
+  let vmcoreinfo: string | null = null;
+  for (const note of notes) {
+    vmcoreinfo = findVmcoreinfoNote(read(note.offset, note.size));
+    if (vmcoreinfo !== null) break;
   }
   return { regions: dropOverlaps(regions), vmcoreinfo };
 }
@@ -193,7 +304,7 @@ function findVmcoreinfoNote(notes: Uint8Array): string | null {
 }
 
 /**
- * Maps an ELF core (QEMU `dump-guest-memory` without `-z/-l/-s`, or a kdump
+ * Opens an ELF core (QEMU `dump-guest-memory` without `-z/-l/-s`, or a kdump
  * vmcore in ELF format).
  *
  * @example
@@ -203,17 +314,33 @@ function findVmcoreinfoNote(notes: Uint8Array): string | null {
  * console.log(core.vmcoreinfo?.split("\n")[0]);
  * ```
  */
-export function openElfCore(path: string): GuestMemorySource {
-  const file = MappedFile.open(path);
-  try {
-    const layout = parseElfCore(file.bytes);
-    return new MappedSource(
-      file,
-      new PhysicalMemory(file.bytes, layout.regions),
-      layout.vmcoreinfo,
+export function openElfCore(
+  path: string,
+  options: { cacheBytes?: number } = {},
+): GuestMemorySource {
+  const size = regularFileSize(path);
+  let layout: ElfCoreLayout;
+  {
+    using raw = FileMemory.open(path, size, [{
+      gpa: 0n,
+      size: BigInt(size),
+      fileOffset: 0,
+    }], { cacheBytes: 1 << 16 });
+    layout = parseElfCoreAt(
+      (offset, len) => {
+        const out = new Uint8Array(len);
+        raw.readInto(BigInt(offset), out);
+        return out;
+      },
+      size,
+      path,
     );
-  } catch (error) {
-    file.close();
-    throw error;
   }
+  const memory = FileMemory.open(
+    path,
+    size,
+    layout.regions,
+    options.cacheBytes === undefined ? {} : { cacheBytes: options.cacheBytes },
+  );
+  return new FileSource(memory, layout.vmcoreinfo);
 }

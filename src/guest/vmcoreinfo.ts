@@ -6,7 +6,6 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
 import { GuestKernelError } from "./errors.ts";
 import type { PhysicalMemory } from "./phys.ts";
 
@@ -80,63 +79,124 @@ export function parseVmcoreinfo(text: string): Vmcoreinfo {
 }
 
 const MAX_TEXT = 16 * 1024;
-const REQUIRED = [
-  "SYMBOL(init_top_pgt)",
-  "NUMBER(phys_base)",
-  "SYMBOL(kallsyms_names)",
-];
+const PAGE = 4096;
+/** Bytes read per step of the scan: big enough for few reads, small enough for little memory. */
+const SCAN_CHUNK = 4 << 20;
+const OSRELEASE = new TextEncoder().encode("OSRELEASE=");
+const NOTE_NAME = new TextEncoder().encode("VMCOREINFO\0");
+/** The note `update_vmcoreinfo_note` writes: 12-byte header, "VMCOREINFO\0" padded to 12. */
+const NOTE_DESC = 24;
+
+function startsWith(
+  bytes: Uint8Array,
+  at: number,
+  prefix: Uint8Array,
+): boolean {
+  if (at + prefix.length > bytes.length) return false;
+  for (let i = 0; i < prefix.length; i++) {
+    if (bytes[at + i] !== prefix[i]) return false;
+  }
+  return true;
+}
+
+/** Where text may start in a page: the data page itself, or the desc of the ELF note copy. */
+function candidateAt(bytes: Uint8Array, page: number): number {
+  if (bytes[page] === 0x4f && startsWith(bytes, page, OSRELEASE)) return page;
+  if (
+    bytes[page] === NOTE_NAME.length && bytes[page + 1] === 0 &&
+    startsWith(bytes, page + 12, NOTE_NAME) &&
+    startsWith(bytes, page + NOTE_DESC, OSRELEASE)
+  ) return page + NOTE_DESC;
+  return -1;
+}
+
+const latin1 = new TextDecoder("latin1");
+
+function textAt(memory: PhysicalMemory, pa: bigint): string | null {
+  // the text may run past the scanned chunk or the region: read it alone
+  for (let len = MAX_TEXT; len >= 256; len >>= 1) {
+    const out = new Uint8Array(len);
+    if (!memory.readInto(pa, out)) continue;
+    const nul = out.indexOf(0);
+    return latin1.decode(out.subarray(0, nul < 0 ? len : nul));
+  }
+  return null;
+}
+
+/** Options for {@linkcode findVmcoreinfo}. */
+export interface FindVmcoreinfoOptions {
+  /**
+   * Says whether some architecture bpfmap reads wrote this VMCOREINFO; such
+   * a copy ends the scan. Without it the first well-formed copy wins.
+   */
+  recognized?: (info: Vmcoreinfo) => boolean;
+}
 
 /**
- * Scans guest physical memory for VMCOREINFO text: `OSRELEASE=` followed
- * within a line by `PAGESIZE=`, and carrying the keys bpfmap needs
- * (`init_top_pgt`, `phys_base`, `kallsyms_names`). The first complete copy
- * wins; null when there is none.
+ * Finds VMCOREINFO in guest physical memory without reading all of it into
+ * memory: the kernel keeps the text at the start of a page it allocated
+ * (`vmcoreinfo_data`, `get_zeroed_page`) and a copy in a page-aligned ELF
+ * note (`vmcoreinfo_note`), so only page starts are candidates. Early boot
+ * allocations come from the top of RAM, so regions and chunks are read from
+ * the top down, a few MiB at a time into one reused buffer; the first copy
+ * some architecture recognises ends the scan. Without a recognised copy the
+ * first well-formed one (`OSRELEASE=`, `PAGESIZE=` within a few lines, some
+ * `SYMBOL(`) is returned; null when there is none.
  *
  * @example
  * ```ts
- * import { PhysicalMemory } from "./phys.ts";
+ * import { BytesMemory } from "./phys.ts";
  * import { findVmcoreinfo } from "./vmcoreinfo.ts";
  * const bytes = new Uint8Array(8192);
  * const text = "OSRELEASE=6.1.0\nBUILD-ID=x\nPAGESIZE=4096\nSYMBOL(init_top_pgt)=ffffffff82000000\n" +
  *   "NUMBER(phys_base)=0\nSYMBOL(kallsyms_names)=ffffffff81000000\n";
  * bytes.set(new TextEncoder().encode(text), 4096);
- * const found = findVmcoreinfo(new PhysicalMemory(bytes, [{ gpa: 0n, size: 8192n, fileOffset: 0 }]));
+ * const found = findVmcoreinfo(new BytesMemory(bytes, [{ gpa: 0n, size: 8192n, fileOffset: 0 }]));
  * console.log(found?.foundAt); // 4096n
  * ```
  */
-export function findVmcoreinfo(memory: PhysicalMemory): Vmcoreinfo | null {
-  for (const region of memory.regions) {
-    const start = region.fileOffset;
-    const length = Number(region.size);
-    const buffer = Buffer.from(
-      memory.bytes.buffer,
-      memory.bytes.byteOffset + start,
-      length,
-    );
-    let at = 0;
-    for (;;) {
-      at = buffer.indexOf("OSRELEASE=", at, "latin1");
-      if (at < 0) break;
-      const end = Math.min(length, at + MAX_TEXT);
-      const window = buffer.subarray(at, end);
-      const nul = window.indexOf(0);
-      const text = window.subarray(0, nul < 0 ? window.length : nul).toString(
-        "latin1",
-      );
-      if (
-        /^OSRELEASE=[^\n]+\n(?:[^\n]*\n){0,3}PAGESIZE=\d+\n/.test(text) &&
-        REQUIRED.every((k) => text.includes(k + "="))
-      ) {
-        try {
-          const info = parseVmcoreinfo(text);
-          info.foundAt = region.gpa + BigInt(at);
-          return info;
-        } catch {
-          // keep looking
+export function findVmcoreinfo(
+  memory: PhysicalMemory,
+  options: FindVmcoreinfoOptions = {},
+): Vmcoreinfo | null {
+  let fallback: Vmcoreinfo | null = null;
+  let buffer: Uint8Array | null = null;
+  const regions = [...memory.regions].reverse();
+  for (const region of regions) {
+    // page starts, in guest physical terms
+    const first = (region.gpa + BigInt(PAGE - 1)) & ~BigInt(PAGE - 1);
+    let top = region.gpa + region.size;
+    while (top > first) {
+      const bottom = top - first > BigInt(SCAN_CHUNK)
+        ? (top - BigInt(SCAN_CHUNK)) & ~BigInt(PAGE - 1)
+        : first;
+      const len = Number(top - bottom);
+      buffer ??= new Uint8Array(SCAN_CHUNK);
+      const chunk = buffer.subarray(0, len);
+      if (memory.readInto(bottom, chunk)) {
+        for (let page = (len - 1) & ~(PAGE - 1); page >= 0; page -= PAGE) {
+          const at = candidateAt(chunk, page);
+          if (at < 0) continue;
+          const pa = bottom + BigInt(at);
+          const text = textAt(memory, pa);
+          if (
+            text === null ||
+            !/^OSRELEASE=[^\n]+\n(?:[^\n]*\n){0,3}PAGESIZE=\d+\n/.test(text) ||
+            !text.includes("SYMBOL(")
+          ) continue;
+          let info: Vmcoreinfo;
+          try {
+            info = parseVmcoreinfo(text);
+          } catch {
+            continue; // malformed: keep looking
+          }
+          info.foundAt = pa;
+          if (!options.recognized || options.recognized(info)) return info;
+          fallback ??= info;
         }
       }
-      at += 10;
+      top = bottom;
     }
   }
-  return null;
+  return fallback;
 }

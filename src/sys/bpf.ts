@@ -704,3 +704,6 @@ export function mapUpdateBatch(
   );
   return done;
 }
+
+/** The raw bpf() call for command encoders kept in other files (`prog.ts`): `-errno` on failure, never throws. */
+export { rawBpf };

@@ -1,5 +1,5 @@
 /**
- * The proof for the guest-memory backend: boot real Debian 6.1 and 6.12
+ * The proof for the guest-memory backend: boot real Debian 6.1, 6.12 and 7.3
  * kernels under QEMU, let bpfmap's live backend create and read maps of
  * every type inside, freeze the VM, and read the same maps from its RAM file
  * with GuestMemMapAccessor. Every map, key and CPU must match byte for byte.
@@ -114,7 +114,7 @@ for (const kernel of KERNELS) {
         ),
         swap.values,
       );
-      assert.deepEqual(memory.problems, []);
+      assert.deepEqual(memory.problems(), []);
 
       // The CLI over the same image: list as bpftool shapes it, a typed dump, the failure dump.
       const listed = await cli("list", "--json", "--guest-mem", guest.ramPath);
@@ -233,7 +233,7 @@ for (const kernel of KERNELS) {
           await guest.qmp.execute("dump-guest-memory", {
             paging: false,
             protocol: `file:${core}`,
-          });
+          }, { timeoutMs: 120_000 });
           using fromCore = GuestMemMapAccessor.openCore(core);
           // Debian's kernel has no fw_cfg driver built in, so QEMU writes no
           // VMCOREINFO note: the kernel is found by scanning the core's RAM.

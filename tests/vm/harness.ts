@@ -17,7 +17,7 @@ export const ROOT: string = new URL("../../", import.meta.url).pathname.replace(
 export const CACHE: string = `${ROOT}/.vm-cache`;
 
 /** The kernels setup.sh provides, by directory name. */
-export const KERNELS = ["k61", "k612"] as const;
+export const KERNELS = ["k61", "k612", "k73"] as const;
 
 /** Options for {@linkcode bootGuest}. */
 export interface BootOptions {
@@ -107,7 +107,7 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
     "-initrd",
     initrd,
     "-append",
-    `console=ttyS0 panic=-1 quiet bpfmap.args=${
+    `console=ttyS0 panic=-1 quiet cryptomgr.notests bpfmap.args=${
       (options.agentArgs ?? []).join(",")
     }`,
     "-nographic",

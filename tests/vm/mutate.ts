@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { prng as rng } from "../btf_fixture.ts";
 import { GuestMemMapAccessor } from "../../src/accessor/guest.ts";
 import type { BpfMapInfo } from "../../src/accessor/types.ts";
-import { PhysicalMemory, qemuX86Layout } from "../../src/guest/phys.ts";
+import { BytesMemory, qemuX86Layout } from "../../src/guest/phys.ts";
 import { MapType } from "../../src/sys/constants.ts";
 import { findVmcoreinfo } from "../../src/guest/vmcoreinfo.ts";
 
@@ -86,7 +86,7 @@ export function mutationSweep(
   seed = 1,
 ): SweepResult {
   const bytes = Deno.readFileSync(ramPath);
-  const memory = new PhysicalMemory(
+  const memory = new BytesMemory(
     bytes,
     qemuX86Layout(BigInt(bytes.byteLength)),
   );

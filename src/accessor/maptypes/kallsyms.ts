@@ -1,0 +1,83 @@
+/**
+ * Kernel addresses to `symbol+0xoffset`, from the running kernel's
+ * `/proc/kallsyms`, parsed once per table and searched by bisection.
+ *
+ * @module
+ */
+
+/** A sorted symbol table. */
+export class KernelSymbols {
+  readonly #addresses: BigUint64Array;
+  readonly #names: string[];
+
+  private constructor(addresses: BigUint64Array, names: string[]) {
+    this.#addresses = addresses;
+    this.#names = names;
+  }
+
+  /**
+   * Parses kallsyms text (`ADDRESS TYPE NAME [MODULE]` lines). Only text
+   * symbols are kept: stack frames point into code, and data symbols in
+   * between would name a return address after the wrong thing.
+   */
+  static parse(text: string): KernelSymbols {
+    const entries: [bigint, string][] = [];
+    for (const line of text.split("\n")) {
+      const first = line.indexOf(" ");
+      if (first !== 16 || line.length < 20) continue;
+      const type = line[17];
+      if (type !== "t" && type !== "T" && type !== "w" && type !== "W") {
+        continue;
+      }
+      const address = BigInt(`0x${line.slice(0, 16)}`);
+      // Addresses read as zero without CAP_SYSLOG; a table of zeros names nothing.
+      if (address === 0n) continue;
+      const rest = line.slice(19);
+      const tab = rest.indexOf("\t");
+      entries.push([address, tab < 0 ? rest : rest.slice(0, tab)]);
+    }
+    entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const addresses = new BigUint64Array(entries.length);
+    const names = new Array<string>(entries.length);
+    entries.forEach(([address, name], i) => {
+      addresses[i] = address;
+      names[i] = name;
+    });
+    return new KernelSymbols(addresses, names);
+  }
+
+  /** The running kernel's table (`/proc/kallsyms`). */
+  static load(path = "/proc/kallsyms"): KernelSymbols {
+    return KernelSymbols.parse(Deno.readTextFileSync(path));
+  }
+
+  /** How many symbols the table holds. */
+  get size(): number {
+    return this.#addresses.length;
+  }
+
+  /** The symbol at or below `address` and the distance to it, or null below the first. */
+  lookup(address: bigint): { name: string; offset: bigint } | null {
+    const addresses = this.#addresses;
+    let low = 0;
+    let high = addresses.length - 1;
+    let found = -1;
+    while (low <= high) {
+      const middle = (low + high) >>> 1;
+      if (addresses[middle]! <= address) {
+        found = middle;
+        low = middle + 1;
+      } else {
+        high = middle - 1;
+      }
+    }
+    if (found < 0) return null;
+    return { name: this.#names[found]!, offset: address - addresses[found]! };
+  }
+
+  /** `name+0xoff`, or null when no symbol is at or below `address`. */
+  symbolize(address: bigint): string | null {
+    const hit = this.lookup(address);
+    return hit === null ? null : `${hit.name}+0x${hit.offset.toString(16)}`;
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The CLI's help texts.
+ *
+ * @module
+ */
+
+import { SOURCE_HELP } from "./source.ts";
+
+/** The CLI's version, as `--version` prints it. */
+export const VERSION = "0.1.0";
+
+/** `bpfmap --help`. */
+export const MAIN_HELP = `bpfmap ${VERSION}: find, hold and read Linux BPF maps
+
+Usage: bpfmap <command> [options]
+
+Commands:
+  list                       List every map (aligned table, or --json like bpftool -j)
+  show  (--id N | --name NAME)  Show one map's details
+  dump  [--id N | --name NAME] Dump a map's entries, or every map (bpftool's JSON with --json)
+  find  NAME                 Find the lowest-id map with this kernel-visible name
+  pin   NAME PATH            Pin the map named NAME at a bpffs PATH
+  hold  NAME... [-- CMD ...] Keep maps alive while CMD runs, or until SIGINT/SIGTERM
+  help  [COMMAND]            Show help for a command
+
+Options:
+  -h, --help                 Show help (also after any command)
+  -V, --version              Show the version
+
+Needs root (or CAP_SYS_ADMIN): the kernel refuses to enumerate maps otherwise.
+Exit status: 0 ok, 1 runtime error (or data skipped without --partial),
+2 usage error.
+`;
+
+const PARTIAL_HELP =
+  `      --partial    Exit 0 even when some data had to be skipped (each skip
+                   is still a "bpfmap: warning:" line on stderr)`;
+
+/** Help per command. */
+export const HELP: Readonly<Record<string, string>> = {
+  list: `Usage: bpfmap list [--json] [--partial] [SOURCE]
+
+List every BPF map in id order.
+
+Options:
+  -j, --json       One JSON array of bpftool-style objects (id, type, name, flags,
+                   bytes_key, bytes_value, max_entries, bytes_memlock, frozen, btf_id)
+${PARTIAL_HELP}
+  -h, --help       Show this help
+
+${SOURCE_HELP}`,
+  show: `Usage: bpfmap show (--id N | --name NAME) [--json] [--partial] [SOURCE]
+
+Show one map. --name matches the kernel-visible name exactly; several matches
+are all shown (a JSON array when more than one, as bpftool does).
+
+Options:
+      --id N       Map id
+      --name NAME  Kernel-visible map name (at most 15 characters)
+  -j, --json       bpftool's JSON object
+${PARTIAL_HELP}
+  -h, --help       Show this help
+
+${SOURCE_HELP}`,
+  dump:
+    `Usage: bpfmap dump [--id N | --name NAME] [--json] [--max-entries N] [--batch-size N] [--hex] [--partial] [SOURCE]
+
+Dump a map's entries. Hash and array maps are read in LOOKUP_BATCH runs and
+written as they arrive. Per-CPU maps show one value per possible CPU. Maps
+with BTF are shown typed: --json adds bpftool's "formatted" object, text
+shows values instead of hex. An entry whose value cannot be read is listed
+with its error ({"key":[...],"value":{"error":"..."}}); an error that stops
+a dump is the last element ({"error":"..."}), so the output stays valid.
+
+Without --id or --name, dump every map (the failure dump): each map's info
+and up to --max-entries (default 64) rendered entries, grouped per map; with
+--json, the report schema "bpfmap.failure-dump/1".
+
+Options:
+      --id N             Map id
+      --name NAME        Kernel-visible (or full BTF) map name; every match is dumped
+  -j, --json             bpftool's JSON: [{"key":["0x00",...],"value":[...]}, ...]
+      --max-entries N    Write at most N entries per map (the rest are counted)
+      --batch-size N     Entries per LOOKUP_BATCH call, 1 to 1048576 (default
+                         4096; batches stay under 4 MiB whatever N is)
+      --hex              Raw bytes only, even when the map has BTF
+${PARTIAL_HELP}
+  -h, --help             Show this help
+
+${SOURCE_HELP}`,
+  find: `Usage: bpfmap find NAME [--json] [--full] [--partial] [SOURCE]
+
+Walk map ids in increasing order and print the first map whose kernel-visible
+name equals NAME (the pin helper). Exit 1 with the reason when none matches.
+
+Options:
+      --full       Also match the full source name kept in the map's BTF, for
+                   names longer than the kernel's 15 characters
+  -j, --json       bpftool's JSON object
+${PARTIAL_HELP}
+  -h, --help       Show this help
+
+${SOURCE_HELP}`,
+  pin: `Usage: bpfmap pin NAME PATH [--partial]
+
+Pin the lowest-id map named NAME at PATH on a bpffs mount (e.g.
+/sys/fs/bpf/mymap), so it outlives every process.
+
+Options:
+${PARTIAL_HELP}
+  -h, --help       Show this help
+`,
+  hold: `Usage: bpfmap hold NAME... [-- COMMAND [ARGS...]]
+
+Open every named map (lowest id wins) and keep the fds open: while COMMAND
+runs, or without COMMAND until SIGINT or SIGTERM. Prints the held ids on
+stderr. SIGINT, SIGTERM and SIGHUP are passed on to COMMAND, and the maps are
+held until it has exited; the exit status is COMMAND's (128 + the signal's
+number when a signal ended it).
+
+Options:
+  -h, --help   Show this help
+`,
+};
