@@ -192,6 +192,33 @@ Deno.test({
 
 Deno.test({
   name:
+    "BpfSyscallAccessor.readTypeDump() hands the type readers the kernel's record, not the caller's",
+  ignore,
+  fn(): void {
+    const valueSize = 64 * 1024;
+    using fd = BpfSyscallAccessor.createMap({
+      type: MapType.QUEUE,
+      keySize: 0,
+      valueSize,
+      maxEntries: 2,
+      name: uniqueName("hd_queue"),
+    });
+    const map = infoOf(fd);
+    const value = new Uint8Array(valueSize).fill(0x5a);
+    accessor.update(map, new Uint8Array(0), value);
+    // A record claiming a 1-byte value would have the kernel write 64 KiB
+    // into a 1-byte buffer.
+    const dump = accessor.readTypeDump({ ...map, valueSize: 1 });
+    assert.ok(dump && "queue" in dump, JSON.stringify(Object.keys(dump ?? {})));
+    assert.deepEqual(
+      (dump as { queue: { head: Uint8Array | null } }).queue.head,
+      value,
+    );
+  },
+});
+
+Deno.test({
+  name:
     "BpfSyscallAccessor.readPercpuArray() and iterPercpuHashMap() size per-CPU buffers from the real value size",
   ignore,
   fn(): void {

@@ -322,12 +322,24 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     return this.#possibleCpus ??= possibleCpuCount();
   }
 
-  /** The map read through its type's own reader (see `src/accessor/maptypes`). */
+  /**
+   * The map read through its type's own reader (see `src/accessor/maptypes`).
+   * The readers size their buffers from the record they are given, so they
+   * get the kernel's record of the map, never the caller's.
+   */
   readTypeDump(
     map: BpfMapInfo,
     options: TypeReadOptions = {},
   ): TypeDump | null {
-    return readMapTypeLive(map, { accessor: this, ...options });
+    let real: BpfMapInfo;
+    {
+      using fd = this.open(map);
+      real = mapInfoFromFd(fd.fd);
+    }
+    if (map.fullName !== undefined && real.name === map.name) {
+      real.fullName = map.fullName;
+    }
+    return readMapTypeLive(real, { accessor: this, ...options });
   }
 
   /** What reads so far had to skip or could only give a torn view of. */
