@@ -35,6 +35,8 @@ const symbols = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   /** ssize_t pread(int fd, void *buf, size_t count, off_t offset) */
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "i64" },
+  /** off_t lseek(int fd, off_t offset, int whence) — SEEK_DATA/SEEK_HOLE for sparse guest RAM files */
+  lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   /** char *strerror(int errnum) */
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
