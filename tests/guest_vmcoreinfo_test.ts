@@ -143,6 +143,9 @@ Deno.test("parseElfCore rejects files that are not ELF64 cores", () => {
   const huge = elfCore([{ paddr: 0n, data: new Uint8Array(16) }], null);
   new DataView(huge.buffer).setUint16(56, 0xfff0, true);
   assert.throws(() => parseElfCore(huge), /program headers/);
+  const wide = elfCore([{ paddr: 0n, data: new Uint8Array(16) }], null);
+  new DataView(wide.buffer).setUint16(54, 0xffff, true); // e_phentsize
+  assert.throws(() => parseElfCore(wide), /65535 at 64\) are implausible/);
 });
 
 Deno.test("detectArch names x86-64 by init_top_pgt and refuses others in one line quoting VMCOREINFO", () => {
