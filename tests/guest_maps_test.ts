@@ -770,3 +770,16 @@ Deno.test("GuestMemMapAccessor over a RAM file that is truncated while open: one
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("GuestMemMapAccessor: a local-storage chain into unmapped memory skips the rest of that bucket, recorded", () => {
+  const w = world();
+  w.ram.u64(0x17000n, 0xffff888ff0000000n); // first selem's next -> outside memory
+  const guest = accessorOf(w);
+  const entries = [...guest.iterTaskStorage(guest.mapById(4)!)];
+  assert.deepEqual(entries.map((e) => e.owner), ["0xffff888123450000"]);
+  assert.deepEqual(
+    guest.problems().map((p) => [p.what, p.mapId, p.address]),
+    [["bucket", 4, 0xffff888ff0000000n]],
+  );
+  assert.match(guest.problems()[0]!.message, /rest of bucket 1 skipped/);
+});
