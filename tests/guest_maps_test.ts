@@ -680,11 +680,11 @@ Deno.test("GuestMemMapAccessor: wrong types are MapTypeError, bad ranges MapArgu
   typeError(() => [...guest.iterTaskStorage(hash!)], MapType.HASH);
   typeError(() => guest.readArenaPages(stor!), MapType.TASK_STORAGE);
   typeError(() => [...guest.iterEntryBatches(stor!)], MapType.TASK_STORAGE);
-  // the point reads answer null for other types, as the live backend does
-  assert.equal(guest.readArray(hash!, 0), null);
-  assert.equal(guest.readValue(hash!, 0, 4), null);
-  assert.equal(guest.readPercpuArray(arr!, 0), null);
-  assert.equal(guest.readArray(arr!, 3), null, "index past max_entries");
+  // the point reads refuse other types and indexes, as the live backend does
+  typeError(() => guest.readArray(hash!, 0), MapType.HASH);
+  typeError(() => guest.readValue(hash!, 0, 4), MapType.HASH);
+  typeError(() => guest.readPercpuArray(arr!, 0), MapType.ARRAY);
+  assert.throws(() => guest.readArray(arr!, 3), MapArgumentError);
   assert.throws(() => guest.readValue(arr!, 8, 8), MapArgumentError);
   assert.throws(() => guest.readPercpuArray(pcpu!, 0, -1), MapArgumentError);
   assert.deepEqual(guest.readPercpuArray(pcpu!, 1, 3), [
