@@ -51,7 +51,7 @@ import {
   MapChangedError,
   MapGoneError,
   type MapIdentity,
-  MapTypeError,
+  type MapTypeError,
 } from "../errors.ts";
 import type { Btf } from "../btf/btf.ts";
 import { loadBtfById } from "../btf/load.ts";
