@@ -13,6 +13,7 @@ import { dumpState } from "../src/dump/dump_state.ts";
 import { reportToJson } from "../src/dump/format.ts";
 import { mapGetInfo, mapUpdateElem } from "../src/sys/bpf.ts";
 import { MapType } from "../src/sys/constants.ts";
+import { runCli } from "./_support/cli.ts";
 import { ignoreUnlessRoot } from "./_support/env.ts";
 import { u32, u64, uniqueName } from "./_support/maps.ts";
 
@@ -232,5 +233,74 @@ Deno.test({
         after: "ffffffffffffffff",
       }],
     }]);
+  },
+});
+
+Deno.test({
+  name:
+    "bpfmap diff: two real dumps written by the CLI, text and JSON; bad files are one line",
+  ignore: ignoreUnlessRoot(),
+  async fn(): Promise<void> {
+    using hash = BpfSyscallAccessor.createMap({
+      type: MapType.HASH,
+      keySize: 4,
+      valueSize: 8,
+      maxEntries: 4,
+      name: uniqueName("diffc"),
+    });
+    const dir = await Deno.makeTempDir();
+    try {
+      mapUpdateElem(hash.fd, u32(7), u64(1n));
+      const before = await runCli("dump", "--json", "--partial");
+      equal(before.code, 0, before.stderr);
+      await Deno.writeTextFile(`${dir}/a.json`, before.stdout);
+      mapUpdateElem(hash.fd, u32(7), u64(2n));
+      const after = await runCli("dump", "--json", "--partial");
+      await Deno.writeTextFile(`${dir}/b.json`, after.stdout);
+
+      const text = await runCli("diff", `${dir}/a.json`, `${dir}/b.json`);
+      equal(text.code, 0, text.stderr);
+      const id = mapGetInfo(hash.fd).id;
+      match(
+        text.stdout,
+        new RegExp(
+          `~ map ${id} "diffc[^"]*":\\n(?:.*\\n)*? {4}~ key "07000000"\\n {8}/value: "0100000000000000" -> "0200000000000000"\\n`,
+        ),
+      );
+      const json = await runCli(
+        "diff",
+        "--json",
+        `${dir}/a.json`,
+        `${dir}/b.json`,
+      );
+      const parsed = parseJsonExact(json.stdout) as {
+        schema: string;
+        changedMaps: { idBefore: number }[];
+      };
+      equal(parsed.schema, REPORT_DIFF_SCHEMA);
+      ok(parsed.changedMaps.some((m) => m.idBefore === id));
+
+      await Deno.writeTextFile(`${dir}/bad.json`, "{not json");
+      for (
+        const [args, code, pattern] of [
+          [
+            [`${dir}/missing.json`, `${dir}/b.json`],
+            1,
+            /missing\.json: no such file/,
+          ],
+          [[`${dir}/bad.json`, `${dir}/b.json`], 1, /bad\.json is not JSON/],
+          [[`${dir}`, `${dir}/b.json`], 1, /it is a directory/],
+          [[`${dir}/a.json`], 2, /diff takes two report files/],
+        ] as const
+      ) {
+        const run = await runCli("diff", ...args);
+        equal(run.code, code, run.stderr);
+        equal(run.stdout, "");
+        match(run.stderr, pattern);
+        equal(run.stderr.trim().split("\n").length, 1);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });

@@ -680,11 +680,11 @@ Deno.test("GuestMemMapAccessor: wrong types are MapTypeError, bad ranges MapArgu
   typeError(() => [...guest.iterTaskStorage(hash!)], MapType.HASH);
   typeError(() => guest.readArenaPages(stor!), MapType.TASK_STORAGE);
   typeError(() => [...guest.iterEntryBatches(stor!)], MapType.TASK_STORAGE);
-  // the point reads answer null for other types, as the live backend does
-  assert.equal(guest.readArray(hash!, 0), null);
-  assert.equal(guest.readValue(hash!, 0, 4), null);
-  assert.equal(guest.readPercpuArray(arr!, 0), null);
-  assert.equal(guest.readArray(arr!, 3), null, "index past max_entries");
+  // the point reads refuse other types and indexes, as the live backend does
+  typeError(() => guest.readArray(hash!, 0), MapType.HASH);
+  typeError(() => guest.readValue(hash!, 0, 4), MapType.HASH);
+  typeError(() => guest.readPercpuArray(arr!, 0), MapType.ARRAY);
+  assert.throws(() => guest.readArray(arr!, 3), MapArgumentError);
   assert.throws(() => guest.readValue(arr!, 8, 8), MapArgumentError);
   assert.throws(() => guest.readPercpuArray(pcpu!, 0, -1), MapArgumentError);
   assert.deepEqual(guest.readPercpuArray(pcpu!, 1, 3), [
@@ -769,4 +769,17 @@ Deno.test("GuestMemMapAccessor over a RAM file that is truncated while open: one
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test("GuestMemMapAccessor: a local-storage chain into unmapped memory skips the rest of that bucket, recorded", () => {
+  const w = world();
+  w.ram.u64(0x17000n, 0xffff888ff0000000n); // first selem's next -> outside memory
+  const guest = accessorOf(w);
+  const entries = [...guest.iterTaskStorage(guest.mapById(4)!)];
+  assert.deepEqual(entries.map((e) => e.owner), ["0xffff888123450000"]);
+  assert.deepEqual(
+    guest.problems().map((p) => [p.what, p.mapId, p.address]),
+    [["bucket", 4, 0xffff888ff0000000n]],
+  );
+  assert.match(guest.problems()[0]!.message, /rest of bucket 1 skipped/);
 });

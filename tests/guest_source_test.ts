@@ -5,8 +5,9 @@ import {
 } from "../src/accessor/guest.ts";
 import { BpfmapError } from "../src/errors.ts";
 import { GuestMemoryError, GuestSourceError } from "../src/guest/errors.ts";
-import { FileMemory } from "../src/guest/phys.ts";
+import { FileMemory, type PhysicalMemory } from "../src/guest/phys.ts";
 import { openElfCore, openRamFile } from "../src/guest/source.ts";
+import { findVmcoreinfo } from "../src/guest/vmcoreinfo.ts";
 import { elfCore } from "./guest_fixture.ts";
 
 const TEXT = [
@@ -200,5 +201,57 @@ Deno.test("GuestMemMapAccessor.openRamFile on a file without VMCOREINFO says so,
     );
   } finally {
     Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a sparse RAM file's holes are skipped: the VMCOREINFO scan reads only runs with data", () => {
+  const path = `/dev/shm/bpfmap-sparse-test-${Deno.pid}`;
+  try {
+    const size = 64 << 20;
+    {
+      using file = Deno.openSync(path, { create: true, write: true });
+      file.truncateSync(size);
+      file.seekSync(8 << 20, Deno.SeekMode.Start);
+      file.writeSync(new Uint8Array(4096).fill(1));
+      file.seekSync(40 << 20, Deno.SeekMode.Start);
+      file.writeSync(new TextEncoder().encode(TEXT.padEnd(8192, "\0")));
+    }
+    using memory = FileMemory.open(path, size, [
+      { gpa: 0n, size: 32n << 20n, fileOffset: 0 },
+      { gpa: 1n << 32n, size: 32n << 20n, fileOffset: 32 << 20 },
+    ]);
+    assert.deepEqual(memory.dataRuns(memory.regions[0]!), [
+      { start: 8n << 20n, end: (8n << 20n) + 4096n },
+    ]);
+    assert.deepEqual(memory.dataRuns(memory.regions[1]!), [
+      {
+        start: (1n << 32n) + (8n << 20n),
+        end: (1n << 32n) + (8n << 20n) + 8192n,
+      },
+    ]);
+    let read = 0;
+    const counting: PhysicalMemory = {
+      regions: memory.regions,
+      end: memory.end,
+      bytes: memory.bytes,
+      view: memory.view,
+      offsetOf: (pa, len) => memory.offsetOf(pa, len),
+      has: (pa, len) => memory.has(pa, len),
+      read: (pa, len) => memory.read(pa, len),
+      readInto: (pa, out) => {
+        read += out.length;
+        return memory.readInto(pa, out);
+      },
+      u8: (pa) => memory.u8(pa),
+      u32: (pa) => memory.u32(pa),
+      u64: (pa) => memory.u64(pa),
+      onReset: (listener) => memory.onReset(listener),
+      dataRuns: (region) => memory.dataRuns(region),
+    };
+    const info = findVmcoreinfo(counting);
+    assert.equal(info?.foundAt, (1n << 32n) + (8n << 20n));
+    assert.ok(read <= 8192 + 16384, `${read} bytes read of a 64 MiB file`);
+  } finally {
+    Deno.removeSync(path);
   }
 });

@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { detectArch } from "../src/guest/arch/mod.ts";
+import { X86_64 } from "../src/guest/arch/x86_64.ts";
+import { GuestKernelError } from "../src/guest/errors.ts";
 import { BytesMemory, qemuX86Layout } from "../src/guest/phys.ts";
 import { parseElfCore } from "../src/guest/source.ts";
 import { findVmcoreinfo, parseVmcoreinfo } from "../src/guest/vmcoreinfo.ts";
@@ -140,4 +143,36 @@ Deno.test("parseElfCore rejects files that are not ELF64 cores", () => {
   const huge = elfCore([{ paddr: 0n, data: new Uint8Array(16) }], null);
   new DataView(huge.buffer).setUint16(56, 0xfff0, true);
   assert.throws(() => parseElfCore(huge), /program headers/);
+  const wide = elfCore([{ paddr: 0n, data: new Uint8Array(16) }], null);
+  new DataView(wide.buffer).setUint16(54, 0xffff, true); // e_phentsize
+  assert.throws(() => parseElfCore(wide), /65535 at 64\) are implausible/);
+});
+
+Deno.test("detectArch names x86-64 by init_top_pgt and refuses others in one line quoting VMCOREINFO", () => {
+  assert.equal(detectArch(parseVmcoreinfo(TEXT)).name, "x86_64");
+  const arm = parseVmcoreinfo(
+    "OSRELEASE=6.12.0-arm64\nPAGESIZE=16384\nSYMBOL(swapper_pg_dir)=ffff800081000000\nNUMBER(VA_BITS)=48\nNUMBER(kimage_voffset)=0xffff7fff80000000\nKERNELPACMASK=0xffff800000000000\n",
+  );
+  assert.throws(
+    () => detectArch(arm),
+    (e) =>
+      e instanceof GuestKernelError && !e.message.includes("\n") &&
+      e.message ===
+        "VMCOREINFO of OSRELEASE=6.12.0-arm64 (PAGESIZE=16384) is from an architecture bpfmap cannot read (it has SYMBOL(swapper_pg_dir), NUMBER(VA_BITS), NUMBER(kimage_voffset), KERNELPACMASK); supported: x86_64 (recognised by their VMCOREINFO keys)",
+  );
+  // x86-64 without phys_base cannot translate its image map
+  assert.throws(
+    () =>
+      X86_64.addressing(
+        parseVmcoreinfo(TEXT.replace(/NUMBER\(phys_base\)=.*\n/, "")),
+      ),
+    /lacks NUMBER\(phys_base\) or SYMBOL\(init_top_pgt\)/,
+  );
+  const x86 = X86_64.addressing(parseVmcoreinfo(TEXT));
+  assert.equal(
+    x86.rootPa,
+    0xffffffffab222000n - 0xffffffff80000000n +
+        BigInt.asUintN(64, -115343360n) & 0xffffffffffffffffn,
+  );
+  assert.equal(x86.defaultPageOffset, 0xff11000000000000n, "5-level");
 });

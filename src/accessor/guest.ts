@@ -31,7 +31,14 @@ import {
 } from "../guest/source.ts";
 import { parseSystemMap, readVmlinux } from "../guest/symbol_files.ts";
 import { MapType } from "../sys/constants.ts";
+import {
+  checkIndex,
+  checkValueRange,
+  expectMapType,
+  MAX_CPUS,
+} from "./checks.ts";
 import { entryBatchesFromReads } from "./entry_batches.ts";
+import { validateCpuCount } from "./percpu.ts";
 import type { TypeDump } from "./maptypes/mod.ts";
 import type {
   ArenaPages,
@@ -46,7 +53,7 @@ import type {
 
 /** Options for opening a guest image. */
 export interface GuestMemOptions extends GuestKernelOptions {
-  /** Physical layout of a RAM file; default QEMU x86-64 (RAM above 3 GiB at 4 GiB). */
+  /** Physical layout of a RAM file; default: the usual VMM layout of the architecture VMCOREINFO names (x86-64: QEMU, RAM above 3 GiB at 4 GiB). */
   regions?: readonly PhysRegion[];
   /**
    * Struct offsets; default read from the guest's BTF.
@@ -128,6 +135,10 @@ function toInfo(record: GuestMapRecord): BpfMapInfo {
     kernelAddress: record.kernelAddress,
   };
 }
+
+const ONE_VALUE_TYPES: ReadonlySet<number> = new Set([MapType.ARRAY]);
+const ARRAY_TYPES: ReadonlySet<number> = new Set([MapType.ARRAY]);
+const PERCPU_ARRAY_TYPES: ReadonlySet<number> = new Set([MapType.PERCPU_ARRAY]);
 
 /**
  * Reads BPF maps out of a guest's memory image. The guest must be frozen
@@ -433,18 +444,29 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
    * (as on the live backend). MapArgumentError when the range does not fit.
    */
   readValue(map: BpfMapInfo, offset: number, len: number): Uint8Array | null {
-    if (map.type !== MapType.ARRAY) return null;
     const record = this.#record(map);
+    expectMapType(
+      record,
+      ONE_VALUE_TYPES,
+      "an ARRAY map (a map with one value)",
+    );
+    checkValueRange(record, "offset", offset, len);
     return this.#guard(
       map,
       () => this.#copy(this.reader.readArrayValue(record, offset, len)),
     );
   }
 
-  /** Value `key` of an ARRAY map; null when out of range or not an array. */
+  /**
+   * Value `key` of an ARRAY map.
+   *
+   * @throws {MapTypeError} for other map types
+   * @throws {MapArgumentError} when `key` is not an index of the map
+   */
   readArray(map: BpfMapInfo, key: number): Uint8Array | null {
-    if (map.type !== MapType.ARRAY) return null;
     const record = this.#record(map);
+    expectMapType(record, ARRAY_TYPES, "an ARRAY map");
+    checkIndex(record, key);
     return this.#guard(
       map,
       () => this.#copy(this.reader.readArray(record, key)),
@@ -474,8 +496,10 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     key: number,
     numCpus: number = this.possibleCpus,
   ): (Uint8Array | null)[] | null {
-    if (map.type !== MapType.PERCPU_ARRAY) return null;
+    validateCpuCount(map, numCpus, Math.max(MAX_CPUS, this.possibleCpus));
     const record = this.#record(map);
+    expectMapType(record, PERCPU_ARRAY_TYPES, "a PERCPU_ARRAY map");
+    checkIndex(record, key);
     return this.#guard(
       map,
       () => this.reader.readPercpuArray(record, key, numCpus),
@@ -487,6 +511,7 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     map: BpfMapInfo,
     numCpus: number = this.possibleCpus,
   ): Iterable<{ key: Uint8Array; values: (Uint8Array | null)[] }> {
+    validateCpuCount(map, numCpus, Math.max(MAX_CPUS, this.possibleCpus));
     const walk = this.reader.iterPercpuHash(this.#record(map), numCpus);
     try {
       yield* walk;

@@ -51,12 +51,18 @@ import {
   MapChangedError,
   MapGoneError,
   type MapIdentity,
-  MapTypeError,
+  type MapTypeError,
 } from "../errors.ts";
 import type { Btf } from "../btf/btf.ts";
 import { loadBtfById } from "../btf/load.ts";
 import { recoverFullMapName } from "../btf/map_name.ts";
 import { readArenaPagesLive } from "./arena.ts";
+import {
+  checkIndex,
+  checkValueRange,
+  expectMapType,
+  MAX_CPUS,
+} from "./checks.ts";
 import {
   readMapTypeLive,
   type TypeDump,
@@ -290,7 +296,6 @@ const MAP_WIDE_ERRNOS: ReadonlySet<number> = new Set([
 ]);
 
 /** The largest per-CPU count a caller may ask for: no kernel has more possible CPUs (CONFIG_NR_CPUS). */
-const MAX_CPUS = 8192;
 
 /**
  * Reads the running kernel's maps through the bpf() syscall. Every call
@@ -487,30 +492,6 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     return opened;
   }
 
-  #expectType(
-    real: RawMapInfo,
-    types: ReadonlySet<number>,
-    expected: string,
-  ): void {
-    if (!types.has(real.type)) {
-      throw new MapTypeError(identity(real), real.type, expected, {
-        hint: `it is a ${mapTypeName(real.type)} map`,
-      });
-    }
-  }
-
-  #checkIndex(real: RawMapInfo, key: number): void {
-    if (!Number.isInteger(key) || key < 0 || key >= real.maxEntries) {
-      throw new MapArgumentError(
-        identity(real),
-        "key",
-        `${key} is out of range: the map has ${real.maxEntries} entries (indexes 0 to ${
-          real.maxEntries - 1
-        })`,
-      );
-    }
-  }
-
   /**
    * `len` bytes at `offset` of the single value of an ARRAY (global data)
    * or STRUCT_OPS map.
@@ -521,12 +502,12 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
   readValue(map: BpfMapInfo, offset: number, len: number): Uint8Array | null {
     using opened = this.#openReal(map);
     const real = opened.real;
-    this.#expectType(
+    expectMapType(
       real,
       new Set([MapType.ARRAY, MapType.STRUCT_OPS]),
       "an ARRAY or STRUCT_OPS map (a map with one value)",
     );
-    checkRange(real, "offset", offset, len);
+    checkValueRange(real, "offset", offset, len);
     const value = new Uint8Array(new ArrayBuffer(real.valueSize));
     if (!mapLookupElem(opened.fd.fd, indexKey(0), value)) return null;
     return value.slice(offset, offset + len);
@@ -541,8 +522,8 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
   readArray(map: BpfMapInfo, key: number): Uint8Array | null {
     using opened = this.#openReal(map);
     const real = opened.real;
-    this.#expectType(real, new Set([MapType.ARRAY]), "an ARRAY map");
-    this.#checkIndex(real, key);
+    expectMapType(real, new Set([MapType.ARRAY]), "an ARRAY map");
+    checkIndex(real, key);
     const value = new Uint8Array(new ArrayBuffer(real.valueSize));
     return mapLookupElem(opened.fd.fd, indexKey(key), value) ? value : null;
   }
@@ -562,12 +543,12 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     validateCpuCount(map, numCpus, Math.max(MAX_CPUS, this.possibleCpus));
     using opened = this.#openReal(map);
     const real = opened.real;
-    this.#expectType(
+    expectMapType(
       real,
       new Set([MapType.PERCPU_ARRAY]),
       "a PERCPU_ARRAY map",
     );
-    this.#checkIndex(real, key);
+    checkIndex(real, key);
     const cpus = this.possibleCpus;
     const all = new Uint8Array(
       new ArrayBuffer(percpuStride(real.valueSize) * cpus),
@@ -916,7 +897,7 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
       using opened = this.#openReal(map);
       real = opened.real;
     }
-    this.#expectType(
+    expectMapType(
       real,
       KEYED_MAP_TYPES,
       "a map whose entries are listed by key",
@@ -937,7 +918,7 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
       using opened = this.#openReal(map);
       real = opened.real;
     }
-    this.#expectType(real, HASH_TYPES, "a HASH or LRU_HASH map");
+    expectMapType(real, HASH_TYPES, "a HASH or LRU_HASH map");
     return this.#hashEntries(map, real);
   }
 
@@ -983,7 +964,7 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
       using opened = this.#openReal(map);
       real = opened.real;
     }
-    this.#expectType(
+    expectMapType(
       real,
       PERCPU_HASH_TYPES,
       "a PERCPU_HASH or LRU_PERCPU_HASH map",
@@ -1040,7 +1021,7 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
       using opened = this.#openReal(map);
       real = opened.real;
     }
-    this.#expectType(
+    expectMapType(
       real,
       LOCAL_STORAGE_MAP_TYPES,
       "a task, inode, sk or cgroup storage map",
@@ -1060,7 +1041,7 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
       using opened = this.#openReal(map);
       real = opened.real;
     }
-    this.#expectType(real, new Set([MapType.ARENA]), "an ARENA map");
+    expectMapType(real, new Set([MapType.ARENA]), "an ARENA map");
     return readArenaPagesLive({
       ...map,
       ...identity(real),
@@ -1171,8 +1152,8 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
   writeValue(map: BpfMapInfo, offset: number, bytes: Uint8Array): void {
     using opened = this.#openReal(map, OpenFlag.READ_WRITE);
     const real = opened.real;
-    this.#expectType(real, new Set([MapType.ARRAY]), "an ARRAY map");
-    checkRange(real, "offset", offset, bytes.length);
+    expectMapType(real, new Set([MapType.ARRAY]), "an ARRAY map");
+    checkValueRange(real, "offset", offset, bytes.length);
     const value = new Uint8Array(new ArrayBuffer(real.valueSize));
     const key = indexKey(0);
     if (!mapLookupElem(opened.fd.fd, key, value)) {
@@ -1246,24 +1227,6 @@ function indexKey(index: number): Uint8Array {
   const key = new Uint8Array(new ArrayBuffer(4));
   new DataView(key.buffer).setUint32(0, index, true);
   return key;
-}
-
-function checkRange(
-  real: RawMapInfo,
-  argument: string,
-  offset: number,
-  len: number,
-): void {
-  if (
-    !Number.isInteger(offset) || !Number.isInteger(len) || offset < 0 ||
-    len < 0 || offset + len > real.valueSize
-  ) {
-    throw new MapArgumentError(
-      identity(real),
-      argument,
-      `${offset} with length ${len} is outside the ${real.valueSize}-byte value`,
-    );
-  }
 }
 
 function checkBuffer(

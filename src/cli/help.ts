@@ -21,6 +21,7 @@ Commands:
   find  NAME                 Find the lowest-id map with this kernel-visible name
   pin   NAME PATH            Pin the map named NAME at a bpffs PATH
   hold  NAME... [-- CMD ...] Keep maps alive while CMD runs, or until SIGINT/SIGTERM
+  diff  BEFORE.json AFTER.json  What changed between two failure-dump reports
   help  [COMMAND]            Show help for a command
 
 Options:
@@ -119,6 +120,19 @@ held until it has exited; the exit status is COMMAND's (128 + the signal's
 number when a signal ended it).
 
 Options:
+  -h, --help   Show this help
+`,
+  diff: `Usage: bpfmap diff BEFORE.json AFTER.json [--json]
+
+Compare two failure-dump reports (written by \`bpfmap dump --json\` without a
+selector, or reportToJson()): maps only in one report, and for maps in both
+the info fields, global variables and entries (matched by key) that differ,
+down to each changed leaf. Maps pair by id, then by name and type (a new run's
+maps have new ids). Entries beyond a report's --max-entries are counted, not
+called removed. Reads files only: no root needed.
+
+Options:
+  -j, --json   One JSON document, schema "bpfmap.report-diff/1" (u64 exact)
   -h, --help   Show this help
 `,
 };

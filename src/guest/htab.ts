@@ -49,6 +49,24 @@ function roundUp8(n: number): number {
   return (n + 7) & ~7;
 }
 
+/** Records that the rest of bucket `bucket` could not be walked. */
+function skipBucket(
+  context: MapReadContext,
+  map: GuestMapRecord,
+  bucket: number,
+  address: bigint,
+  why: string,
+): void {
+  context.problems.add({
+    what: "bucket",
+    mapId: map.id,
+    address,
+    message: `map ${map.id} ("${map.name}"): bucket ${bucket} skipped from ${
+      hex(address)
+    }: ${why}`,
+  });
+}
+
 /**
  * Walks the buckets of a hash-family map, yielding each element's first
  * `span` bytes as `cursor.bytes[cursor.at, cursor.at + span)` (a view of
@@ -74,7 +92,7 @@ function* htabElements(
       "The guest's BTF has no struct bpf_htab/bucket/htab_elem",
     );
   }
-  const { space, problems } = context;
+  const space = context.space;
   const base = map.kernelAddress;
   const nBuckets = space.mustU32(
     base + BigInt(h.nBuckets),
@@ -98,16 +116,6 @@ function* htabElements(
   const limit = map.maxEntries + nBuckets;
   const [bucketsHi, bucketsLo] = splitAddress(buckets);
   const cursor: HtabCursor = { bytes: image, at: 0 };
-  const skip = (bucket: number, address: bigint, why: string): void => {
-    problems.add({
-      what: "bucket",
-      mapId: map.id,
-      address,
-      message: `map ${map.id} ("${map.name}"): bucket ${bucket} skipped from ${
-        hex(address)
-      }: ${why}`,
-    });
-  };
   let visited = 0;
   for (let b = 0; b < nBuckets; b++) {
     // head = buckets + b * bucket_size + offsetof(head.first), in hi:lo
@@ -132,7 +140,13 @@ function* htabElements(
             "not mapped",
           );
         }
-        skip(b, joinAddress(headHi, headLo), "the bucket is not mapped");
+        skipBucket(
+          context,
+          map,
+          b,
+          joinAddress(headHi, headLo),
+          "the bucket is not mapped",
+        );
         continue;
       }
       [hi, lo] = splitAddress(head);
@@ -140,7 +154,13 @@ function* htabElements(
     let broken = false;
     while ((lo & 1) === 0) {
       if (lo === 0 && hi === 0) {
-        skip(b, joinAddress(headHi, headLo), "NULL in an hlist_nulls chain");
+        skipBucket(
+          context,
+          map,
+          b,
+          joinAddress(headHi, headLo),
+          "NULL in an hlist_nulls chain",
+        );
         broken = true;
         break;
       }
@@ -169,7 +189,9 @@ function* htabElements(
       } else {
         const bytes = space.read(joinAddress(elemHi, elemLo), span);
         if (bytes === null) {
-          skip(
+          skipBucket(
+            context,
+            map,
             b,
             joinAddress(elemHi, elemLo),
             `htab_elem of map ${map.id} at ${
@@ -191,7 +213,9 @@ function* htabElements(
     if (!broken && (hi !== 0 || lo >>> 1 !== b)) {
       // the chain ended in another bucket's marker: elements of this bucket
       // after the moved one may not have been seen
-      skip(
+      skipBucket(
+        context,
+        map,
         b,
         joinAddress(hi, lo),
         `the chain ends with nulls marker ${

@@ -16,6 +16,7 @@
 
 import { openReadOnly, preadFd } from "../sys/bpf.ts";
 import type { OwnedFd } from "../sys/fd.ts";
+import { dataRuns } from "../sys/holes.ts";
 import { GuestMemoryError, hex } from "./errors.ts";
 
 /** One contiguous run of guest physical memory inside the image. */
@@ -67,6 +68,12 @@ export interface PhysicalMemory {
   u64(pa: bigint): bigint | null;
   /** Calls `listener` whenever offsets handed out before become invalid. */
   onReset(listener: () => void): void;
+  /**
+   * The parts of `region` that may hold anything but zeros, as GPA runs
+   * `[start, end)` in order (the whole region unless the source knows its
+   * holes, as a sparse file does).
+   */
+  dataRuns(region: PhysRegion): { start: bigint; end: bigint }[];
 }
 
 function sortRegions(
@@ -238,6 +245,11 @@ export class BytesMemory implements PhysicalMemory {
 
   /** Offsets into an in-memory image never go stale: the listener is never called. */
   onReset(_listener: () => void): void {}
+
+  /** The whole region: an array has no holes to skip. */
+  dataRuns(region: PhysRegion): { start: bigint; end: bigint }[] {
+    return [{ start: region.gpa, end: region.gpa + region.size }];
+  }
 }
 
 /** Options for {@linkcode FileMemory.open}. */
@@ -453,6 +465,18 @@ export class FileMemory implements PhysicalMemory, Disposable {
   /** `listener` runs when the cache starts over (offsets handed out are stale). */
   onReset(listener: () => void): void {
     this.#listeners.push(listener);
+  }
+
+  /** The region's runs that hold data in the file (holes of a sparse file skipped). */
+  dataRuns(region: PhysRegion): { start: bigint; end: bigint }[] {
+    if (this.#fd === null) return [];
+    const start = region.fileOffset;
+    return dataRuns(this.#fd.fd, start, start + Number(region.size)).map((
+      run,
+    ) => ({
+      start: region.gpa + BigInt(run.start - start),
+      end: region.gpa + BigInt(run.end - start),
+    }));
   }
 
   /** Closes the file; later reads throw. */

@@ -217,7 +217,9 @@ function parseElfCoreAt(
       phnum = new DataView(sh.buffer, sh.byteOffset, 64).getUint32(44, true);
     }
   }
-  if (phentsize < 56 || phnum > MAX_PHDRS) {
+  // Elf64_Phdr is 56 bytes; a larger stride is allowed but not one that
+  // would make the header table gigabytes long
+  if (phentsize < 56 || phentsize > 1024 || phnum > MAX_PHDRS) {
     throw new GuestKernelError(
       `${name}: ELF program headers (${phnum} x ${phentsize} at ${phoff}) are implausible`,
     );

@@ -136,10 +136,11 @@ export interface FindVmcoreinfoOptions {
  * Finds VMCOREINFO in guest physical memory without reading all of it into
  * memory: the kernel keeps the text at the start of a page it allocated
  * (`vmcoreinfo_data`, `get_zeroed_page`) and a copy in a page-aligned ELF
- * note (`vmcoreinfo_note`), so only page starts are candidates. Early boot
- * allocations come from the top of RAM, so regions and chunks are read from
- * the top down, a few MiB at a time into one reused buffer; the first copy
- * some architecture recognises ends the scan. Without a recognised copy the
+ * note (`vmcoreinfo_note`), so only page starts are candidates. Only runs
+ * that hold data are read (a RAM file's holes, guest pages never touched,
+ * are skipped with SEEK_DATA), a few MiB at a time into one reused buffer,
+ * from the top down; the first copy some architecture recognises ends the
+ * scan. Without a recognised copy the
  * first well-formed one (`OSRELEASE=`, `PAGESIZE=` within a few lines, some
  * `SYMBOL(`) is returned; null when there is none.
  *
@@ -161,41 +162,46 @@ export function findVmcoreinfo(
 ): Vmcoreinfo | null {
   let fallback: Vmcoreinfo | null = null;
   let buffer: Uint8Array | null = null;
+  const page = BigInt(PAGE);
   const regions = [...memory.regions].reverse();
   for (const region of regions) {
-    // page starts, in guest physical terms
-    const first = (region.gpa + BigInt(PAGE - 1)) & ~BigInt(PAGE - 1);
-    let top = region.gpa + region.size;
-    while (top > first) {
-      const bottom = top - first > BigInt(SCAN_CHUNK)
-        ? (top - BigInt(SCAN_CHUNK)) & ~BigInt(PAGE - 1)
-        : first;
-      const len = Number(top - bottom);
-      buffer ??= new Uint8Array(SCAN_CHUNK);
-      const chunk = buffer.subarray(0, len);
-      if (memory.readInto(bottom, chunk)) {
-        for (let page = (len - 1) & ~(PAGE - 1); page >= 0; page -= PAGE) {
-          const at = candidateAt(chunk, page);
-          if (at < 0) continue;
-          const pa = bottom + BigInt(at);
-          const text = textAt(memory, pa);
-          if (
-            text === null ||
-            !/^OSRELEASE=[^\n]+\n(?:[^\n]*\n){0,3}PAGESIZE=\d+\n/.test(text) ||
-            !text.includes("SYMBOL(")
-          ) continue;
-          let info: Vmcoreinfo;
-          try {
-            info = parseVmcoreinfo(text);
-          } catch {
-            continue; // malformed: keep looking
+    // holes of a sparse RAM file hold zeros: only runs with data are read
+    for (const run of memory.dataRuns(region).reverse()) {
+      const first = (run.start + page - 1n) & ~(page - 1n);
+      let top = run.end;
+      while (top > first) {
+        const bottom = top - first > BigInt(SCAN_CHUNK)
+          ? (top - BigInt(SCAN_CHUNK)) & ~(page - 1n)
+          : first;
+        const len = Number(top - bottom);
+        buffer ??= new Uint8Array(SCAN_CHUNK);
+        const chunk = buffer.subarray(0, len);
+        if (memory.readInto(bottom, chunk)) {
+          for (let at = (len - 1) & ~(PAGE - 1); at >= 0; at -= PAGE) {
+            const start = candidateAt(chunk, at);
+            if (start < 0) continue;
+            const pa = bottom + BigInt(start);
+            const text = textAt(memory, pa);
+            if (
+              text === null ||
+              !/^OSRELEASE=[^\n]+\n(?:[^\n]*\n){0,3}PAGESIZE=\d+\n/.test(
+                text,
+              ) ||
+              !text.includes("SYMBOL(")
+            ) continue;
+            let info: Vmcoreinfo;
+            try {
+              info = parseVmcoreinfo(text);
+            } catch {
+              continue; // malformed: keep looking
+            }
+            info.foundAt = pa;
+            if (!options.recognized || options.recognized(info)) return info;
+            fallback ??= info;
           }
-          info.foundAt = pa;
-          if (!options.recognized || options.recognized(info)) return info;
-          fallback ??= info;
         }
+        top = bottom;
       }
-      top = bottom;
     }
   }
   return fallback;

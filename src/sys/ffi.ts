@@ -39,6 +39,8 @@ const symbols = {
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "i64" },
   /** uid_t geteuid(void) */
   geteuid: { parameters: [], result: "u32" },
+  /** off_t lseek(int fd, off_t offset, int whence) — SEEK_DATA/SEEK_HOLE for sparse guest RAM files */
+  lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   /** char *strerror(int errnum) */
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;

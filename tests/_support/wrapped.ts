@@ -26,6 +26,11 @@ import type { Btf } from "../../src/btf/btf.ts";
 export interface Faults {
   /** Ids of the maps to show (others are hidden from maps() and mapById()). */
   only: ReadonlySet<number>;
+  /**
+   * Act as a backend without per-type readers (as the guest backend is for
+   * ring buffers today): readTypeDump answers null.
+   */
+  noTypeReaders?: boolean;
   /** Make entry reads of these maps throw after this many entries. */
   failAfter?: { ids: ReadonlySet<number>; entries: number; error: Error };
   /** Called when a map's entries start to be read (before the kernel is asked). */
@@ -132,6 +137,7 @@ export class WrappedAccessor implements BpfMapAccessor {
     return this.#inner.loadProgramBtf(map, base);
   }
   readTypeDump(map: BpfMapInfo, options?: TypeReadOptions): TypeDump | null {
+    if (this.#faults.noTypeReaders) return null;
     return this.#inner.readTypeDump(map, options);
   }
   problems(): readonly ReadProblem[] {
