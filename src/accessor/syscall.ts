@@ -51,7 +51,6 @@ import {
   MapChangedError,
   MapGoneError,
   type MapIdentity,
-  type MapTypeError,
 } from "../errors.ts";
 import type { Btf } from "../btf/btf.ts";
 import { loadBtfById } from "../btf/load.ts";
@@ -64,6 +63,7 @@ import {
   MAX_CPUS,
 } from "./checks.ts";
 import {
+  liveReaderFor,
   readMapTypeLive,
   type TypeDump,
   type TypeReadOptions,
@@ -336,6 +336,11 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     map: BpfMapInfo,
     options: TypeReadOptions = {},
   ): TypeDump | null {
+    // Keyed and unknown types need no kernel buffer: answered as given.
+    const reader = liveReaderFor(map.type);
+    if (reader === null || reader === "keyed") {
+      return readMapTypeLive(map, { accessor: this, ...options });
+    }
     let real: BpfMapInfo;
     {
       using fd = this.open(map);
