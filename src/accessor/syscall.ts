@@ -51,7 +51,6 @@ import {
   MapChangedError,
   MapGoneError,
   type MapIdentity,
-  MapTypeError,
 } from "../errors.ts";
 import type { Btf } from "../btf/btf.ts";
 import { loadBtfById } from "../btf/load.ts";
