@@ -33,10 +33,14 @@ interface Measurement {
   maxRssKiB: number;
 }
 
+// stdout goes to /dev/null opened write-only: bpfmap takes a read-write
+// /dev/null (subprocess.DEVNULL) for a closed stdout, which Deno's runtime
+// reopens that way.
 const MEASURE = `
-import resource, subprocess, sys, time
+import os, resource, subprocess, sys, time
 start = time.perf_counter()
-code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+with open(os.devnull, "wb") as sink:
+    code = subprocess.run(sys.argv[1:], stdout=sink).returncode
 elapsed = time.perf_counter() - start
 print(elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)
 `;

@@ -11,6 +11,7 @@ import { BpfSyscallAccessor } from "../accessor/syscall.ts";
 import type { BpfMapAccessor } from "../accessor/types.ts";
 import type { QmpClient } from "../guest/qmp.ts";
 import type { Context } from "./context.ts";
+import { signalExitStatus } from "./signals.ts";
 
 /** A data source opened for one command. */
 export interface Source {
@@ -133,11 +134,6 @@ export async function withSource<T>(
 
 /** Signals that must not leave a guest paused. */
 const RESUME_ON: readonly Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
-const SIGNAL_NUMBER: Readonly<Record<string, number>> = {
-  SIGHUP: 1,
-  SIGINT: 2,
-  SIGTERM: 15,
-};
 
 /**
  * A guest paused through QMP for the length of a read. Owns the QMP
@@ -164,7 +160,7 @@ class FrozenGuest implements AsyncDisposable {
     for (const signal of RESUME_ON) {
       const listener = (): void => {
         frozen.#resume().catch(() => {}).finally(() =>
-          Deno.exit(128 + (SIGNAL_NUMBER[signal] ?? 0))
+          Deno.exit(signalExitStatus(signal))
         );
       };
       Deno.addSignalListener(signal, listener);

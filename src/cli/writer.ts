@@ -184,18 +184,8 @@ export class OutputWriter implements Disposable {
   /** Appends text (any size). */
   text(value: string): void {
     if (value.length * 3 > this.#buffer.length) {
-      // Longer than the buffer: encode it in pieces, never splitting a
-      // surrogate pair, so memory stays one chunk whatever the text.
-      const piece = Math.max(1, Math.floor(this.#buffer.length / 3));
-      for (let start = 0; start < value.length;) {
-        let end = Math.min(value.length, start + piece);
-        const last = value.charCodeAt(end - 1);
-        if (end < value.length && last >= 0xd800 && last < 0xdc00) {
-          end = end - 1 > start ? end - 1 : end + 1;
-        }
-        this.text(value.slice(start, end));
-        start = end;
-      }
+      this.flush();
+      this.#write(this.#encoder.encode(value));
       return;
     }
     this.#reserve(value.length * 3);
@@ -383,14 +373,17 @@ export class OutputWriter implements Disposable {
     if (this.#length === 0) return;
     const chunk = this.#buffer.subarray(0, this.#length);
     this.#length = 0;
+    this.#write(chunk);
+  }
+
+  #write(bytes: Uint8Array): void {
+    if (this.#failure) throw this.#failure;
     this.#flushed = true;
     try {
-      writeAll(this.#sink, chunk);
+      writeAll(this.#sink, bytes);
     } catch (error) {
-      this.#failure = error instanceof OutputError
-        ? error
-        : new OutputError(error);
-      throw this.#failure;
+      this.#failure = error as OutputError;
+      throw error;
     }
   }
 

@@ -9,33 +9,15 @@ import { openBpfMapFdByName } from "../../accessor/pin.ts";
 import { mapInfoFromFd } from "../../accessor/syscall.ts";
 import { checkName, UsageError } from "../args.ts";
 import type { Context } from "../context.ts";
+import { signalExitStatus } from "../signals.ts";
 
 /** Signals passed on to the command: what a terminal or a supervisor sends. */
 const FORWARDED: readonly Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
-/** Signal numbers for `128 + n` exit statuses (Linux numbering). */
-const SIGNAL_NUMBERS: Readonly<Record<string, number>> = {
-  SIGHUP: 1,
-  SIGINT: 2,
-  SIGQUIT: 3,
-  SIGILL: 4,
-  SIGTRAP: 5,
-  SIGABRT: 6,
-  SIGBUS: 7,
-  SIGFPE: 8,
-  SIGKILL: 9,
-  SIGUSR1: 10,
-  SIGSEGV: 11,
-  SIGUSR2: 12,
-  SIGPIPE: 13,
-  SIGALRM: 14,
-  SIGTERM: 15,
-};
-
 /** The shell's exit status for a child that ended with `status`. */
 export function exitStatusOf(status: Deno.CommandStatus): number {
   if (status.signal !== null) {
-    return 128 + (SIGNAL_NUMBERS[status.signal] ?? 0);
+    return signalExitStatus(status.signal);
   }
   return status.code;
 }
@@ -93,7 +75,7 @@ export async function hold(context: Context, args: string[]): Promise<number> {
       await woken;
       return 0;
     }
-    if (received) return 128 + (SIGNAL_NUMBERS[received] ?? 0);
+    if (received) return signalExitStatus(received);
     child = new Deno.Command(command[0]!, {
       args: command.slice(1),
       stdin: "inherit",
