@@ -166,6 +166,43 @@ export const BTF_INFO = layout(
   ],
 );
 
+/** PROG_LOAD (as far as bpfmap's test programs need it). */
+export const PROG_LOAD_ATTR = layout("BPF_PROG_LOAD", ATTR, "", [
+  ["prog_type", 0, 4],
+  ["insn_cnt", 4, 4],
+  ["insns", 8, 8],
+  ["license", 16, 8],
+  ["log_level", 24, 4],
+  ["log_size", 28, 4],
+  ["log_buf", 32, 8],
+  ["prog_name", 48, 16],
+  ["expected_attach_type", 68, 4],
+]);
+
+/** PROG_TEST_RUN. */
+export const TEST_RUN_ATTR = layout("BPF_PROG_TEST_RUN", ATTR, "test.", [
+  ["prog_fd", 0, 4],
+  ["retval", 4, 4],
+  ["data_size_in", 8, 4],
+  ["data_in", 16, 8],
+  ["repeat", 32, 4],
+  ["ctx_size_in", 40, 4],
+  ["ctx_in", 48, 8],
+]);
+
+/** `struct bpf_prog_info`, up to its name. */
+export const PROG_INFO = layout(
+  "struct bpf_prog_info",
+  "struct bpf_prog_info",
+  "",
+  [
+    ["type", 0, 4],
+    ["id", 4, 4],
+    ["tag", 8, 8],
+    ["name", 64, 16],
+  ],
+);
+
 /** Every table, for the layout test. */
 export const ALL_LAYOUTS: readonly AttrLayout<string>[] = [
   ELEM_ATTR,
@@ -177,6 +214,9 @@ export const ALL_LAYOUTS: readonly AttrLayout<string>[] = [
   BTF_LOAD_ATTR,
   MAP_INFO,
   BTF_INFO,
+  PROG_LOAD_ATTR,
+  TEST_RUN_ATTR,
+  PROG_INFO,
 ];
 
 /** Writes an integer field (u32 or u64, little-endian). */

@@ -6,11 +6,12 @@
  * @module
  */
 
+import { ELEM_ATTR, put } from "./attr.ts";
 import { BpfCommand } from "./constants.ts";
 import { addressOf, strerror } from "./ffi.ts";
 import { rawBpf } from "./bpf.ts";
 
-const attr = new Uint8Array(32);
+const attr = new Uint8Array(ELEM_ATTR.size);
 const view = new DataView(attr.buffer);
 
 function elem(
@@ -19,10 +20,11 @@ function elem(
   key: Uint8Array | null,
   value: Uint8Array | null,
 ): number {
+  const f = ELEM_ATTR.fields;
   attr.fill(0);
-  view.setUint32(0, fd, true);
-  view.setBigUint64(8, key ? addressOf(key) : 0n, true);
-  view.setBigUint64(16, value ? addressOf(value) : 0n, true);
+  put(view, f.map_fd, fd);
+  put(view, f.key, key ? addressOf(key) : 0n);
+  put(view, f.value, value ? addressOf(value) : 0n);
   const result = rawBpf(command, attr);
   return result < 0 ? -result : 0;
 }

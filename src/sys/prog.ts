@@ -7,6 +7,15 @@
  * @module
  */
 
+import {
+  getU32,
+  ID_ATTR,
+  INFO_ATTR,
+  PROG_INFO,
+  PROG_LOAD_ATTR,
+  put,
+  TEST_RUN_ATTR,
+} from "./attr.ts";
 import { Errno } from "./constants.ts";
 import { BpfError } from "./errors.ts";
 import { addressOf } from "./ffi.ts";
@@ -71,18 +80,19 @@ export function progLoad(attr: ProgLoadAttr): OwnedFd {
   const insns = new Uint8Array(attr.insns);
   const license = new TextEncoder().encode(`${attr.license ?? "GPL"}\0`);
   const log = new Uint8Array(256 * 1024);
-  const buffer = new Uint8Array(128);
+  const f = PROG_LOAD_ATTR.fields;
+  const buffer = new Uint8Array(PROG_LOAD_ATTR.size);
   const view = new DataView(buffer.buffer);
-  view.setUint32(0, attr.type, true);
-  view.setUint32(4, insns.byteLength / 8, true);
-  view.setBigUint64(8, addressOf(insns), true);
-  view.setBigUint64(16, addressOf(license), true);
-  view.setUint32(24, 1, true);
-  view.setUint32(28, log.byteLength, true);
-  view.setBigUint64(32, addressOf(log), true);
+  put(view, f.prog_type, attr.type);
+  put(view, f.insn_cnt, insns.byteLength / 8);
+  put(view, f.insns, addressOf(insns));
+  put(view, f.license, addressOf(license));
+  put(view, f.log_level, 1);
+  put(view, f.log_size, log.byteLength);
+  put(view, f.log_buf, addressOf(log));
   const name = new TextEncoder().encode(attr.name ?? "");
-  buffer.set(name.subarray(0, 15), 48);
-  view.setUint32(68, attr.expectedAttachType ?? 0, true);
+  buffer.set(name.subarray(0, f.prog_name.size - 1), f.prog_name.offset);
+  put(view, f.expected_attach_type, attr.expectedAttachType ?? 0);
   const result = rawBpf(ProgCommand.PROG_LOAD, buffer);
   if (result < 0) {
     const end = log.indexOf(0);
@@ -112,21 +122,22 @@ export function progTestRun(
   fd: number,
   input: { data?: Uint8Array; ctx?: Uint8Array; repeat?: number } = {},
 ): TestRunResult {
-  const buffer = new Uint8Array(80);
+  const f = TEST_RUN_ATTR.fields;
+  const buffer = new Uint8Array(TEST_RUN_ATTR.size);
   const view = new DataView(buffer.buffer);
-  view.setUint32(0, fd, true);
+  put(view, f.prog_fd, fd);
   if (input.data) {
-    view.setUint32(8, input.data.byteLength, true);
-    view.setBigUint64(16, addressOf(input.data), true);
+    put(view, f.data_size_in, input.data.byteLength);
+    put(view, f.data_in, addressOf(input.data));
   }
-  view.setUint32(32, input.repeat ?? 0, true);
+  put(view, f.repeat, input.repeat ?? 0);
   if (input.ctx) {
-    view.setUint32(40, input.ctx.byteLength, true);
-    view.setBigUint64(48, addressOf(input.ctx), true);
+    put(view, f.ctx_size_in, input.ctx.byteLength);
+    put(view, f.ctx_in, addressOf(input.ctx));
   }
   const result = rawBpf(ProgCommand.PROG_TEST_RUN, buffer);
   if (result < 0) fail("BPF_PROG_TEST_RUN", -result, `prog fd ${fd}`);
-  return { retval: view.getUint32(4, true) };
+  return { retval: getU32(view, f.retval) };
 }
 
 /** The few facts of `struct bpf_prog_info` a map dump shows. */
@@ -143,25 +154,26 @@ export interface ProgInfo {
 
 /** BPF_OBJ_GET_INFO_BY_FD for a program. */
 export function progGetInfo(fd: number): ProgInfo {
-  // 80 bytes reach past `name`; the kernel fills what fits and zero-checks nothing beyond.
-  const info = new Uint8Array(80);
-  const attr = new Uint8Array(16);
+  // Up to the end of `name`: the kernel fills what fits and zero-checks nothing beyond.
+  const p = PROG_INFO.fields;
+  const info = new Uint8Array(PROG_INFO.size);
+  const attr = new Uint8Array(INFO_ATTR.size);
   const view = new DataView(attr.buffer);
-  view.setUint32(0, fd, true);
-  view.setUint32(4, info.byteLength, true);
-  view.setBigUint64(8, addressOf(info), true);
+  put(view, INFO_ATTR.fields.bpf_fd, fd);
+  put(view, INFO_ATTR.fields.info_len, info.byteLength);
+  put(view, INFO_ATTR.fields.info, addressOf(info));
   const result = rawBpf(ProgCommand.OBJ_GET_INFO_BY_FD, attr);
   if (result < 0) {
     fail("BPF_OBJ_GET_INFO_BY_FD", -result, `prog fd ${fd}`);
   }
   const infoView = new DataView(info.buffer);
-  const nameBytes = info.subarray(64, 80);
+  const nameBytes = info.subarray(p.name.offset, p.name.offset + p.name.size);
   const end = nameBytes.indexOf(0);
   return {
-    type: infoView.getUint32(0, true),
-    id: infoView.getUint32(4, true),
+    type: getU32(infoView, p.type),
+    id: getU32(infoView, p.id),
     tag: Array.from(
-      info.subarray(8, 16),
+      info.subarray(p.tag.offset, p.tag.offset + p.tag.size),
       (b) => b.toString(16).padStart(2, "0"),
     )
       .join(""),
@@ -173,8 +185,8 @@ export function progGetInfo(fd: number): ProgInfo {
 
 /** BPF_PROG_GET_FD_BY_ID; null when no program has the id (ENOENT). */
 export function progGetFdById(id: number): OwnedFd | null {
-  const attr = new Uint8Array(16);
-  new DataView(attr.buffer).setUint32(0, id, true);
+  const attr = new Uint8Array(ID_ATTR.size);
+  put(new DataView(attr.buffer), ID_ATTR.fields.start_id, id);
   const result = rawBpf(ProgCommand.PROG_GET_FD_BY_ID, attr);
   if (result === -Errno.ENOENT) return null;
   if (result < 0) fail("BPF_PROG_GET_FD_BY_ID", -result, `prog id ${id}`);
