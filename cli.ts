@@ -5,7 +5,7 @@
  * single binary with `deno task compile`.
  *
  * @example Run the CLI programmatically
- * ```ts ignore
+ * ```ts
  * import { main } from "@bpfmap/bpfmap/cli";
  * Deno.exitCode = await main(["list", "--json"]);
  * ```

@@ -15,7 +15,7 @@
  * CAP_SYS_ADMIN.
  *
  * @example Create, fill and read a hash map
- * ```ts ignore
+ * ```ts
  * import { BpfSyscallAccessor, MapType, openBpfMapFdByName } from "@bpfmap/bpfmap";
  *
  * using created = BpfSyscallAccessor.createMap({

@@ -212,7 +212,7 @@ export interface OpenByNameOptions {
  * @throws {BpfError} when bpf() fails (EPERM without privileges)
  *
  * @example Hold a scheduler's .bss across a swap
- * ```ts ignore
+ * ```ts
  * import { openBpfMapFdByName } from "@bpfmap/bpfmap";
  * using bss = openBpfMapFdByName("sched_ex.bss");
  * // the map stays alive until this scope ends

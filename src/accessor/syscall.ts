@@ -306,7 +306,7 @@ const MAP_WIDE_ERRNOS: ReadonlySet<number> = new Set([
  * Requires root or CAP_SYS_ADMIN, and `--allow-ffi --allow-read`.
  *
  * @example List maps
- * ```ts ignore
+ * ```ts
  * import { BpfSyscallAccessor } from "@bpfmap/bpfmap";
  * const accessor = new BpfSyscallAccessor();
  * for (const map of accessor.maps()) console.log(map.id, map.name);
@@ -1085,7 +1085,8 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
    * Creates a map; the returned fd owns it (the map lives while it is open).
    *
    * @example A hash map for a scope
-   * ```ts ignore
+   * ```ts
+   * import { MapType } from "../sys/constants.ts";
    * using fd = BpfSyscallAccessor.createMap({ type: MapType.HASH, keySize: 4, valueSize: 8, maxEntries: 16, name: "demo" });
    * ```
    */

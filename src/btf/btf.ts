@@ -51,7 +51,7 @@ function isRefKind(kind: number): boolean {
  * decoded (and cached) when asked for.
  *
  * @example Find a kernel struct member's offset
- * ```ts ignore
+ * ```ts
  * import { loadKernelBtf } from "./mod.ts";
  * const btf = loadKernelBtf();
  * console.log(btf.memberOffset("bpf_map", "name").offset);
@@ -97,7 +97,7 @@ export class Btf {
    * @throws {BtfError} when the blob is malformed, naming the byte offset
    *
    * @example Parse vmlinux
-   * ```ts ignore
+   * ```ts
    * import { Btf } from "./mod.ts";
    * const btf = Btf.parse(Deno.readFileSync("/sys/kernel/btf/vmlinux"));
    * console.log(btf.typeCount);
@@ -402,7 +402,8 @@ export class Btf {
    * @throws {BtfError} when the offset is past the section
    *
    * @example Read the empty string
-   * ```ts ignore
+   * ```ts
+   * declare const btf: Btf;
    * console.log(btf.stringAt(0)); // ""
    * ```
    */
@@ -431,7 +432,8 @@ export class Btf {
    * @returns the record's byte offset
    *
    * @example Locate a type record
-   * ```ts ignore
+   * ```ts
+   * declare const btf: Btf;
    * console.log(btf.recordOffset(1)); // 24 in most blobs
    * ```
    */
@@ -463,7 +465,8 @@ export class Btf {
    * @throws {RangeError} when the id does not exist
    *
    * @example Decode a type
-   * ```ts ignore
+   * ```ts
+   * declare const btf: Btf;
    * const t = btf.type(1);
    * console.log(t.kind, t.name);
    * ```
@@ -634,7 +637,8 @@ export class Btf {
    * @returns the matching ids
    *
    * @example Find every `sk_buff`
-   * ```ts ignore
+   * ```ts
+   * declare const btf: Btf;
    * console.log(btf.findAllByName("sk_buff"));
    * ```
    */
@@ -661,7 +665,8 @@ export class Btf {
    * @returns the decoded type
    *
    * @example Find `struct bpf_map`
-   * ```ts ignore
+   * ```ts
+   * declare const btf: Btf;
    * import { BtfKind } from "./mod.ts";
    * console.log(btf.findByName("bpf_map", BtfKind.STRUCT)?.id);
    * ```
@@ -679,7 +684,8 @@ export class Btf {
    * @throws {BtfError} when the chain loops or is absurdly long
    *
    * @example Resolve a typedef
-   * ```ts ignore
+   * ```ts
+   * declare const btf: Btf;
    * const u32 = btf.findByName("u32")!;
    * console.log(btf.type(btf.resolve(u32.id)).name); // "unsigned int"
    * ```
@@ -706,7 +712,8 @@ export class Btf {
    *   DECL_TAG), cycles, and sizes beyond 2^32-1
    *
    * @example Size of `struct bpf_map`
-   * ```ts ignore
+   * ```ts
+   * declare const btf: Btf;
    * console.log(btf.sizeOf(btf.findByName("bpf_map")!.id));
    * ```
    */
@@ -778,7 +785,7 @@ export class Btf {
    * @throws {BtfNotFoundError} when the struct or a path component is missing
    *
    * @example Offset of `bpf_map.name`
-   * ```ts ignore
+   * ```ts
    * import { loadKernelBtf } from "./mod.ts";
    * console.log(loadKernelBtf().memberOffset("bpf_map", "name").offset);
    * ```
@@ -893,7 +900,8 @@ export class Btf {
    * @throws {BtfNotFoundError} when there is no such section
    *
    * @example List a program's `.data` variables
-   * ```ts ignore
+   * ```ts
+   * declare const btf: Btf;
    * for (const v of btf.datasecVariables(".data")) console.log(v.name, v.offset);
    * ```
    */
@@ -933,7 +941,8 @@ export class Btf {
    * @returns the enumerator name
    *
    * @example Name a map type
-   * ```ts ignore
+   * ```ts
+   * declare const btf: Btf;
    * const e = btf.findByName("bpf_map_type")!;
    * console.log(btf.enumValueName(e.id, 1)); // "BPF_MAP_TYPE_HASH"
    * ```

@@ -20,7 +20,7 @@ const SHT_NOBITS = 8;
  * @throws {BtfError} when the ELF headers are malformed
  *
  * @example Read `.BTF.ext`
- * ```ts ignore
+ * ```ts
  * import { elfSection } from "./mod.ts";
  * const ext = elfSection(Deno.readFileSync("prog.bpf.o"), ".BTF.ext");
  * ```
@@ -105,7 +105,7 @@ export function elfSection(
  * @throws {BtfError} when the ELF or its `.BTF` is malformed
  *
  * @example Parse a compiled BPF program's BTF
- * ```ts ignore
+ * ```ts
  * import { btfFromElf } from "./mod.ts";
  * const btf = btfFromElf(Deno.readFileSync("prog.bpf.o"), "prog.bpf.o");
  * console.log(btf.typeCount);

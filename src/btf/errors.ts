@@ -51,7 +51,7 @@ export class BtfError extends BpfmapError {
  * BTF, or the member does not exist on this kernel).
  *
  * @example Probe for a member that may be missing
- * ```ts ignore
+ * ```ts
  * import { BtfNotFoundError, loadKernelBtf } from "./mod.ts";
  * try {
  *   loadKernelBtf().memberOffset("bpf_map", "no_such_member");

@@ -25,7 +25,7 @@ export interface LoadKernelBtfOptions {
  * @throws {BtfError} when the file is not valid BTF
  *
  * @example Size of `struct bpf_map` on this kernel
- * ```ts ignore
+ * ```ts
  * import { loadKernelBtf } from "./mod.ts";
  * const btf = loadKernelBtf();
  * console.log(btf.sizeOf(btf.findByName("bpf_map")!.id));
@@ -48,7 +48,7 @@ export function loadKernelBtf(options: LoadKernelBtfOptions = {}): Btf {
  * @throws {BtfError} when the blob is malformed
  *
  * @example Load a map's BTF
- * ```ts ignore
+ * ```ts
  * import { loadBtfById } from "./mod.ts";
  * const btf = loadBtfById(40);
  * ```

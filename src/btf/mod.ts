@@ -2,7 +2,7 @@
  * BTF: parse kernel and program type information, query it, and render raw
  * map bytes as typed values.
  *
- * ```ts ignore
+ * ```ts
  * import { loadKernelBtf } from "./mod.ts";
  * const btf = loadKernelBtf();
  * console.log(btf.memberOffset("bpf_map", "name"));

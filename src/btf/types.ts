@@ -201,7 +201,7 @@ export interface BtfDeclTag extends BtfTypeBase {
  * Any decoded BTF type; switch on `kind`.
  *
  * @example Read a struct's members
- * ```ts ignore
+ * ```ts
  * import { BtfKind, loadKernelBtf } from "./mod.ts";
  * const t = loadKernelBtf().findByName("bpf_map", BtfKind.STRUCT);
  * if (t?.kind === BtfKind.STRUCT) console.log(t.members.length);

@@ -39,7 +39,7 @@ const STDERR_ONLY = new Set(["pin", "hold"]);
  * @param io where output goes (defaults to the process's stdout/stderr)
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { main } from "@bpfmap/bpfmap/cli";
  * Deno.exitCode = await main(["list", "--json"]);
  * ```

@@ -152,7 +152,7 @@ export class MemorySink implements ByteSink {
  * {@linkcode OutputError} and nothing more reaches the sink.
  *
  * @example Write JSON hex bytes
- * ```ts ignore
+ * ```ts
  * using out = new OutputWriter(Deno.stdout);
  * out.text("[");
  * out.jsonHexArray(new Uint8Array([1, 2]));

@@ -268,9 +268,9 @@ const PAGE = 4096;
  * `onReset` listeners that earlier offsets are stale. Owns its fd: dispose it.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { FileMemory } from "./phys.ts";
- * using ram = FileMemory.open("/dev/shm/guest-ram", [{ gpa: 0n, size: 1n << 30n, fileOffset: 0 }]);
+ * using ram = FileMemory.open("/dev/shm/guest-ram", 1 << 30, [{ gpa: 0n, size: 1n << 30n, fileOffset: 0 }]);
  * console.log(ram.u64(0x1000n));
  * ```
  */

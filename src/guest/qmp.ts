@@ -66,7 +66,7 @@ function isConnectRetryable(error: unknown): boolean {
  * not quit QEMU).
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { QmpClient } from "./qmp.ts";
  * await using qmp = await QmpClient.connect("/tmp/guest.qmp");
  * await qmp.stop();

@@ -106,7 +106,7 @@ export function regularFileSize(path: string): number {
  * layout is used.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { openRamFile } from "./source.ts";
  * using source = openRamFile("/dev/shm/guest-ram");
  * console.log(source.memory.end, source.vmcoreinfo?.split("\n")[0]);
@@ -167,7 +167,7 @@ type ReadAt = (offset: number, len: number) => Uint8Array;
  * holds one. A segment past the end of the file is a truncated core.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { parseElfCore } from "./source.ts";
  * const { regions } = parseElfCore(Deno.readFileSync("guest.core"));
  * console.log(regions.length);
@@ -310,7 +310,7 @@ function findVmcoreinfoNote(notes: Uint8Array): string | null {
  * vmcore in ELF format).
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { openElfCore } from "./source.ts";
  * using core = openElfCore("/tmp/guest.core");
  * console.log(core.vmcoreinfo?.split("\n")[0]);

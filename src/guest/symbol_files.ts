@@ -43,7 +43,7 @@ export interface VmlinuxInfo {
  * Reads `.symtab` (with its `.strtab`) and `.BTF` of a vmlinux ELF.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { readVmlinux } from "./symbol_files.ts";
  * const { symbols, btf } = readVmlinux(Deno.readFileSync("vmlinux"));
  * ```

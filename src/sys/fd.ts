@@ -19,7 +19,7 @@ const backstop = new FinalizationRegistry<number>((fd) => {
  * `Symbol.dispose`, never handed out as 0 (the bpf ABI reads 0 as "none").
  *
  * @example Hold an fd for a scope
- * ```ts ignore
+ * ```ts
  * import { openBpfMapFdByName } from "@bpfmap/bpfmap";
  * using fd = openBpfMapFdByName("counts");
  * console.log(fd.fd);

@@ -94,7 +94,7 @@ class Mapping implements Disposable {
  * VMM show through.
  *
  * @example Map a guest RAM file
- * ```ts ignore
+ * ```ts
  * using ram = MappedFile.open("/dev/shm/guest-ram");
  * console.log(ram.bytes.byteLength);
  * ```

@@ -252,7 +252,9 @@ export function parseRingbuf(
  * valid until the next read; copy what you keep.
  *
  * @example Watch a ring without consuming it
- * ```ts ignore
+ * ```ts
+ * import { BpfSyscallAccessor } from "../syscall.ts";
+ * const map = new BpfSyscallAccessor().findMap("events")!;
  * using reader = RingbufReader.open(map);
  * const { records } = reader.read();
  * ```
