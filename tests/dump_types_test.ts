@@ -20,6 +20,7 @@ import {
   type MapDump,
   reportToJson,
   reportToText,
+  writeFailureDump,
 } from "../src/dump/mod.ts";
 import { mapGetInfo, mapUpdateElem } from "../src/sys/bpf.ts";
 import { MapType } from "../src/sys/constants.ts";
@@ -288,6 +289,33 @@ Deno.test({
     equal(inner.kind, "array");
     equal(inner.entries[1]!.value, "ffffffffffffffff");
 
+    // Streamed as read, the same document and text as collected.
+    for (const format of ["json", "text"] as const) {
+      const parts: string[] = [];
+      const ids = new Set(Object.values(maps.ids));
+      writeFailureDump(
+        { text: (part) => parts.push(part) },
+        new BpfSyscallAccessor(),
+        {
+          format,
+          filter: (m) => ids.has(m.id),
+          entryLimit: 2,
+          source: "test",
+          kernelRelease: "test-kernel",
+          takenAt: new Date("2026-01-02T03:04:05Z"),
+        },
+      );
+      const streamed = parts.join("");
+      if (format === "json") {
+        deepEqual(
+          parseJsonExact(streamed),
+          parseJsonExact(reportToJson(report)),
+        );
+      } else {
+        equal(streamed, reportToText(report));
+      }
+    }
+
     // Positions survive JSON exactly.
     const back = parseJsonExact(reportToJson(report)) as FailureDumpReport;
     equal(back.schema, "bpfmap.failure-dump/2");
@@ -442,4 +470,79 @@ Deno.test({
     const text = reportToText(report);
     ok(text.includes("  note: Map type 999 is not known to bpfmap"), text);
   },
+});
+
+Deno.test("failure dump: a struct_ops reader result is one entry per member, programs as objects", () => {
+  const live = new BpfSyscallAccessor();
+  const ops: BpfMapInfo = {
+    id: 0x7ffffff2,
+    name: "cc_ops",
+    type: MapType.STRUCT_OPS,
+    keySize: 4,
+    valueSize: 16,
+    maxEntries: 1,
+    flags: 0,
+    btfId: 0,
+    btfKeyTypeId: 0,
+    btfValueTypeId: 0,
+    btfVmlinuxValueTypeId: 1,
+    mapExtra: 0n,
+    frozen: false,
+    memlock: 0n,
+  };
+  const report = dumpState(
+    withTypeDump(live, (map) =>
+      map.id === ops.id
+        ? {
+          reader: "struct_ops",
+          structOps: {
+            kind: "struct_ops",
+            structName: "tcp_congestion_ops",
+            state: "BPF_STRUCT_OPS_STATE_INUSE",
+            refcnt: 1,
+            members: [
+              {
+                name: "flags",
+                offset: 0,
+                kind: "data",
+                value: 0xffffffffffffffffn,
+              },
+              {
+                name: "ssthresh",
+                offset: 8,
+                kind: "prog",
+                progId: 42,
+                progName: "cc_ssthresh",
+              },
+              { name: "undo_cwnd", offset: 16, kind: "prog", progId: 0 },
+            ],
+            value: new Uint8Array(16),
+            formatted: {},
+          },
+        }
+        : null, [ops]),
+    { filter: (m) => m.id === ops.id, entryLimit: 2 },
+  );
+  const [map] = report.maps;
+  equal(map!.kind, "struct-ops");
+  deepEqual(map!.structOps, {
+    structName: "tcp_congestion_ops",
+    state: "BPF_STRUCT_OPS_STATE_INUSE",
+    refcnt: 1,
+  });
+  deepEqual(map!.entries, [
+    { key: "flags", value: 0xffffffffffffffffn },
+    { key: "ssthresh", object: { progId: 42, progName: "cc_ssthresh" } },
+  ]);
+  equal(map!.omittedEntries, 1);
+  ok(reportToJson(report).includes('"value":18446744073709551615'));
+  const text = reportToText(report);
+  ok(
+    text.includes(
+      "struct tcp_congestion_ops, BPF_STRUCT_OPS_STATE_INUSE, refcnt 1",
+    ),
+    text,
+  );
+  ok(text.includes('  ssthresh: prog 42 "cc_ssthresh"'), text);
+  ok(text.includes("  flags: 18446744073709551615"), text);
 });

@@ -222,7 +222,11 @@ export class TextReportWriter implements FailureDumpSink {
   entry(entry: DumpEntry): void {
     this.#entries++;
     const owner = entry.owner !== undefined ? `[${entry.owner}] ` : "";
-    const key = indentLines(formatValue(entry.key), "  ");
+    // A struct_ops member's name reads as a name, not as a quoted string.
+    const key = this.#head?.kind === "struct-ops" &&
+        typeof entry.key === "string"
+      ? entry.key
+      : indentLines(formatValue(entry.key), "  ");
     if (entry.frames) {
       this.#line(`  stack ${key}:`);
       for (const frame of entry.frames) {
