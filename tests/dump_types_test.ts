@@ -35,6 +35,7 @@ import {
 } from "./_support/bpf_prog.ts";
 import { runCli } from "./_support/cli.ts";
 import { ignoreUnlessRoot } from "./_support/env.ts";
+import { UdpSocket } from "./_support/libc.ts";
 import { u32, u64 } from "./_support/maps.ts";
 import { assertSnapshot } from "./dump_snapshot.ts";
 
@@ -76,6 +77,7 @@ interface Maps extends Disposable {
   ids: Record<string, number>;
   progIds: { first: number; second: number };
   stackId: number;
+  cookie: bigint;
 }
 
 function makeMaps(): Maps {
@@ -149,6 +151,16 @@ function makeMaps(): Maps {
     idOf("outer", outer);
     mapUpdateElem(outer.fd, u32(2), u32(inner.fd));
 
+    // A socket map shows the socket's cookie only through an 8-byte value;
+    // with a 4-byte value every lookup answers ENOSPC.
+    const socket = stack.use(new UdpSocket());
+    const sockets = create(stack, "dt_socks", MapType.SOCKMAP, 4, 8, 2);
+    idOf("sockets", sockets);
+    mapUpdateElem(sockets.fd, u32(1), u64(BigInt(socket.fd)));
+    const narrow = create(stack, "dt_socks4", MapType.SOCKMAP, 4, 4, 2);
+    idOf("narrow", narrow);
+    mapUpdateElem(narrow.fd, u32(0), u32(socket.fd));
+
     const moved = stack.move();
     return {
       ids,
@@ -157,6 +169,7 @@ function makeMaps(): Maps {
         second: progGetInfo(second.fd).id,
       },
       stackId,
+      cookie: socket.cookie(),
       [Symbol.dispose]: () => moved.dispose(),
     };
   } catch (error) {
@@ -289,6 +302,22 @@ Deno.test({
     equal(inner.kind, "array");
     equal(inner.entries[1]!.value, "ffffffffffffffff");
 
+    const sockets = byId(report, ids.sockets!);
+    equal(sockets.kind, "slots");
+    deepEqual(sockets.entries, [
+      {
+        key: 1,
+        value: hexOf(u64(maps.cookie)),
+        object: { cookie: maps.cookie },
+      },
+    ]);
+    const narrow = byId(report, ids.narrow!);
+    deepEqual(narrow.entries, []);
+    match(
+      narrow.notes[0]!,
+      /^The kernel does not hand sockmap values to user space \(a lookup answers "No space left on device"\): 2 slots listed/,
+    );
+
     // Streamed as read, the same document and text as collected.
     for (const format of ["json", "text"] as const) {
       const parts: string[] = [];
@@ -320,6 +349,7 @@ Deno.test({
     const back = parseJsonExact(reportToJson(report)) as FailureDumpReport;
     equal(back.schema, "bpfmap.failure-dump/2");
     equal(byId(back, ids.ring!).ringbuf!.producerPos, 72n);
+    equal(byId(back, ids.sockets!).entries[0]!.object!.cookie, maps.cookie);
     deepEqual(byId(back, ids.ring!).entries, ring.entries);
   },
 });
@@ -331,6 +361,10 @@ function normalizedText(report: FailureDumpReport): string {
     .replace(/prog \d+ "/g, 'prog PROG "')
     .replace(/inner map \d+/g, "inner map ID")
     .replace(/^( {2}\d+: )"[0-9a-f]{8}"( {2}\()/gm, '$1"<id>"$2')
+    .replace(
+      /^( {2}\d+: )"[0-9a-f]{16}"( {2}\(socket cookie )\d+/gm,
+      '$1"<cookie>"$2COOKIE',
+    )
     .replace(/^ {2}stack \d+:$/gm, "  stack ID:")
     // The frames depend on the kernel build: their form is what is checked.
     .replace(
@@ -420,6 +454,8 @@ Deno.test({
       bloom: "unsupported",
       inner: "array",
       outer: "keyed",
+      sockets: "keyed",
+      narrow: "keyed",
     });
     // Without the reader, perf slots are per-entry errors again.
     ok(byId(report, maps.ids.perf!).entries.every((e) => e.error));
