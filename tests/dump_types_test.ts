@@ -23,7 +23,7 @@ import {
   writeFailureDump,
 } from "../src/dump/mod.ts";
 import { mapGetInfo, mapUpdateElem } from "../src/sys/bpf.ts";
-import { MapType } from "../src/sys/constants.ts";
+import { MapFlag, MapType } from "../src/sys/constants.ts";
 import { pageSize } from "../src/sys/elem.ts";
 import type { OwnedFd } from "../src/sys/fd.ts";
 import { progGetInfo, progTestRun } from "../src/sys/prog.ts";
@@ -581,4 +581,46 @@ Deno.test("failure dump: a struct_ops reader result is one entry per member, pro
   );
   ok(text.includes('  ssthresh: prog 42 "cc_ssthresh"'), text);
   ok(text.includes("  flags: 18446744073709551615"), text);
+});
+
+Deno.test({
+  name:
+    "failure dump: build-id stack frames keep the build id and the file offset",
+  ignore,
+  fn(): void {
+    using fd = BpfSyscallAccessor.createMap({
+      type: MapType.STACK_TRACE,
+      keySize: 4,
+      valueSize: 32 * 16,
+      maxEntries: 4,
+      flags: MapFlag.STACK_BUILD_ID,
+      name: "dt_stack_bid",
+    });
+    const USER_STACK = 1 << 8;
+    {
+      using prog = loadStackIdProgram("dt_stack_bid", fd.fd, USER_STACK);
+      progTestRun(prog.fd, { ctx: new Uint8Array(8) });
+    }
+    const id = mapGetInfo(fd.fd).id;
+    const report = dumpState(new BpfSyscallAccessor(), {
+      filter: (m) => m.id === id,
+    });
+    const [map] = report.maps;
+    equal(map!.kind, "stack-trace");
+    deepEqual(map!.stackTrace, { buildId: true });
+    const frames = map!.entries[0]!.frames!;
+    ok(frames.length > 0);
+    for (const frame of frames) {
+      match(frame.ip, /^0x[0-9a-f]{16}$/);
+      match(frame.buildId!, /^[0-9a-f]{40}$/);
+      equal(frame.symbol, undefined, "user frames are not named from kallsyms");
+    }
+    const withFile = frames.find((f) => f.buildIdStatus === 1);
+    ok(withFile, "libc's syscall() at least has a build id");
+    ok(
+      reportToText(report).includes(
+        `    offset ${withFile.ip} in build id ${withFile.buildId}`,
+      ),
+    );
+  },
 });

@@ -145,6 +145,11 @@ function indentLines(text: string, prefix: string): string {
  * one block per map with its info and its entries (`key: value`, per-CPU
  * values one line per CPU) or, for global data, one `name = value` line per
  * variable; omitted counts, notes and errors at the end of each block.
+ * Per-type kinds add their summary under the info line (ring positions,
+ * queue capacity, bloom hashes, struct_ops state) and show their entries in
+ * their own form: `record at POS, N bytes (discarded): DATA`, `stack ID:`
+ * with one `0xADDRESS sym+0xoff` line per frame, `head: VALUE`, and slot
+ * values followed by what they stand for (`(prog 12 "name")`).
  */
 export class TextReportWriter implements FailureDumpSink {
   readonly #out: TextOut;
@@ -230,12 +235,14 @@ export class TextReportWriter implements FailureDumpSink {
     if (entry.frames) {
       this.#line(`  stack ${key}:`);
       for (const frame of entry.frames) {
-        const where = frame.buildId !== undefined
-          ? ` ${frame.buildId}${frame.buildIdStatus === 1 ? " +" : ""}`
-          : frame.symbol !== undefined
-          ? ` ${frame.symbol}`
-          : "";
-        this.#line(`    ${frame.ip}${where}`);
+        // A build-id frame of status 1 holds a file offset, not an address.
+        this.#line(
+          frame.buildIdStatus === 1
+            ? `    offset ${frame.ip} in build id ${frame.buildId}`
+            : `    ${frame.ip}${
+              frame.symbol !== undefined ? ` ${frame.symbol}` : ""
+            }`,
+        );
       }
     } else if (entry.length !== undefined) {
       const flags = [
