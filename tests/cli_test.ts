@@ -495,7 +495,7 @@ Deno.test({
       schema: string;
       maps: { info: { id: number } }[];
     };
-    assert.equal(report.schema, "bpfmap.failure-dump/1");
+    assert.equal(report.schema, "bpfmap.failure-dump/2");
     assert.doesNotMatch(
       json.stderr,
       /dumping map/,

@@ -405,7 +405,7 @@ Deno.test("dumpState() carries fullName only when the kernel name is a truncatio
 
 Deno.test({
   name:
-    "the failure dump reads a real stack_trace map through iterEntryBatches instead of calling it unsupported",
+    "the failure dump reads an empty real stack_trace map through its type reader",
   ignore: ignoreUnless("bpf"),
   fn(): void {
     using fd = BpfSyscallAccessor.createMap({
@@ -421,7 +421,8 @@ Deno.test({
     });
     equal(report.maps.length, 1);
     const [stack] = report.maps;
-    equal(stack!.kind, "keyed");
+    equal(stack!.kind, "stack-trace");
+    deepEqual(stack!.stackTrace, { buildId: false });
     deepEqual(stack!.errors, []);
     deepEqual(stack!.notes, []);
     ok(reportToText(report).includes("  (no entries)"));

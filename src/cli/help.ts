@@ -75,7 +75,9 @@ a dump is the last element ({"error":"..."}), so the output stays valid.
 
 Without --id or --name, dump every map (the failure dump): each map's info
 and up to --max-entries (default 64) rendered entries, grouped per map; with
---json, the report schema "bpfmap.failure-dump/1".
+--json, the report schema "bpfmap.failure-dump/2". Maps with a type reader
+(ring buffers, program and perf-event arrays, stack traces, queues...) show
+what it reads; slots the kernel never shows user space are one note each.
 
 Options:
       --id N             Map id

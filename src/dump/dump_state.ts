@@ -19,7 +19,10 @@ import {
   renderPercpuValues,
   renderValue,
 } from "../btf/render.ts";
+import type { StackFrame, TypeDump } from "../accessor/maptypes/mod.ts";
+import type { Slot } from "../accessor/maptypes/fd_slots.ts";
 import {
+  Errno,
   LOCAL_STORAGE_MAP_TYPES,
   MapType,
   mapTypeName,
@@ -27,6 +30,8 @@ import {
 import type { PercpuRenderedValue } from "../btf/render.ts";
 import {
   type DumpEntry,
+  type DumpSlotObject,
+  type DumpStackFrame,
   FAILURE_DUMP_SCHEMA,
   type FailureDumpHeader,
   type FailureDumpReport,
@@ -103,7 +108,11 @@ const PERCPU_HASH_TYPES: ReadonlySet<number> = new Set([
   MapType.PERCPU_HASH,
   MapType.LRU_PERCPU_HASH,
 ]);
-/** Other maps `iterEntryBatches` lists by key: values shown as raw bytes. */
+/**
+ * Maps listed by key through `iterEntryBatches` (values as raw bytes) when
+ * the accessor has no type reader for them: the LPM trie and cgroup storage
+ * always, the others only on such a backend.
+ */
 const OTHER_KEYED_TYPES: ReadonlySet<number> = new Set([
   MapType.STACK_TRACE,
   MapType.LPM_TRIE,
@@ -202,6 +211,27 @@ class MapDumper {
     } catch (error) {
       tail.errors.push(`Cannot tell the map's layout: ${message(error)}`);
     }
+    // The type readers return their whole result before anything is
+    // written, so the kind and the reader's summary can lead the map. Maps
+    // the keyed paths read never get here: their readers would return null.
+    let typed: TypeDump | null = null;
+    let typedFailed = false;
+    if (kind === "keyed" || kind === "unsupported") {
+      try {
+        const result = this.#accessor.readTypeDump(map);
+        // "keyed" is an inner map's tag; a top-level map never carries it.
+        if (result !== null && result.reader !== "keyed") {
+          typed = result;
+          kind = READER_KINDS[result.reader];
+        }
+      } catch (error) {
+        // No second try through the keyed path: it would fail on the same
+        // map, or report per-slot errors for what the reader already refused.
+        tail.errors.push(`Cannot read contents: ${message(error)}`);
+        typedFailed = true;
+        kind = TYPE_READER_KINDS.get(map.type) ?? kind;
+      }
+    }
     sink.mapStart({
       id: map.id,
       name: map.name,
@@ -215,15 +245,171 @@ class MapDumper {
       btfId: map.btfId,
       frozen: map.frozen,
       kind,
+      ...(typed ? typedHead(typed) : {}),
     });
     const emitter = new EntryEmitter(sink, tail);
+    const typer = new Typer(btf);
     try {
-      this.#contents(map, kind, new Typer(btf), tail, emitter);
+      if (typed) this.#typed(map, typed, typer, tail, emitter);
+      else if (!typedFailed) this.#contents(map, kind, typer, tail, emitter);
     } catch (error) {
       tail.errors.push(`Cannot read contents: ${message(error)}`);
     }
     sink.mapEnd(tail);
     return { tail, unreadable: emitter.unreadable };
+  }
+
+  /** Entries and notes from a type reader's result, bounded by the entry limit. */
+  #typed(
+    map: BpfMapInfo,
+    typed: TypeDump,
+    typer: Typer,
+    out: MapDumpTail,
+    emit: EntryEmitter,
+  ): void {
+    const limit = this.#limit;
+    switch (typed.reader) {
+      case "slots":
+        this.#slots(map, typed.slots.slots, typer, out, emit);
+        return;
+      case "maps_of_maps":
+        this.#slots(map, typed.mapsOfMaps.slots, typer, out, emit);
+        return;
+      case "ringbuf": {
+        const ring = typed.ringbuf;
+        const shown = Math.min(ring.count, limit);
+        for (let i = 0; i < shown; i++) {
+          emit.push(() => {
+            const record = ring.record(i);
+            return {
+              key: record.position,
+              value: hex(record.data),
+              length: record.length,
+              ...(record.busy ? { busy: true } : {}),
+              ...(record.discarded ? { discarded: true } : {}),
+            };
+          });
+        }
+        out.omittedEntries = ring.count - shown;
+        // Positions out of bounds or a cut record: part of the ring is not
+        // in the report, which is lost data, not a fact about the type.
+        for (const problem of ring.problems) {
+          out.errors.push(`Ring buffer: ${problem}`);
+        }
+        return;
+      }
+      case "queue": {
+        const head = typed.queue.head;
+        if (head && limit > 0) {
+          emit.push(() => ({
+            key: "head",
+            value: typer.render(map.btfValueTypeId, head),
+          }));
+        }
+        out.omittedEntries = head && limit === 0 ? 1 : 0;
+        out.notes.push(capitalized(typed.queue.note));
+        return;
+      }
+      case "bloom":
+        out.notes.push(capitalized(typed.bloom.note));
+        return;
+      case "stack_trace": {
+        const stacks = typed.stacks;
+        const total = stacks.stacks.length + stacks.errors.length;
+        let shown = 0;
+        for (const stack of stacks.stacks) {
+          if (shown >= limit) break;
+          emit.push(() => ({
+            key: stack.id,
+            frames: stack.frames.map(frameOf),
+          }));
+          shown++;
+        }
+        for (const failed of stacks.errors) {
+          if (shown >= limit) break;
+          emit.push(() => ({ key: failed.id, error: failed.error }));
+          shown++;
+        }
+        out.omittedEntries = total - shown;
+        return;
+      }
+      case "struct_ops": {
+        const members = typed.structOps.members;
+        const shown = Math.min(members.length, limit);
+        for (const member of members.slice(0, shown)) {
+          emit.push(() =>
+            member.kind === "prog"
+              ? {
+                key: member.name,
+                object: {
+                  progId: member.progId ?? 0,
+                  ...(member.progName !== undefined
+                    ? { progName: member.progName }
+                    : {}),
+                },
+              }
+              : { key: member.name, value: member.value ?? null }
+          );
+        }
+        out.omittedEntries = members.length - shown;
+        return;
+      }
+      case "unreadable":
+        out.notes.push(capitalized(typed.unreadable.reason));
+        return;
+      case "keyed":
+        // Filtered out before the map started; kept for exhaustiveness.
+        return;
+    }
+  }
+
+  /**
+   * Populated slots as entries. Slots the kernel never shows for this type
+   * become one note: that is how the kernel works, not data the dump lost.
+   */
+  #slots(
+    map: BpfMapInfo,
+    slots: readonly (Slot & { innerMapId?: number })[],
+    typer: Typer,
+    out: MapDumpTail,
+    emit: EntryEmitter,
+  ): void {
+    let seen = 0;
+    let hidden = 0;
+    let hiddenError = "";
+    for (const slot of slots) {
+      if (slot.status === "empty") continue;
+      if (slot.status === "error" && neverShown(map, slot.errno)) {
+        hidden++;
+        hiddenError ||= slot.error ?? `errno ${slot.errno}`;
+        continue;
+      }
+      if (seen < this.#limit) {
+        emit.push(() => {
+          const key = slotKey(map, typer, slot.key);
+          if (slot.status !== "value" || !slot.value) {
+            return { key, error: slot.error ?? `errno ${slot.errno}` };
+          }
+          const object = objectOf(slot);
+          return {
+            key,
+            value: typer.render(map.btfValueTypeId, slot.value),
+            ...(object ? { object } : {}),
+          };
+        });
+      }
+      seen++;
+    }
+    out.omittedEntries = Math.max(0, seen - this.#limit);
+    if (hidden > 0) {
+      out.notes.push(
+        `The kernel does not hand ${
+          mapTypeName(map.type)
+        } values to user space (a lookup answers "${hiddenError}"): ${hidden} slot${
+          hidden === 1 ? "" : "s"
+        } listed, none readable`,
+      );
+    }
   }
 
   #loadBtf(map: BpfMapInfo): Btf | undefined {
@@ -432,6 +618,168 @@ function* batchEntries(
         error: batch.errors?.[i] ?? null,
       };
     }
+  }
+}
+
+/** The report kind of each type reader's result. */
+const READER_KINDS:
+  & Record<
+    Exclude<TypeDump["reader"], "keyed">,
+    MapDumpKind
+  >
+  & { keyed: MapDumpKind } = {
+    slots: "slots",
+    "maps_of_maps": "maps-of-maps",
+    ringbuf: "ringbuf",
+    queue: "queue",
+    bloom: "bloom",
+    "stack_trace": "stack-trace",
+    "struct_ops": "struct-ops",
+    unreadable: "unreadable",
+    keyed: "keyed",
+  };
+
+/** The kind a type's reader would have given, for a map whose read threw. */
+const TYPE_READER_KINDS: ReadonlyMap<number, MapDumpKind> = new Map([
+  [MapType.PROG_ARRAY, "slots"],
+  [MapType.PERF_EVENT_ARRAY, "slots"],
+  [MapType.CGROUP_ARRAY, "slots"],
+  [MapType.DEVMAP, "slots"],
+  [MapType.DEVMAP_HASH, "slots"],
+  [MapType.CPUMAP, "slots"],
+  [MapType.XSKMAP, "slots"],
+  [MapType.SOCKMAP, "slots"],
+  [MapType.SOCKHASH, "slots"],
+  [MapType.REUSEPORT_SOCKARRAY, "slots"],
+  [MapType.ARRAY_OF_MAPS, "maps-of-maps"],
+  [MapType.HASH_OF_MAPS, "maps-of-maps"],
+  [MapType.RINGBUF, "ringbuf"],
+  [MapType.USER_RINGBUF, "ringbuf"],
+  [MapType.QUEUE, "queue"],
+  [MapType.STACK, "queue"],
+  [MapType.BLOOM_FILTER, "bloom"],
+  [MapType.STACK_TRACE, "stack-trace"],
+  [MapType.STRUCT_OPS, "struct-ops"],
+]);
+
+/** Maps keyed by a u32 index: without BTF their key is shown as that number. */
+const INDEXED_TYPES: ReadonlySet<number> = new Set([
+  MapType.PROG_ARRAY,
+  MapType.PERF_EVENT_ARRAY,
+  MapType.CGROUP_ARRAY,
+  MapType.DEVMAP,
+  MapType.CPUMAP,
+  MapType.XSKMAP,
+  MapType.SOCKMAP,
+  MapType.REUSEPORT_SOCKARRAY,
+  MapType.ARRAY_OF_MAPS,
+]);
+
+/**
+ * Whether a failed lookup is one the kernel gives for every slot of this
+ * type (so nothing was lost): perf-event and cgroup arrays answer ENOTSUPP,
+ * xskmaps EOPNOTSUPP, socket maps with 4-byte values ENOSPC (only an
+ * 8-byte value can hold the cookie).
+ */
+function neverShown(map: BpfMapInfo, errno: number | undefined): boolean {
+  switch (map.type) {
+    case MapType.PERF_EVENT_ARRAY:
+    case MapType.CGROUP_ARRAY:
+      return errno === Errno.ENOTSUPP;
+    case MapType.XSKMAP:
+      return errno === Errno.EOPNOTSUPP || errno === Errno.ENOTSUPP;
+    case MapType.SOCKMAP:
+    case MapType.SOCKHASH:
+    case MapType.REUSEPORT_SOCKARRAY:
+      return map.valueSize !== 8 && errno === Errno.ENOSPC;
+    default:
+      return false;
+  }
+}
+
+function slotKey(
+  map: BpfMapInfo,
+  typer: Typer,
+  key: Uint8Array,
+): RenderedValue {
+  if (typer.btf && map.btfKeyTypeId) {
+    return typer.render(map.btfKeyTypeId, key);
+  }
+  if (INDEXED_TYPES.has(map.type) && key.byteLength === 4) {
+    return new DataView(key.buffer, key.byteOffset, 4).getUint32(0, true);
+  }
+  return hex(key);
+}
+
+function objectOf(
+  slot: Slot & { innerMapId?: number },
+): DumpSlotObject | undefined {
+  const object: DumpSlotObject = {};
+  const from = slot.object ?? {};
+  if (from.progId !== undefined) object.progId = from.progId;
+  if (from.progName !== undefined) object.progName = from.progName;
+  if (from.ifindex !== undefined) object.ifindex = from.ifindex;
+  if (from.qsize !== undefined) object.qsize = from.qsize;
+  if (from.cookie !== undefined) object.cookie = from.cookie;
+  const inner = from.innerMapId ?? slot.innerMapId;
+  if (inner !== undefined) object.innerMapId = inner;
+  return Object.keys(object).length > 0 ? object : undefined;
+}
+
+function frameOf(frame: StackFrame): DumpStackFrame {
+  return {
+    ip: `0x${frame.ip.toString(16).padStart(16, "0")}`,
+    ...(frame.symbol !== undefined ? { symbol: frame.symbol } : {}),
+    ...(frame.buildId !== undefined ? { buildId: frame.buildId } : {}),
+    ...(frame.buildIdStatus !== undefined
+      ? { buildIdStatus: frame.buildIdStatus }
+      : {}),
+  };
+}
+
+function capitalized(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+/** The reader's summary, written with the map's info before its entries. */
+function typedHead(typed: TypeDump): Partial<MapDumpHead> {
+  switch (typed.reader) {
+    case "ringbuf": {
+      const ring = typed.ringbuf;
+      return {
+        ringbuf: {
+          capacity: ring.capacity,
+          consumerPos: ring.consumerPos,
+          producerPos: ring.producerPos,
+          pendingBytes: ring.pendingBytes,
+          records: ring.count,
+        },
+      };
+    }
+    case "queue":
+      return {
+        queue: { kind: typed.queue.kind, maxEntries: typed.queue.maxEntries },
+      };
+    case "bloom":
+      return {
+        bloom: {
+          // map_extra 0 means the kernel's default of 5 hash functions.
+          hashes: typed.bloom.hashes || 5,
+          valueSize: typed.bloom.valueSize,
+        },
+      };
+    case "stack_trace":
+      return { stackTrace: { buildId: typed.stacks.buildId } };
+    case "struct_ops":
+      return {
+        structOps: {
+          structName: typed.structOps.structName,
+          state: typed.structOps.state,
+          refcnt: typed.structOps.refcnt,
+        },
+      };
+    default:
+      return {};
   }
 }
 

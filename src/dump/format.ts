@@ -10,6 +10,7 @@ import { type JsonInput, toJson } from "../btf/json.ts";
 import { formatValue } from "../btf/render.ts";
 import type {
   DumpEntry,
+  DumpSlotObject,
   FailureDumpHeader,
   FailureDumpReport,
   FailureDumpSink,
@@ -31,7 +32,7 @@ export interface ReportToJsonOptions {
 
 /**
  * The report as JSON text, following the schema documented on
- * {@linkcode FailureDumpReport} (`schema: "bpfmap.failure-dump/1"`). 64-bit
+ * {@linkcode FailureDumpReport} (`schema: "bpfmap.failure-dump/2"`). 64-bit
  * and wider integers are written exactly as bare digits; the text is
  * always valid JSON.
  *
@@ -110,6 +111,31 @@ export class JsonReportWriter implements FailureDumpSink {
   }
 }
 
+function count(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+/** `prog 12 "name"`, `inner map 7`, `ifindex 1`, ... */
+function describeObject(object: DumpSlotObject): string {
+  const parts: string[] = [];
+  if (object.innerMapId !== undefined) {
+    parts.push(`inner map ${object.innerMapId}`);
+  }
+  if (object.ifindex !== undefined) parts.push(`ifindex ${object.ifindex}`);
+  if (object.qsize !== undefined) parts.push(`qsize ${object.qsize}`);
+  if (object.cookie !== undefined) {
+    parts.push(`socket cookie ${object.cookie}`);
+  }
+  if (object.progId !== undefined && object.progId !== 0) {
+    parts.push(
+      `prog ${object.progId}${
+        object.progName !== undefined ? ` "${object.progName}"` : ""
+      }`,
+    );
+  }
+  return parts.join(", ");
+}
+
 function indentLines(text: string, prefix: string): string {
   return text.split("\n").join(`\n${prefix}`);
 }
@@ -119,6 +145,11 @@ function indentLines(text: string, prefix: string): string {
  * one block per map with its info and its entries (`key: value`, per-CPU
  * values one line per CPU) or, for global data, one `name = value` line per
  * variable; omitted counts, notes and errors at the end of each block.
+ * Per-type kinds add their summary under the info line (ring positions,
+ * queue capacity, bloom hashes, struct_ops state) and show their entries in
+ * their own form: `record at POS, N bytes (discarded): DATA`, `stack ID:`
+ * with one `0xADDRESS sym+0xoff` line per frame, `head: VALUE`, and slot
+ * values followed by what they stand for (`(prog 12 "name")`).
  */
 export class TextReportWriter implements FailureDumpSink {
   readonly #out: TextOut;
@@ -167,13 +198,63 @@ export class TextReportWriter implements FailureDumpSink {
         map.flags.toString(16)
       }, btf ${map.btfId}${map.frozen ? ", frozen" : ""}`,
     );
+    const ring = map.ringbuf;
+    if (ring) {
+      this.#line(
+        `capacity ${ring.capacity} B, consumer at ${ring.consumerPos}, producer at ${ring.producerPos}: ${ring.pendingBytes} B pending in ${
+          count(ring.records, "record")
+        }`,
+      );
+    }
+    if (map.queue) {
+      this.#line(`a ${map.queue.kind} of at most ${map.queue.maxEntries}`);
+    }
+    if (map.bloom) {
+      this.#line(
+        `${
+          count(map.bloom.hashes, "hash function")
+        }, ${map.bloom.valueSize}-byte values`,
+      );
+    }
+    if (map.stackTrace?.buildId) this.#line("frames: build id + offset");
+    if (map.structOps) {
+      this.#line(
+        `struct ${map.structOps.structName}, ${map.structOps.state}, refcnt ${map.structOps.refcnt}`,
+      );
+    }
   }
   /** One entry: `key: value`, per-CPU values one line each. */
   entry(entry: DumpEntry): void {
     this.#entries++;
     const owner = entry.owner !== undefined ? `[${entry.owner}] ` : "";
-    const key = indentLines(formatValue(entry.key), "  ");
-    if (entry.values) {
+    // A struct_ops member's name reads as a name, not as a quoted string.
+    const key = this.#head?.kind === "struct-ops" &&
+        typeof entry.key === "string"
+      ? entry.key
+      : indentLines(formatValue(entry.key), "  ");
+    if (entry.frames) {
+      this.#line(`  stack ${key}:`);
+      for (const frame of entry.frames) {
+        // A build-id frame of status 1 holds a file offset, not an address.
+        this.#line(
+          frame.buildIdStatus === 1
+            ? `    offset ${frame.ip} in build id ${frame.buildId}`
+            : `    ${frame.ip}${
+              frame.symbol !== undefined ? ` ${frame.symbol}` : ""
+            }`,
+        );
+      }
+    } else if (entry.length !== undefined) {
+      const flags = [
+        entry.busy ? "busy" : "",
+        entry.discarded ? "discarded" : "",
+      ].filter(Boolean).join(", ");
+      this.#line(
+        `  record at ${key}, ${count(entry.length, "byte")}${
+          flags ? ` (${flags})` : ""
+        }: ${formatValue(entry.value ?? null)}`,
+      );
+    } else if (entry.values) {
       this.#line(`  ${owner}${key}:`);
       for (const { cpu, value } of entry.values) {
         this.#line(
@@ -182,9 +263,20 @@ export class TextReportWriter implements FailureDumpSink {
       }
     } else if (entry.error !== undefined) {
       this.#line(`  ${owner}${key}: (unreadable: ${entry.error})`);
+    } else if (this.#head?.kind === "queue") {
+      this.#line(
+        `  head: ${indentLines(formatValue(entry.value ?? null), "  ")}`,
+      );
+    } else if (entry.value === undefined && entry.object) {
+      this.#line(`  ${key}: ${describeObject(entry.object) || "-"}`);
     } else {
       const value = formatValue(entry.value ?? null);
-      this.#line(`  ${owner}${key}: ${indentLines(value, "  ")}`);
+      const object = entry.object ? describeObject(entry.object) : "";
+      this.#line(
+        `  ${owner}${key}: ${indentLines(value, "  ")}${
+          object ? `  (${object})` : ""
+        }`,
+      );
     }
   }
   /** Globals or arena summary, then omitted count, notes and errors. */
@@ -203,9 +295,13 @@ export class TextReportWriter implements FailureDumpSink {
         }`,
       );
     }
+    const kind = this.#head?.kind;
+    // Kinds that never list entries, and slot maps whose note says why
+    // nothing is listed, have nothing to add.
+    const listsNothing = kind === "unsupported" || kind === "bloom" ||
+      kind === "unreadable" || (kind === "slots" && map.notes.length > 0);
     if (
-      this.#entries === 0 && !map.globals && !map.arena &&
-      this.#head?.kind !== "unsupported"
+      this.#entries === 0 && !map.globals && !map.arena && !listsNothing
     ) {
       this.#line("  (no entries)");
     }

@@ -28,8 +28,14 @@ export {
 export { writeFailureDump, type WriteFailureDumpOptions } from "./stream.ts";
 export {
   type DumpArena,
+  type DumpBloom,
   type DumpEntry,
   type DumpGlobal,
+  type DumpQueue,
+  type DumpRingbuf,
+  type DumpSlotObject,
+  type DumpStackFrame,
+  type DumpStructOps,
   FAILURE_DUMP_SCHEMA,
   type FailureDumpHeader,
   type FailureDumpReport,

@@ -9,19 +9,45 @@
 import type { PercpuRenderedValue, RenderedValue } from "../btf/render.ts";
 
 /** Schema identifier written in every report. */
-export const FAILURE_DUMP_SCHEMA = "bpfmap.failure-dump/1";
+export const FAILURE_DUMP_SCHEMA = "bpfmap.failure-dump/2";
 
 /**
  * How a map's contents were read (and so which fields its entries use).
  *
+ * Read through the accessor's keyed paths:
  * - `global-data`: `.bss`/`.data`/`.rodata`/`.kconfig`: one value, shown as `globals`
  * - `array`, `hash`: `entries` with `key` and `value`
  * - `percpu-array`, `percpu-hash`: `entries` with `key` and `values`
  * - `local-storage`: `entries` with `owner`, `key` and `value`
  * - `arena`: no entries; `arena` summarises the readable pages
- * - `keyed`: other maps listed by key (stack traces, map-in-map, program and
- *   perf-event arrays, ...): `entries` with `key` and `value` (hex), or
- *   `error` where the value could not be read
+ *
+ * Read through the type's own reader (`readTypeDump`), schema 2:
+ * - `slots`: program/perf-event/cgroup arrays, devmaps, cpumaps, xskmaps,
+ *   sockmaps...: one entry per populated slot with `key`, the raw `value`
+ *   (hex) and `object` (what the value means: program id and name, ifindex,
+ *   cookie...). Empty slots are left out. Slots whose lookup the kernel
+ *   never supports for the type (perf_event_array, cgroup_array: ENOTSUPP;
+ *   xskmap: EOPNOTSUPP; 4-byte sockmap values: ENOSPC) are no entries: one
+ *   note says so, with how many keys were listed. Any other failed lookup is
+ *   an entry with `error`.
+ * - `maps-of-maps`: as `slots`, `object.innerMapId` the inner map's id (the
+ *   inner maps are not read; they are in the report as maps of their own)
+ * - `ringbuf`: `ringbuf` summarises positions and counts; one entry per
+ *   pending record, oldest first: `key` its position (u64), `value` its data
+ *   (hex), `length`, and `busy`/`discarded` when set
+ * - `queue`: `queue` says which and its capacity; one entry, key `"head"`,
+ *   when the map is not empty; a note says the rest is not readable
+ * - `bloom`: no entries; `bloom` gives the hash count and value size, a note
+ *   says why nothing is listed
+ * - `stack-trace`: one entry per stack: `key` the stack id, `frames`
+ * - `struct-ops`: `structOps` names the struct; one entry per member of the
+ *   kernel struct, `key` its name, `value` the typed data or `object` the
+ *   attached program
+ * - `unreadable`: a type bpfmap does not know; one note with its number
+ *
+ * Fallbacks (a backend whose `readTypeDump` has no reader for the type):
+ * - `keyed`: listed by key through `iterEntryBatches`: `entries` with `key`
+ *   and `value` (hex), or `error` where the value could not be read
  * - `unsupported`: contents not readable through the accessor; `notes` says why
  */
 export type MapDumpKind =
@@ -32,12 +58,93 @@ export type MapDumpKind =
   | "percpu-hash"
   | "local-storage"
   | "arena"
+  | "slots"
+  | "maps-of-maps"
+  | "ringbuf"
+  | "queue"
+  | "bloom"
+  | "stack-trace"
+  | "struct-ops"
+  | "unreadable"
   | "keyed"
   | "unsupported";
 
+/** What a slot's value stands for (kind `slots`, `maps-of-maps`, `struct-ops`). */
+export interface DumpSlotObject {
+  /** Program id (prog arrays, devmap/cpumap with an 8-byte value, struct_ops members; 0 = none). */
+  progId?: number;
+  /** That program's name, when it still exists. */
+  progName?: string;
+  /** Network device index (devmap). */
+  ifindex?: number;
+  /** Queue size towards the CPU (cpumap). */
+  qsize?: number;
+  /** Socket cookie (sockmap, sockhash, reuseport array), u64 exact. */
+  cookie?: bigint;
+  /** Inner map id (maps of maps). */
+  innerMapId?: number;
+}
+
+/** One frame of a stored stack (kind `stack-trace`). */
+export interface DumpStackFrame {
+  /**
+   * The address as 16 hex digits with `0x` (exact): the instruction pointer,
+   * or for a build-id frame of status 1 the offset in the object file.
+   */
+  ip: string;
+  /** `sym+0xoff` for a kernel address the symbol table names. */
+  symbol?: string;
+  /** Build-id frames: the object's build id as hex. */
+  buildId?: string;
+  /** Build-id frames: 1 build id + offset, 2 ip only. */
+  buildIdStatus?: number;
+}
+
+/** A ring buffer's state (kind `ringbuf`). */
+export interface DumpRingbuf {
+  /** Data area size in bytes. */
+  capacity: number;
+  /** Consumer position (u64, never wrapped). */
+  consumerPos: bigint;
+  /** Producer position (u64, never wrapped). */
+  producerPos: bigint;
+  /** Bytes not yet consumed, headers and padding included. */
+  pendingBytes: bigint;
+  /** Pending records found (those beyond the entry limit are in `omittedEntries`). */
+  records: number;
+}
+
+/** A queue or stack (kind `queue`). */
+export interface DumpQueue {
+  /** `queue` (head = oldest) or `stack` (head = newest). */
+  kind: "queue" | "stack";
+  /** Capacity; how many elements it holds is not visible. */
+  maxEntries: number;
+}
+
+/** A bloom filter (kind `bloom`). */
+export interface DumpBloom {
+  /** Hash functions used (`map_extra`; the kernel's default 5 when it is 0). */
+  hashes: number;
+  /** Size in bytes of the values tested. */
+  valueSize: number;
+}
+
+/** A struct_ops map (kind `struct-ops`). */
+export interface DumpStructOps {
+  /** The kernel struct, e.g. `tcp_congestion_ops`. */
+  structName: string;
+  /** `common.state` by name, e.g. `BPF_STRUCT_OPS_STATE_INUSE`. */
+  state: string;
+  /** `common.refcnt`. */
+  refcnt: number;
+}
+
 /**
  * One entry. `key`/`value` are rendered BTF values when the map has BTF,
- * else lowercase hex strings of the bytes in memory order (`"0a000000"`).
+ * else lowercase hex strings of the bytes in memory order (`"0a000000"`);
+ * array-like maps without BTF have their index as the key. Which other
+ * fields appear depends on the map's {@linkcode MapDumpKind}.
  */
 export interface DumpEntry {
   /** Rendered key, or hex. */
@@ -50,6 +157,16 @@ export interface DumpEntry {
   owner?: string;
   /** Why the value could not be read (then `value` is absent). */
   error?: string;
+  /** What a slot's value stands for (slots, maps of maps, struct_ops programs). */
+  object?: DumpSlotObject;
+  /** Ring buffer records: the data length from the header. */
+  length?: number;
+  /** Ring buffer records: reserved, not yet submitted (the data may be incomplete); only when set. */
+  busy?: boolean;
+  /** Ring buffer records: discarded, a consumer skips it; only when set. */
+  discarded?: boolean;
+  /** Stack traces: the frames, innermost first. */
+  frames?: DumpStackFrame[];
 }
 
 /** One global variable of a global-data map. */
@@ -99,6 +216,16 @@ export interface MapDump {
   frozen: boolean;
   /** How the contents were read. */
   kind: MapDumpKind;
+  /** Ring buffer state (kind `ringbuf`); written before the records. */
+  ringbuf?: DumpRingbuf;
+  /** Queue or stack facts (kind `queue`). */
+  queue?: DumpQueue;
+  /** Bloom filter facts (kind `bloom`). */
+  bloom?: DumpBloom;
+  /** Whether frames are build-id frames (kind `stack-trace`). */
+  stackTrace?: { buildId: boolean };
+  /** The struct_ops struct and state (kind `struct-ops`). */
+  structOps?: DumpStructOps;
   /** Entries shown (bounded by the per-map limit). */
   entries: DumpEntry[];
   /** Entries seen but not shown because of the limit (a lower bound when counting stopped early). */
