@@ -58,7 +58,22 @@ function measureOnce(command: string[]): Measurement {
 }
 
 function measure(command: string[]): Measurement {
-  const runs = Array.from({ length: RUNS }, () => measureOnce(command));
+  return summarize(Array.from({ length: RUNS }, () => measureOnce(command)));
+}
+
+/**
+ * Runs the commands in turn, RUNS rounds: on a shared machine the load
+ * drifts, and a ratio means something only when both sides saw the same.
+ */
+function measureTogether(...commands: string[][]): Measurement[] {
+  const runs: Measurement[][] = commands.map(() => []);
+  for (let run = 0; run < RUNS; run++) {
+    commands.forEach((command, i) => runs[i]!.push(measureOnce(command)));
+  }
+  return runs.map(summarize);
+}
+
+function summarize(runs: Measurement[]): Measurement {
   runs.sort((a, b) => a.seconds - b.seconds);
   const median = runs[Math.floor(runs.length / 2)]!;
   return {
@@ -376,18 +391,49 @@ const typedMaps = [
 }));
 try {
   for (const map of typedMaps) checkTypedDump(typed.btf, map.small, small);
-  const ours = measure(bpfmapDump(hash.id));
-  const theirs = measure(bpftoolDump(hash.id));
+  // The raw dump, bpftool, the C loop and the library walk in turn.
+  const baseline = buildBaseline();
+  const cTimes: number[] = [];
+  const libTimes: number[] = [];
+  const accessor = new BpfSyscallAccessor();
+  const info = accessor.mapById(hash.id)!;
+  const oursRuns: Measurement[] = [];
+  const theirsRuns: Measurement[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    oursRuns.push(measureOnce(bpfmapDump(hash.id)));
+    const result = new Deno.Command(baseline, { args: [String(hash.id), "8"] })
+      .outputSync();
+    const [count, seconds] = new TextDecoder().decode(result.stdout).trim()
+      .split(" ");
+    if (Number(count) !== ENTRIES) {
+      throw new Error(`C baseline saw ${count} entries, expected ${ENTRIES}`);
+    }
+    cTimes.push(Number(seconds));
+    const start = performance.now();
+    let walked = 0;
+    for (const _entry of accessor.iterHashMap(info)) walked++;
+    libTimes.push((performance.now() - start) / 1000);
+    if (walked !== ENTRIES) {
+      throw new Error(`iterHashMap saw ${walked} entries, expected ${ENTRIES}`);
+    }
+    theirsRuns.push(measureOnce(bpftoolDump(hash.id)));
+  }
+  const ours = summarize(oursRuns);
+  const theirs = summarize(theirsRuns);
   row(`bpfmap dump --json, HASH ${ENTRIES}`, ours);
   row(`bpftool map dump -j, HASH ${ENTRIES}`, theirs);
   const oursSmall = measure(bpfmapDump(hashSmall.id));
   row(`bpfmap dump --json, HASH ${small}`, oursSmall);
-  const pOurs = measure(bpfmapDump(percpu.id));
-  const pTheirs = measure(bpftoolDump(percpu.id));
+  const [pOurs, pTheirs] = measureTogether(
+    bpfmapDump(percpu.id),
+    bpftoolDump(percpu.id),
+  ) as [Measurement, Measurement];
   row(`bpfmap dump --json, PERCPU_HASH ${small}`, pOurs);
   row(`bpftool map dump -j, PERCPU_HASH ${small}`, pTheirs);
-  const aOurs = measure(bpfmapDump(array.id));
-  const aTheirs = measure(bpftoolDump(array.id));
+  const [aOurs, aTheirs] = measureTogether(
+    bpfmapDump(array.id),
+    bpftoolDump(array.id),
+  ) as [Measurement, Measurement];
   row(`bpfmap dump --json, ARRAY ${ENTRIES}`, aOurs);
   row(`bpftool map dump -j, ARRAY ${ENTRIES}`, aTheirs);
   interface TypedRow {
@@ -400,9 +446,11 @@ try {
     for (const json of [true, false]) {
       const how = json ? "dump --json" : "dump (text)";
       const tool = json ? "map dump -j" : "map dump";
-      const tOurs = measure(bpfmapDump(map.large.id, json));
-      const tTheirs = measure(bpftoolDump(map.large.id, json));
-      const tSmall = measure(bpfmapDump(map.small.id, json));
+      const [tOurs, tTheirs, tSmall] = measureTogether(
+        bpfmapDump(map.large.id, json),
+        bpftoolDump(map.large.id, json),
+        bpfmapDump(map.small.id, json),
+      ) as [Measurement, Measurement, Measurement];
       row(`bpfmap ${how}, ${map.label} ${ENTRIES}`, tOurs);
       row(`bpftool ${tool}, ${map.label} ${ENTRIES}`, tTheirs);
       row(`bpfmap ${how}, ${map.label} ${small}`, tSmall);
@@ -415,30 +463,6 @@ try {
   }
 
   // Library iteration against the C floor, both in-process timings.
-  const baseline = buildBaseline();
-  const cTimes: number[] = [];
-  for (let run = 0; run < RUNS; run++) {
-    const result = new Deno.Command(baseline, { args: [String(hash.id), "8"] })
-      .outputSync();
-    const [count, seconds] = new TextDecoder().decode(result.stdout).trim()
-      .split(" ");
-    if (Number(count) !== ENTRIES) {
-      throw new Error(`C baseline saw ${count} entries, expected ${ENTRIES}`);
-    }
-    cTimes.push(Number(seconds));
-  }
-  const accessor = new BpfSyscallAccessor();
-  const info = accessor.mapById(hash.id)!;
-  const libTimes: number[] = [];
-  for (let run = 0; run < RUNS; run++) {
-    const start = performance.now();
-    let count = 0;
-    for (const _entry of accessor.iterHashMap(info)) count++;
-    libTimes.push((performance.now() - start) / 1000);
-    if (count !== ENTRIES) {
-      throw new Error(`iterHashMap saw ${count} entries, expected ${ENTRIES}`);
-    }
-  }
   const median = (xs: number[]): number =>
     [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const cSeconds = median(cTimes);

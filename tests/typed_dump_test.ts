@@ -25,6 +25,7 @@ function bothWays(
   map: BpfMapInfo,
   json: boolean,
   chunkSize?: number,
+  maxEntries?: number,
 ): { planned: string; rendered: string; hadPlans: boolean } {
   const renderer = btfRenderer(accessor, map, (m) => {
     throw new Error(m);
@@ -37,6 +38,7 @@ function bothWays(
       cpus,
       renderer: plans ? renderer : { ...renderer, plans: undefined },
       batchSize: 64,
+      ...(maxEntries === undefined ? {} : { maxEntries }),
     });
     out.flush();
     return sink.text();
@@ -124,6 +126,14 @@ Deno.test({
         // A tiny output buffer: every element flushes on its own.
         const small = bothWays(accessor, map, true, 4096);
         equal(small.planned, small.rendered);
+        // A limit inside a batch: planned batches, then element by element.
+        for (const json of [true, false]) {
+          const limited = bothWays(accessor, map, json, undefined, 150);
+          equal(limited.planned, limited.rendered);
+          if (!json && count > 150) {
+            ok(limited.planned.includes("more not shown)"), "limit applied");
+          }
+        }
       }
     } finally {
       Deno.removeSync(dir, { recursive: true });

@@ -73,59 +73,62 @@ for (let i = 0; i < 100; i++) {
   PAIRS[2 * i + 1] = 48 + i % 10;
 }
 
-function decimalLength(n: number): number {
-  let len = 10;
-  for (let t = 1e10; n >= t && len < 16; t *= 10) len++;
-  return len;
-}
-
-/** Decimal digits of a non-negative integer below 2^53. */
-function digits(b: Uint8Array, a: number, n: number): number {
-  if (n < 10) {
-    b[a] = 48 + n;
-    return a + 1;
-  }
-  const len = n < 100
+/** Digits of 0 <= m < 2^31, two a step in int32 arithmetic. */
+function digits31(b: Uint8Array, a: number, m: number): number {
+  const len = m < 10
+    ? 1
+    : m < 100
     ? 2
-    : n < 1000
+    : m < 1000
     ? 3
-    : n < 10000
+    : m < 10000
     ? 4
-    : n < 100000
+    : m < 100000
     ? 5
-    : n < 1000000
+    : m < 1000000
     ? 6
-    : n < 10000000
+    : m < 10000000
     ? 7
-    : n < 100000000
+    : m < 100000000
     ? 8
-    : n < 1000000000
+    : m < 1000000000
     ? 9
-    : decimalLength(n);
+    : 10;
   let p = a + len;
-  // Two digits a step; 32-bit arithmetic once the rest fits.
-  while (n >= 4294967296) {
-    const q = Math.floor(n / 100);
-    const r = 2 * (n - q * 100);
-    b[--p] = PAIRS[r + 1]!;
-    b[--p] = PAIRS[r]!;
-    n = q;
-  }
-  let m = n >>> 0;
   while (m >= 100) {
-    const q = (m / 100) >>> 0;
-    const r = 2 * (m - q * 100);
+    const q = (m / 100) | 0;
+    const r = (m - q * 100) << 1;
     b[--p] = PAIRS[r + 1]!;
     b[--p] = PAIRS[r]!;
     m = q;
   }
   if (m >= 10) {
-    b[--p] = PAIRS[2 * m + 1]!;
-    b[--p] = PAIRS[2 * m]!;
+    b[--p] = PAIRS[(m << 1) + 1]!;
+    b[--p] = PAIRS[m << 1]!;
   } else {
     b[--p] = 48 + m;
   }
   return a + len;
+}
+
+/** Exactly eight digits of 0 <= m < 10^8, zero-padded. */
+function digits8(b: Uint8Array, a: number, m: number): number {
+  for (let i = 6; i >= 0; i -= 2) {
+    const q = (m / 100) | 0;
+    const r = (m - q * 100) << 1;
+    b[a + i + 1] = PAIRS[r + 1]!;
+    b[a + i] = PAIRS[r]!;
+    m = q;
+  }
+  return a + 8;
+}
+
+/** Decimal digits of a non-negative integer below 2^53. */
+function digits(b: Uint8Array, a: number, n: number): number {
+  if (n < 2147483648) return digits31(b, a, n | 0);
+  // Below 2^53 the part above 10^8 is below 2^31: two int32 halves.
+  const high = Math.floor(n / 1e8);
+  return digits8(b, digits31(b, a, high | 0), (n - high * 1e8) | 0);
 }
 
 function int(b: Uint8Array, a: number, n: number): number {
@@ -158,19 +161,42 @@ function u32(v: Uint8Array, o: number): number {
   return (v[o]! | v[o + 1]! << 8 | v[o + 2]! << 16 | v[o + 3]! << 24) >>> 0;
 }
 
+/**
+ * Digits of hi * 2^32 + lo at or above 2^53, without bigint: a long
+ * division by 10^8 over 16-bit limbs (every step exact in a double) leaves
+ * a quotient below 2^38 and an 8-digit remainder.
+ */
+function digits64(b: Uint8Array, a: number, hi: number, lo: number): number {
+  let r = hi >>> 16;
+  let cur = r * 65536 + (hi & 0xffff);
+  const q2 = Math.floor(cur / 1e8);
+  r = cur - q2 * 1e8;
+  cur = r * 65536 + (lo >>> 16);
+  const q1 = Math.floor(cur / 1e8);
+  r = cur - q1 * 1e8;
+  cur = r * 65536 + (lo & 0xffff);
+  const q0 = Math.floor(cur / 1e8);
+  r = cur - q0 * 1e8;
+  return digits8(b, digits(b, a, (q2 * 65536 + q1) * 65536 + q0), r);
+}
+
 function u64(b: Uint8Array, a: number, v: Uint8Array, o: number): number {
   const lo = u32(v, o);
   const hi = u32(v, o + 4);
-  // Below 2^53 a double holds it exactly; above, digits come from bigint.
+  // Below 2^53 a double holds it exactly.
   if (hi < 0x200000) return digits(b, a, hi * 4294967296 + lo);
-  return big(b, a, BigInt(hi) << 32n | BigInt(lo));
+  return digits64(b, a, hi, lo);
 }
 
 function s64(b: Uint8Array, a: number, v: Uint8Array, o: number): number {
   const lo = u32(v, o);
   const hi = u32(v, o + 4) | 0;
   if (hi >= -0x200000 && hi < 0x200000) return int(b, a, hi * 4294967296 + lo);
-  return big(b, a, (BigInt(hi) << 32n) + BigInt(lo));
+  if (hi >= 0) return digits64(b, a, hi, lo);
+  // Two's complement negation of the 64-bit value.
+  b[a++] = 45;
+  const negLo = (~lo + 1) >>> 0;
+  return digits64(b, a, (~hi + (negLo === 0 ? 1 : 0)) >>> 0, negLo);
 }
 
 function uint(v: Uint8Array, o: number, size: number): bigint {
@@ -412,6 +438,29 @@ const HELPERS = {
   spaces,
 };
 
+/**
+ * Code reading bits `shift..shift+n` at `at` (shift+n <= 32): int32 shifts
+ * and masks inline when they fit 31 bits, else the `bits` helper.
+ */
+function bitsCode(
+  at: string,
+  count: number,
+  shift: number,
+  n: number,
+  signed: boolean,
+): string {
+  if (shift + n > 31 || n === 0) {
+    return `bits(v,${at},${count},${shift},${n},${signed})`;
+  }
+  const bytes = Array.from(
+    { length: count },
+    (_, i) => i === 0 ? `v[${at}]` : `v[${at}+${i}]<<${8 * i}`,
+  ).join("|");
+  return signed
+    ? `(((${bytes})>>>${shift})<<${32 - n}>>${32 - n})`
+    : `(((${bytes})>>>${shift})&${2 ** n - 1})`;
+}
+
 // ---- the generator ----
 
 type Mode = "json" | "flat" | "multi";
@@ -567,7 +616,7 @@ class Generator {
     if (fieldBits || inByte !== 0 || bitCount !== t.size * 8) {
       const count = Math.ceil((inByte + bitCount) / 8);
       if (inByte + bitCount <= 32) {
-        const read = `bits(v,${at},${count},${inByte},${bitCount},${t.signed})`;
+        const read = bitsCode(at, count, inByte, bitCount, t.signed);
         return t.bool ? `a=bool(b,a,${read}!==0);` : `a=int(b,a,${read});`;
       }
       const read =
@@ -666,7 +715,9 @@ class Generator {
       return `{const x=bitsBig(v,${at},${count},${shift},${n},${signed});${lookup}}`;
     }
     const modulus = 2 ** (t.size * 8);
-    return `{const x=bits(v,${at},${count},${shift},${n},${signed});a=enumNumber(b,a,${table},x<0?x+${modulus}:x,x);}`;
+    return `{const x=${
+      bitsCode(at, count, shift, n, signed)
+    };a=enumNumber(b,a,${table},x<0?x+${modulus}:x,x);}`;
   }
 
   #field(f: Field, base: string, mode: Mode): string {

@@ -22,12 +22,48 @@ for (let byte = 0; byte < 256; byte++) {
   HEX_HIGH[byte] = HEX.charCodeAt(byte >> 4);
   HEX_LOW[byte] = HEX.charCodeAt(byte & 15);
 }
-const KEY_OPEN = new TextEncoder().encode('{"key":[');
-const VALUE_OPEN = new TextEncoder().encode('],"value":[');
-const VALUES_OPEN = new TextEncoder().encode('],"values":[');
-const cpuOpenCache: Uint8Array[] = [];
-function cpuOpen(cpu: number): Uint8Array {
-  return cpuOpenCache[cpu] ??= new TextEncoder().encode(
+/**
+ * A short constant as little-endian words plus trailing bytes: stored with
+ * a few word stores, where `Uint8Array.set` costs a call per element.
+ */
+interface Packed {
+  length: number;
+  words: Uint32Array;
+  tail: Uint8Array;
+}
+
+function pack(text: string): Packed {
+  const bytes = new TextEncoder().encode(text);
+  const whole = bytes.length >> 2;
+  const view = new DataView(bytes.buffer);
+  return {
+    length: bytes.length,
+    words: Uint32Array.from(
+      { length: whole },
+      (_, i) => view.getUint32(4 * i, true),
+    ),
+    tail: bytes.slice(4 * whole),
+  };
+}
+
+function storePacked(buffer: Uint8Array, at: number, c: Packed): number {
+  const view = viewOf(buffer);
+  const words = c.words;
+  for (let i = 0; i < words.length; i++) {
+    view.setUint32(at + 4 * i, words[i]!, true);
+  }
+  const tail = c.tail;
+  const end = at + 4 * words.length;
+  for (let i = 0; i < tail.length; i++) buffer[end + i] = tail[i]!;
+  return at + c.length;
+}
+
+const KEY_OPEN = pack('{"key":[');
+const VALUE_OPEN = pack('],"value":[');
+const VALUES_OPEN = pack('],"values":[');
+const cpuOpenCache: Packed[] = [];
+function cpuOpen(cpu: number): Packed {
+  return cpuOpenCache[cpu] ??= pack(
     `${cpu === 0 ? "" : ","}{"cpu":${cpu},"value":[`,
   );
 }
@@ -279,19 +315,12 @@ export class OutputWriter implements Disposable {
       const buffer = this.#buffer;
       let at = this.#length;
       if (!(first && i === 0)) buffer[at++] = 0x2c;
-      buffer.set(KEY_OPEN, at);
-      at += KEY_OPEN.length;
+      at = storePacked(buffer, at, KEY_OPEN);
       const keyStart = i * keySize;
       at = storeQuotedHex(buffer, at, keys, keyStart, keySize);
-      const opener = cpus > 0 ? VALUES_OPEN : VALUE_OPEN;
-      buffer.set(opener, at);
-      at += opener.length;
+      at = storePacked(buffer, at, cpus > 0 ? VALUES_OPEN : VALUE_OPEN);
       for (let slot = 0; slot < slots; slot++) {
-        if (cpus > 0) {
-          const open = cpuOpen(slot);
-          buffer.set(open, at);
-          at += open.length;
-        }
+        if (cpus > 0) at = storePacked(buffer, at, cpuOpen(slot));
         const valueStart = i * valueStride + slot * slotStride;
         at = storeQuotedHex(buffer, at, values, valueStart, valueSize);
         buffer[at++] = 0x5d; // ]
