@@ -423,7 +423,9 @@ Deno.test({
     "BpfSyscallAccessor.readArenaPages() reads present pages and allocates none",
   ignore,
   fn(): void {
-    const pages = 8;
+    // Mappings are attributed by size (every BPF mapping shares one anon
+    // inode): a size no other test in this process maps keeps ours unambiguous.
+    const pages = 13;
     using fd = BpfSyscallAccessor.createMap({
       type: MapType.ARENA,
       keySize: 0,
