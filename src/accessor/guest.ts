@@ -7,6 +7,13 @@
  */
 
 import { Btf } from "../btf/mod.ts";
+import {
+  findSpecialFields,
+  initSpecialFields,
+  type SpecialField,
+  type SpecialFieldRules,
+  specialFieldRulesFor,
+} from "../btf/special_fields.ts";
 import { GuestKernel, type GuestKernelOptions } from "../guest/kernel.ts";
 import { type KernelLayout, kernelLayoutFromBtf } from "../guest/layout.ts";
 import {
@@ -142,6 +149,9 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
   readonly #byAddress = new Map<bigint, GuestMapRecord>();
   // point reads copy into shared 4 KiB chunks (one allocation per chunk)
   readonly #slab = new CopySlab(4096);
+  #specialRules: SpecialFieldRules | null = null;
+  readonly #specialByMap = new Map<bigint, readonly SpecialField[]>();
+  readonly #programBtfs = new Map<bigint, Btf | null>();
 
   private constructor(
     kernel: GuestKernel,
@@ -290,24 +300,80 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
   /** `len` bytes at `offset` of value 0 of an ARRAY map; null for other types or out of bounds. */
   readValue(map: BpfMapInfo, offset: number, len: number): Uint8Array | null {
     if (map.type !== MapType.ARRAY) return null;
-    return this.#copy(
-      this.reader.readArrayValue(this.#record(map), offset, len),
+    const record = this.#record(map);
+    return this.#asSyscallCopy(
+      record,
+      this.#copy(this.reader.readArrayValue(record, offset, len)),
+      offset,
     );
   }
 
   /** Value `key` of an ARRAY map; null when out of range or not an array. */
   readArray(map: BpfMapInfo, key: number): Uint8Array | null {
     if (map.type !== MapType.ARRAY) return null;
-    return this.#copy(this.reader.readArray(this.#record(map), key));
+    const record = this.#record(map);
+    return this.#asSyscallCopy(
+      record,
+      this.#copy(this.reader.readArray(record, key)),
+    );
   }
 
   #copy(bytes: Uint8Array | null): Uint8Array | null {
     return bytes === null ? null : this.#slab.copy(bytes, 0, bytes.length);
   }
 
+  /**
+   * The kernel-owned fields (timers, locks, kptrs, ...) of the map's value,
+   * which bpf() re-initialises in every copy it returns; found from the
+   * map's BTF by the guest kernel's own rules, once per map.
+   */
+  #specialFields(record: GuestMapRecord): readonly SpecialField[] {
+    const cached = this.#specialByMap.get(record.kernelAddress);
+    if (cached) return cached;
+    let fields: readonly SpecialField[] = [];
+    if (record.btfAddress !== 0n && record.btfValueTypeId !== 0) {
+      let btf = this.#programBtfs.get(record.btfAddress);
+      if (btf === undefined) {
+        const bytes = this.reader.programBtf(record);
+        btf = bytes === null ? null : Btf.parse(bytes);
+        this.#programBtfs.set(record.btfAddress, btf);
+      }
+      this.#specialRules ??= specialFieldRulesFor(
+        Btf.parse(this.kernel.btfBytes()),
+        this.kernel.release,
+      );
+      if (btf) {
+        fields = findSpecialFields(
+          btf,
+          record.btfValueTypeId,
+          this.#specialRules,
+        );
+      }
+    }
+    this.#specialByMap.set(record.kernelAddress, fields);
+    return fields;
+  }
+
+  /** `copy` (value bytes from offset `start`) as bpf() would return it. */
+  #asSyscallCopy<T extends Uint8Array | null>(
+    record: GuestMapRecord,
+    copy: T,
+    start = 0,
+  ): T {
+    if (copy !== null) {
+      const fields = this.#specialFields(record);
+      if (fields.length > 0) initSpecialFields(fields, copy, start);
+    }
+    return copy;
+  }
+
   /** Every entry of a HASH or LRU_HASH map (bucket order). */
   *iterHashMap(map: BpfMapInfo): Iterable<MapEntry> {
-    yield* this.reader.iterHashCopies(this.#record(map));
+    const record = this.#record(map);
+    for (const entry of this.reader.iterHashCopies(record)) {
+      this.#asSyscallCopy(record, entry.value);
+      yield entry;
+    }
   }
 
   /** Each CPU's value of index `key` of a PERCPU_ARRAY; null beyond `nr_cpu_ids`. */
@@ -316,8 +382,11 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     key: number,
     numCpus: number,
   ): (Uint8Array | null)[] | null {
-    const values = this.reader.readPercpuArray(this.#record(map), key, numCpus);
-    return values ? values.map((v) => this.#copy(v)) : null;
+    const record = this.#record(map);
+    const values = this.reader.readPercpuArray(record, key, numCpus);
+    return values
+      ? values.map((v) => this.#asSyscallCopy(record, this.#copy(v)))
+      : null;
   }
 
   /** Every entry of a PERCPU_HASH or LRU_PERCPU_HASH. */
@@ -325,7 +394,11 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     map: BpfMapInfo,
     numCpus: number,
   ): Iterable<{ key: Uint8Array; values: (Uint8Array | null)[] }> {
-    yield* this.reader.iterPercpuHashCopies(this.#record(map), numCpus);
+    const record = this.#record(map);
+    for (const entry of this.reader.iterPercpuHashCopies(record, numCpus)) {
+      for (const value of entry.values) this.#asSyscallCopy(record, value);
+      yield entry;
+    }
   }
 
   /** Every element of a TASK/INODE/SK/CGRP storage map; owner and key are the owner's kernel address. */
@@ -333,14 +406,13 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     const slab = new CopySlab();
     const scratch = new Uint8Array(8);
     const scratchView = new DataView(scratch.buffer);
-    for (
-      const { owner, value } of this.reader.iterLocalStorage(this.#record(map))
-    ) {
+    const record = this.#record(map);
+    for (const { owner, value } of this.reader.iterLocalStorage(record)) {
       scratchView.setBigUint64(0, owner, true);
       yield {
         owner: hex(owner),
         key: slab.copy(scratch, 0, 8),
-        value: slab.copy(value, 0, value.length),
+        value: this.#asSyscallCopy(record, slab.copy(value, 0, value.length)),
       };
     }
   }
