@@ -29,6 +29,11 @@ import {
   openRamFile,
 } from "../guest/source.ts";
 import { hex } from "../guest/errors.ts";
+import {
+  readStructOpsValue,
+  type StructOpsLayout,
+  structOpsLayoutFromBtf,
+} from "../guest/struct_ops.ts";
 import { parseSystemMap, readVmlinux } from "../guest/symbol_files.ts";
 import { MapType } from "../sys/constants.ts";
 import type {
@@ -152,6 +157,8 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
   #specialRules: SpecialFieldRules | null = null;
   readonly #specialByMap = new Map<bigint, readonly SpecialField[]>();
   readonly #programBtfs = new Map<bigint, Btf | null>();
+  #vmlinux: Btf | null = null;
+  #structOps: StructOpsLayout | null | undefined;
 
   private constructor(
     kernel: GuestKernel,
@@ -297,8 +304,15 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     return found ? toInfo(found) : null;
   }
 
-  /** `len` bytes at `offset` of value 0 of an ARRAY map; null for other types or out of bounds. */
+  /**
+   * `len` bytes at `offset` of value 0 of an ARRAY or STRUCT_OPS map (the
+   * latter as bpf() shows it: user-supplied value, state and refcount); null
+   * for other types, out of bounds, or a kernel without `bpf_struct_ops_map`.
+   */
   readValue(map: BpfMapInfo, offset: number, len: number): Uint8Array | null {
+    if (map.type === MapType.STRUCT_OPS) {
+      return this.#structOpsValue(map, offset, len);
+    }
     if (map.type !== MapType.ARRAY) return null;
     const record = this.#record(map);
     return this.#asSyscallCopy(
@@ -306,6 +320,26 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
       this.#copy(this.reader.readArrayValue(record, offset, len)),
       offset,
     );
+  }
+
+  #structOpsValue(
+    map: BpfMapInfo,
+    offset: number,
+    len: number,
+  ): Uint8Array | null {
+    const record = this.#record(map);
+    if (offset < 0 || len < 0 || offset + len > record.valueSize) return null;
+    if (this.#structOps === undefined) {
+      this.#structOps = structOpsLayoutFromBtf(this.#kernelBtf());
+    }
+    if (this.#structOps === null) return null;
+    const value = readStructOpsValue(
+      this.kernel.space,
+      this.#structOps,
+      record.kernelAddress,
+      record.valueSize,
+    );
+    return value.subarray(offset, offset + len);
   }
 
   /** Value `key` of an ARRAY map; null when out of range or not an array. */
@@ -339,7 +373,7 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
         this.#programBtfs.set(record.btfAddress, btf);
       }
       this.#specialRules ??= specialFieldRulesFor(
-        Btf.parse(this.kernel.btfBytes()),
+        this.#kernelBtf(),
         this.kernel.release,
       );
       if (btf) {
@@ -352,6 +386,10 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     }
     this.#specialByMap.set(record.kernelAddress, fields);
     return fields;
+  }
+
+  #kernelBtf(): Btf {
+    return this.#vmlinux ??= Btf.parse(this.kernel.btfBytes());
   }
 
   /** `copy` (value bytes from offset `start`) as bpf() would return it. */
