@@ -19,6 +19,8 @@ export interface Comparison {
   cpuValues: number;
   /** Arena pages compared. */
   pages: number;
+  /** Arena pages present in guest memory but in no process's page tables (not visible to bpf()). */
+  pagesOnlyInMemory: number;
   /** Bytes compared. */
   bytes: number;
   /** Human-readable differences; empty when everything matched. */
@@ -73,6 +75,7 @@ export function compareGuest(
     keys: 0,
     cpuValues: 0,
     pages: 0,
+    pagesOnlyInMemory: 0,
     bytes: 0,
     mismatches: [],
   };
@@ -116,6 +119,25 @@ export function compareGuest(
     }
   }
   return result;
+}
+
+/** Task storage read from guest memory, keyed by the owner task's pid. */
+function storageByPid(
+  guest: GuestMemMapAccessor,
+  info: BpfMapInfo,
+): Map<number, string> {
+  const btf = Btf.parse(guest.kernel.btfBytes());
+  const pidOffset = BigInt(btf.memberOffset("task_struct", "pid").offset);
+  const mem = new Map<number, string>();
+  for (const e of guest.iterTaskStorage(info)) {
+    const owner = new DataView(e.key.buffer, e.key.byteOffset, 8)
+      .getBigUint64(0, true);
+    mem.set(
+      guest.kernel.space.mustU32(owner + pidOffset, "task_struct.pid"),
+      hexOf(e.value)!,
+    );
+  }
+  return mem;
 }
 
 function compareContents(
@@ -220,17 +242,7 @@ function compareContents(
         expected: [number, string][];
         live: [number, string][];
       };
-      const btf = Btf.parse(guest.kernel.btfBytes());
-      const pidOffset = BigInt(btf.memberOffset("task_struct", "pid").offset);
-      const mem = new Map<number, string>();
-      for (const e of guest.iterTaskStorage(info)) {
-        const owner = new DataView(e.key.buffer, e.key.byteOffset, 8)
-          .getBigUint64(0, true);
-        mem.set(
-          guest.kernel.space.mustU32(owner + pidOffset, "task_struct.pid"),
-          hexOf(e.value)!,
-        );
-      }
+      const mem = storageByPid(guest, info);
       const live = new Map(d.live);
       if (live.size !== mem.size) {
         bad(`${tag}: live has ${live.size} owners, memory ${mem.size}`);
@@ -276,6 +288,55 @@ function compareContents(
       for (const [index, , v] of d.live) {
         same(`${tag} live page ${index}`, v, hexOf(memPages.get(index)?.bytes));
       }
+      break;
+    }
+    case "task_storage_all": {
+      // Live: every thread /proc lists, by tid. Memory: every element, by the
+      // owner task_struct's pid. Both must name the same tasks.
+      const live = new Map(agent.data as [number, string][]);
+      const mem = storageByPid(guest, info);
+      const missing = [...live.keys()].filter((pid) => !mem.has(pid));
+      const extra = [...mem.keys()].filter((pid) => !live.has(pid));
+      if (missing.length > 0 || extra.length > 0) {
+        bad(
+          `${tag}: tasks only live ${missing.slice(0, 8)}, only in memory ${
+            extra.slice(0, 8)
+          }`,
+        );
+      }
+      for (const [pid, v] of live) {
+        result.keys++;
+        same(`${tag} pid ${pid}`, v, mem.get(pid));
+      }
+      break;
+    }
+    case "arena_live": {
+      // bpf() sees arena pages only through a process that maps them (the
+      // loader); guest memory also has pages only BPF programs touched.
+      const d = agent.data as { pages: [number, string, string][] };
+      const mem = guest.readArenaPages(info);
+      const memPages = new Map(mem.pages.map((p) => [p.index, p]));
+      for (const [index, userAddress, v] of d.pages) {
+        result.pages++;
+        const page = memPages.get(index);
+        same(`${tag} page ${index}`, v, hexOf(page?.bytes));
+        if (page && String(page.userAddress) !== userAddress) {
+          bad(
+            `${tag} page ${index}: user address ${page.userAddress} vs ${userAddress}`,
+          );
+        }
+      }
+      result.pagesOnlyInMemory += mem.pages.length - d.pages.length;
+      if (d.pages.length === 0) bad(`${tag}: the live backend saw no pages`);
+      break;
+    }
+    case "struct_ops": {
+      result.keys++;
+      same(
+        `${tag} value`,
+        agent.data as string,
+        hexOf(guest.readValue(info, 0, info.valueSize)),
+      );
       break;
     }
     default:

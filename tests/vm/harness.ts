@@ -33,6 +33,8 @@ export interface BootOptions {
   cpus?: number;
   /** Echo the console to stderr as it arrives. */
   echo?: boolean;
+  /** Programs to put in the guest's `/scx/` with their shared libraries. */
+  binaries?: string[];
 }
 
 /** A running guest. Dispose to quit QEMU and remove its files. */
@@ -62,6 +64,19 @@ export function kernelsReady(): boolean {
   });
 }
 
+/** Where setup.sh builds the 7.3 kernel's tools/sched_ext loaders. */
+export const SCX_BIN: string = `${CACHE}/scx73/build/bin`;
+
+/** Whether the 7.3 kernel and these sched_ext loaders (`scx_<name>`) are built. */
+export function schedulersReady(names: readonly string[]): boolean {
+  try {
+    return Deno.statSync(`${CACHE}/k73/vmlinuz`).isFile &&
+      names.every((n) => Deno.statSync(`${SCX_BIN}/scx_${n}`).isFile);
+  } catch {
+    return false;
+  }
+}
+
 let unique = 0;
 
 /**
@@ -84,6 +99,7 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
   const spareQmpPath = `${dir}/qmp-spare.sock`;
   const build = await new Deno.Command("sh", {
     args: [`${ROOT}/tools/vm/build_initramfs.sh`, initrd, options.agent],
+    env: { BPFMAP_GUEST_BINARIES: (options.binaries ?? []).join(" ") },
     stdout: "inherit",
     stderr: "inherit",
   }).output();
