@@ -38,10 +38,11 @@ const hexOf = (b: Uint8Array | null | undefined): string | null =>
     ? null
     : Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
-/** Every `BPFMAP-MAP {...}` line of the console. */
-export function agentMaps(consoleText: string): AgentMap[] {
-  return consoleText.split("\n").filter((l) => l.startsWith("BPFMAP-MAP ")).map(
-    (l) => JSON.parse(l.slice("BPFMAP-MAP ".length).trim()) as AgentMap,
+/** Every `BPFMAP-MAP {...}` line of the console (or lines with another tag). */
+export function agentMaps(consoleText: string, tag = "MAP"): AgentMap[] {
+  const prefix = `BPFMAP-${tag} `;
+  return consoleText.split("\n").filter((l) => l.startsWith(prefix)).map(
+    (l) => JSON.parse(l.slice(prefix.length).trim()) as AgentMap,
   );
 }
 
@@ -65,10 +66,12 @@ export function agentLine(
  *
  * @param consoleText the guest console
  * @param guest an accessor over the frozen guest's RAM
+ * @param lineTag the agent's line tag (`BPFMAP-<lineTag> {...}`)
  */
 export function compareGuest(
   consoleText: string,
   guest: GuestMemMapAccessor,
+  lineTag = "MAP",
 ): Comparison {
   const result: Comparison = {
     maps: 0,
@@ -94,7 +97,7 @@ export function compareGuest(
   const maps = guest.maps();
   const byId = new Map(maps.map((m) => [m.id, m]));
   const cpus = guest.cpuCount;
-  for (const agent of agentMaps(consoleText)) {
+  for (const agent of agentMaps(consoleText, lineTag)) {
     const id = agent.meta.id as number;
     const info = byId.get(id);
     const tag = `map ${id} ${agent.meta.name} (${agent.kind})`;

@@ -4,10 +4,11 @@
  * (`/scx/scx_<name>`, arg `scx=<name>`) under load, and reports every map the
  * loader created as bpfmap's live backend reads it, in two phases:
  *
- * 1. `BPFMAP-SCX-RUNNING {...}` once `/sys/kernel/sched_ext/state` is
+ * 1. `BPFMAP-RUNMAP` lines (every map, as bpf() reads it then) and
+ *    `BPFMAP-SCX-RUNNING {...}` once `/sys/kernel/sched_ext/state` is
  *    `enabled` and the busy processes have run under it; the agent then
- *    sleeps until the host has frozen, read and resumed the guest (it waits
- *    for `/proc/sysrq-trigger`-free wall time: 4 s).
+ *    sleeps 4 s of guest time (the guest clock stands still while QMP holds
+ *    it) for the host to freeze, read and resume the guest.
  * 2. The agent stops the loader (SIGSTOP keeps its arena mapping and its map
  *    fds) and the busy processes, disables the scheduler with sysrq `S`, waits
  *    for `disabled`, and reads every map twice until two reads agree: a map
@@ -148,16 +149,6 @@ async function main(args: string[]): Promise<void> {
     `BPFMAP-AGENT cpus=${cpus} kernel=${Deno.osRelease()} scheduler=${name} state=${readState()}`,
   );
   const before = new Set(accessor.maps().map((m) => m.id));
-  // Busy processes, so the scheduler has runnable tasks to enqueue and dispatch.
-  const busy = Array.from(
-    { length: 3 },
-    () =>
-      new Deno.Command("/bin/sh", {
-        args: ["-c", "while :; do :; done"],
-        stdout: "null",
-        stderr: "null",
-      }).spawn(),
-  );
   const loader = new Deno.Command(`/scx/scx_${name}`, {
     stdout: "null",
     stderr: "piped",
@@ -171,18 +162,37 @@ async function main(args: string[]): Promise<void> {
   })();
   let enabledMs: number;
   try {
-    enabledMs = await waitState("enabled", 30_000);
+    // loading (verifying qmap's programs) takes seconds of TCG time
+    enabledMs = await waitState("enabled", 90_000);
   } catch (error) {
     loader.kill("SIGKILL");
     throw new Error(
       `${(error as Error).message}; loader: ${await loaderErrors}`,
     );
   }
+  // Then busy processes, so the scheduler has runnable tasks to enqueue and dispatch.
+  const busy = Array.from(
+    { length: 3 },
+    () =>
+      new Deno.Command("/bin/sh", {
+        args: ["-c", "while :; do :; done"],
+        stdout: "null",
+        stderr: "null",
+      }).spawn(),
+  );
   await new Promise((r) => setTimeout(r, 1500)); // run under load
   const ops = Deno.readTextFileSync("/sys/kernel/sched_ext/root/ops").trim();
   const maps = accessor.maps().filter((m) => !before.has(m.id));
   // Our own fds keep every map alive whatever the loader does.
   for (const m of maps) held.push(mapGetFdById(m.id));
+  // What bpf() returns while the scheduler runs, just before the host freezes
+  // the guest: maps no BPF program writes must already agree.
+  for (const info of maps) {
+    const { kind, data } = readMap(info, loader.pid);
+    console.log(
+      "BPFMAP-RUNMAP " + JSON.stringify({ kind, meta: meta(info), data }),
+    );
+  }
   console.log(
     "BPFMAP-SCX-RUNNING " + JSON.stringify({
       ops,

@@ -75,7 +75,7 @@ for (const scheduler of SCHEDULERS) {
           binaries: [`${SCX_BIN}/scx_${scheduler}`],
         },
         /BPFMAP-SCX-RUNNING [^\n]*\n|BPFMAP-AGENT-ERROR [^\n]*\n/,
-        120_000,
+        180_000,
       );
       const enabledAt = performance.now() - started;
       let consoleText = guest.console();
@@ -95,6 +95,8 @@ for (const scheduler of SCHEDULERS) {
       let runningKeys = 0;
       let hiddenPointers = 0;
       let specialFields = 0;
+      const changedWhileRunning = new Set<string>();
+      let identicalWhileRunning = 0;
       {
         using memory = GuestMemMapAccessor.openRamFile(guest.ramPath);
         const byId = new Map(memory.maps().map((m) => [m.id, m]));
@@ -148,6 +150,26 @@ for (const scheduler of SCHEDULERS) {
           }
         }
         assert.deepEqual(memory.problems, []);
+        // Compared with bpf()'s read just before the freeze: maps the running
+        // scheduler writes may differ, but never rodata or the ops map.
+        const live = compareGuest(consoleText, memory, "RUNMAP");
+        assert.equal(live.maps, running.maps.length);
+        for (const mismatch of live.mismatches) {
+          const id = Number(/^map (\d+) /.exec(mismatch)?.[1]);
+          changedWhileRunning.add(byId.get(id)?.name ?? mismatch);
+          const map = byId.get(id);
+          assert.ok(
+            map && !map.frozen && map.type !== MapType.STRUCT_OPS,
+            `static map differs while running: ${mismatch}`,
+          );
+          assert.ok(
+            !/: (name|type|keySize|valueSize|maxEntries|flags|btf\w*) live/
+              .test(mismatch),
+            mismatch,
+          );
+        }
+        identicalWhileRunning = running.maps.length -
+          new Set(live.mismatches.map((m) => /^map (\d+) /.exec(m)?.[1])).size;
       }
       await guest.qmp.cont();
 
@@ -209,9 +231,10 @@ for (const scheduler of SCHEDULERS) {
         `${memory.release} scx_${scheduler}: enabled ${running.enabledMs} ms after start (${
           Math.round(enabledAt)
         } ms from QEMU spawn); running: ${running.maps.length} maps, ${runningKeys} values read from RAM, ` +
-          `${specialFields} special fields (${hiddenPointers} non-zero in RAM) returned as bpf() does; quiesced: ${result.maps} maps (${
-            kinds.join(", ")
-          }), ` +
+          `${specialFields} special fields (${hiddenPointers} non-zero in RAM) returned as bpf() does, ` +
+          `${identicalWhileRunning} maps already identical to bpf() (changing: ${
+            [...changedWhileRunning].join(" ") || "none"
+          }); quiesced: ${result.maps} maps (${kinds.join(", ")}), ` +
           `${result.keys} keys, ${result.cpuValues} per-CPU values, ${result.pages} arena pages ` +
           `(+${result.pagesOnlyInMemory} only in RAM), ${result.bytes} bytes identical` +
           (duplicated.length
