@@ -19,6 +19,8 @@ export interface Comparison {
   cpuValues: number;
   /** Arena pages compared. */
   pages: number;
+  /** Local-storage elements compared (also counted in `keys`). */
+  storageElements: number;
   /** Arena pages present in guest memory but in no process's page tables (not visible to bpf()). */
   pagesOnlyInMemory: number;
   /** Bytes compared. */
@@ -78,6 +80,7 @@ export function compareGuest(
     keys: 0,
     cpuValues: 0,
     pages: 0,
+    storageElements: 0,
     pagesOnlyInMemory: 0,
     bytes: 0,
     mismatches: [],
@@ -296,19 +299,22 @@ function compareContents(
     case "task_storage_all": {
       // Live: every thread /proc lists, by tid. Memory: every element, by the
       // owner task_struct's pid. Both must name the same tasks.
-      const live = new Map(agent.data as [number, string][]);
+      const rows = agent.data as [number, string, string?][];
+      const live = new Map(rows.map(([pid, v]) => [pid, v]));
+      const names = new Map(rows.map(([pid, , comm]) => [pid, comm ?? "?"]));
       const mem = storageByPid(guest, info);
       const missing = [...live.keys()].filter((pid) => !mem.has(pid));
       const extra = [...mem.keys()].filter((pid) => !live.has(pid));
       if (missing.length > 0 || extra.length > 0) {
         bad(
-          `${tag}: tasks only live ${missing.slice(0, 8)}, only in memory ${
-            extra.slice(0, 8)
-          }`,
+          `${tag}: tasks only live ${
+            missing.slice(0, 8).map((p) => `${p}/${names.get(p)}`)
+          }, only in memory ${extra.slice(0, 8)}`,
         );
       }
       for (const [pid, v] of live) {
         result.keys++;
+        result.storageElements++;
         same(`${tag} pid ${pid}`, v, mem.get(pid));
       }
       break;

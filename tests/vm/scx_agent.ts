@@ -58,6 +58,15 @@ async function waitState(want: string, timeoutMs: number): Promise<number> {
   return performance.now() - started;
 }
 
+/** The thread's name, for reports. */
+function commOf(tid: number): string {
+  try {
+    return Deno.readTextFileSync(`/proc/${tid}/comm`).trim();
+  } catch {
+    return "?";
+  }
+}
+
 /** What bpf() returns for one map, in a shape compare.ts knows. */
 function readMap(info: BpfMapInfo, loaderPid: number): {
   kind: string;
@@ -95,6 +104,7 @@ function readMap(info: BpfMapInfo, loaderPid: number): {
         data: [...accessor.iterTaskStorage(info)].map((e) => [
           Number(e.owner),
           hexOf(e.value),
+          commOf(Number(e.owner)),
         ]).sort((a, b) => (a[0] as number) - (b[0] as number)),
       };
     case MapType.ARENA: {
