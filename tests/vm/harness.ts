@@ -35,6 +35,14 @@ export interface BootOptions {
   echo?: boolean;
   /** Programs to put in the guest's `/scx/` with their shared libraries. */
   binaries?: string[];
+  /**
+   * Run all vCPUs in one host thread (`-accel tcg,thread=single`). Needed
+   * where the guest patches its own kernel text while other vCPUs run it
+   * (static keys flip when sched_ext enables or disables): with one thread
+   * per vCPU a stale translation of a patched instruction once hit an int3
+   * in `__schedule` (1 of 5 qmap runs).
+   */
+  singleThreadTcg?: boolean;
 }
 
 /** A running guest. Dispose to quit QEMU and remove its files. */
@@ -107,7 +115,7 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
   const memory = options.memoryMiB ?? 1024;
   const args = [
     "-accel",
-    "tcg",
+    options.singleThreadTcg ? "tcg,thread=single" : "tcg",
     "-cpu",
     "max",
     "-smp",

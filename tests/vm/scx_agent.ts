@@ -219,25 +219,41 @@ async function main(args: string[]): Promise<void> {
   for (const b of busy) Deno.kill(b.pid, "SIGSTOP");
   Deno.writeTextFileSync("/proc/sysrq-trigger", "S");
   const disabledMs = await waitState("disabled", 10_000);
-  // BPF timers (qmap's) may still fire after the scheduler is gone: read until two reads agree.
-  let previous = "";
+  // BPF timers (qmap's) may still fire after the scheduler is gone, and
+  // threads that exit take their task storage with them: read until two
+  // successive reads agree, naming what moved.
+  const readAll = (): Map<number, string> =>
+    new Map(
+      accessor.maps().filter((m) => !before.has(m.id)).map((info) => {
+        const { kind, data } = readMap(info, loader.pid);
+        return [info.id, JSON.stringify({ kind, meta: meta(info), data })];
+      }),
+    );
+  let previous = new Map<number, string>();
+  let current = new Map<number, string>();
   let rounds = 0;
-  let lines: string[] = [];
-  for (; rounds < 6; rounds++) {
+  const moved: string[] = [];
+  for (; rounds < 10; rounds++) {
     await new Promise((r) => setTimeout(r, 1200));
-    lines = accessor.maps().filter((m) => !before.has(m.id)).map((info) => {
-      const { kind, data } = readMap(info, loader.pid);
-      return JSON.stringify({ kind, meta: meta(info), data });
-    });
-    const joined = lines.join("\n");
-    if (joined === previous) break;
-    previous = joined;
+    current = readAll();
+    const changed = [...current].filter(([id, line]) =>
+      previous.get(id) !== line
+    ).map(([id]) => id);
+    if (rounds > 0 && changed.length === 0) break;
+    if (rounds > 0) {
+      moved.push(
+        changed.map((id) => JSON.parse(current.get(id)!).meta.name).join(" "),
+      );
+    }
+    previous = current;
   }
+  const lines = [...current.values()];
   console.log(
     "BPFMAP-SCX-QUIET " + JSON.stringify({
       disabledMs: Math.round(disabledMs),
       rounds,
-      stable: rounds < 6,
+      stable: rounds < 10,
+      moved,
       state: readState(),
     }),
   );

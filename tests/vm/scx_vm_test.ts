@@ -73,6 +73,7 @@ for (const scheduler of SCHEDULERS) {
           agent: AGENT,
           agentArgs: [`scx=${scheduler}`],
           binaries: [`${SCX_BIN}/scx_${scheduler}`],
+          singleThreadTcg: true,
         },
         /BPFMAP-SCX-RUNNING [^\n]*\n|BPFMAP-AGENT-ERROR [^\n]*\n/,
         180_000,
@@ -199,10 +200,16 @@ for (const scheduler of SCHEDULERS) {
       const quiet = agentLine(consoleText, "SCX-QUIET") as {
         stable: boolean;
         rounds: number;
+        moved: string[];
         state: string;
       };
       assert.equal(quiet.state, "disabled");
-      assert.ok(quiet.stable, "two successive bpf() reads never agreed");
+      assert.ok(
+        quiet.stable,
+        `two successive bpf() reads never agreed; each round moved: ${
+          quiet.moved.join(" | ")
+        }`,
+      );
       await guest.qmp.stop();
       using memory = GuestMemMapAccessor.openRamFile(guest.ramPath);
       const result = compareGuest(consoleText, memory);
