@@ -28,7 +28,7 @@ import {
   openElfCore,
   openRamFile,
 } from "../guest/source.ts";
-import { hex } from "../guest/errors.ts";
+import { GuestKernelError, hex } from "../guest/errors.ts";
 import {
   readStructOpsValue,
   type StructOpsLayout,
@@ -189,8 +189,8 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     source: GuestMemorySource | null,
   ): GuestMemMapAccessor {
     const kernel = GuestKernel.open(memory, options);
-    const layout = options.layout ??
-      kernelLayoutFromBtf(Btf.parse(kernel.btfBytes()));
+    const vmlinux = options.layout ? null : Btf.parse(kernel.btfBytes());
+    const layout = options.layout ?? kernelLayoutFromBtf(vmlinux!);
     const reader = new GuestMapReader(
       kernel.space,
       layout,
@@ -198,7 +198,9 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
       kernel.symbol("map_idr"),
       options.limits ?? {},
     );
-    return new GuestMemMapAccessor(kernel, reader, source);
+    const accessor = new GuestMemMapAccessor(kernel, reader, source);
+    accessor.#vmlinux = vmlinux; // parsed once: special fields and struct_ops need it too
+    return accessor;
   }
 
   /**
@@ -369,7 +371,16 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
       let btf = this.#programBtfs.get(record.btfAddress);
       if (btf === undefined) {
         const bytes = this.reader.programBtf(record);
-        btf = bytes === null ? null : Btf.parse(bytes);
+        try {
+          btf = bytes === null ? null : Btf.parse(bytes);
+        } catch (error) {
+          // without its BTF a value's kernel pointers cannot be told from data
+          throw new GuestKernelError(
+            `Map ${record.id} ("${record.name}"): its BTF is unreadable, so its kernel-owned fields are unknown: ${
+              (error as Error).message
+            }`,
+          );
+        }
         this.#programBtfs.set(record.btfAddress, btf);
       }
       this.#specialRules ??= specialFieldRulesFor(
