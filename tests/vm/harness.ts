@@ -61,7 +61,7 @@ export interface Guest extends AsyncDisposable {
   elapsedMs(): number;
 }
 
-/** Whether setup.sh has run (both kernels unpacked). */
+/** Whether setup.sh has run (every kernel in KERNELS unpacked). */
 export function kernelsReady(): boolean {
   return KERNELS.every((k) => {
     try {
