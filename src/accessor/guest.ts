@@ -292,6 +292,9 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
   refresh(): void {
     this.#maps = null;
     this.#byAddress.clear();
+    // freed maps' and BTFs' addresses can be reused by new ones
+    this.#specialByMap.clear();
+    this.#programBtfs.clear();
     this.kernel.space.clearCache();
   }
 

@@ -220,8 +220,9 @@ async function main(args: string[]): Promise<void> {
   Deno.writeTextFileSync("/proc/sysrq-trigger", "S");
   const disabledMs = await waitState("disabled", 10_000);
   // BPF timers (qmap's) may still fire after the scheduler is gone, and
-  // threads that exit take their task storage with them: read until two
-  // successive reads agree, naming what moved.
+  // threads that exit take their task storage with them (Deno's idle tokio
+  // workers do, for up to ~10 s): read until two successive reads agree,
+  // naming what moved.
   const readAll = (): Map<number, string> =>
     new Map(
       accessor.maps().filter((m) => !before.has(m.id)).map((info) => {
@@ -233,7 +234,7 @@ async function main(args: string[]): Promise<void> {
   let current = new Map<number, string>();
   let rounds = 0;
   const moved: string[] = [];
-  for (; rounds < 10; rounds++) {
+  for (; rounds < 15; rounds++) {
     await new Promise((r) => setTimeout(r, 1200));
     current = readAll();
     const changed = [...current].filter(([id, line]) =>
@@ -252,7 +253,7 @@ async function main(args: string[]): Promise<void> {
     "BPFMAP-SCX-QUIET " + JSON.stringify({
       disabledMs: Math.round(disabledMs),
       rounds,
-      stable: rounds < 10,
+      stable: rounds < 15,
       moved,
       state: readState(),
     }),

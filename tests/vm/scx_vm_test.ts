@@ -262,7 +262,9 @@ for (const scheduler of SCHEDULERS) {
           `${identicalWhileRunning} maps already identical to bpf() (with ${storageIdenticalWhileRunning} task storage elements, ` +
           `${pagesIdenticalWhileRunning} arena pages; changing: ${
             [...changedWhileRunning].join(" ") || "none"
-          }); quiesced: ${result.maps} maps (${kinds.join(", ")}), ` +
+          }); quiesced (bpf() reads settled after ${quiet.rounds + 1}${
+            quiet.moved.length ? `; moving: ${quiet.moved.join(" | ")}` : ""
+          }): ${result.maps} maps (${kinds.join(", ")}), ` +
           `${result.keys} keys (${result.storageElements} task storage elements), ${result.cpuValues} per-CPU values, ${result.pages} arena pages ` +
           `(+${result.pagesOnlyInMemory} only in RAM), ${result.bytes} bytes identical` +
           (duplicated.length
