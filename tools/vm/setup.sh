@@ -91,7 +91,7 @@ fetch k612 "6\\.12\\." "[+]deb13"
 
 # --- 7.3: image, config, BTF, and the kernel's own sched_ext schedulers ---------------------------
 K73="$CACHE/k73"
-if [ ! -e "$K73/vmlinuz" ] || [ ! -s "$K73/vmlinux.btf" ]; then
+if [ ! -e "$K73/vmlinuz" ] || [ ! -s "$K73/vmlinux.btf" ] || [ ! -f "$CACHE/linux-7.3-src/tools/sched_ext/Makefile" ]; then
   # the image is in linux-binary-*; linux-image-* is only a meta package
   pkg=$(apt-cache pkgnames linux-binary-7.3 | grep -E '^linux-binary-7\.3\.[0-9]+[+]deb13-cloud-amd64$' \
     | while read -r p; do printf '%s %s\n' "$(apt-cache show "$p" | sed -n 's/^Version: //p' | head -1)" "$p"; done \
