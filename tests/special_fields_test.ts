@@ -231,4 +231,15 @@ Deno.test("specialFieldRulesFor takes the kinds from the kernel's enum btf_field
     specialFieldRulesFor(none, "6.1.0-56-cloud-amd64"),
     LEGACY_SPECIAL_FIELD_RULES,
   );
+  // 6.1's own enum btf_field_type (private to kernel/bpf/btf.c) is in its BTF too
+  const b61 = new BtfBuilder();
+  b61.enum("btf_field_type", 4, [
+    ["BTF_FIELD_SPIN_LOCK", 0],
+    ["BTF_FIELD_TIMER", 1],
+    ["BTF_FIELD_KPTR", 2],
+  ]);
+  assert.equal(
+    specialFieldRulesFor(Btf.parse(b61.build()), "6.1.0-56-cloud-amd64"),
+    LEGACY_SPECIAL_FIELD_RULES,
+  );
 });

@@ -111,9 +111,9 @@ export const CURRENT_SPECIAL_FIELD_RULES: SpecialFieldRules = {
 };
 
 /**
- * The rules of a running kernel, from its own vmlinux BTF (the enumerators
- * of `enum btf_field_type`, absent before 6.2) and its release (nested
- * fields from 6.11).
+ * The rules of a running kernel, from its own vmlinux BTF (the `BPF_*`
+ * enumerators of `enum btf_field_type`, 6.2+; 6.1's enum of that name has
+ * `BTF_FIELD_*` ones) and its release (nested fields from 6.11).
  *
  * @param vmlinux the kernel's BTF
  * @param release `uname -r` / VMCOREINFO `OSRELEASE`
@@ -123,10 +123,11 @@ export function specialFieldRulesFor(
   release: string,
 ): SpecialFieldRules {
   const fieldType = vmlinux.findByName("btf_field_type", BtfKind.ENUM);
-  if (!fieldType || fieldType.kind !== BtfKind.ENUM) {
-    return LEGACY_SPECIAL_FIELD_RULES;
-  }
-  const names = new Set(fieldType.values.map((v) => v.name));
+  const names = new Set(
+    fieldType?.kind === BtfKind.ENUM ? fieldType.values.map((v) => v.name) : [],
+  );
+  // 6.1 has an enum of that name too, private to btf.c: BTF_FIELD_SPIN_LOCK, ...
+  if (!names.has("BPF_SPIN_LOCK")) return LEGACY_SPECIAL_FIELD_RULES;
   const kinds = new Set<SpecialFieldKind>();
   for (const [name, kind] of ENUMERATORS) if (names.has(name)) kinds.add(kind);
   const tags = new Map<string, "kptr" | "uptr">([
