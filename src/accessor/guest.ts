@@ -7,13 +7,30 @@
  */
 
 import { Btf } from "../btf/mod.ts";
+import {
+  findSpecialFields,
+  initSpecialFields,
+  type SpecialField,
+  type SpecialFieldRules,
+  specialFieldRulesFor,
+} from "../btf/special_fields.ts";
 import { recoverFullMapName } from "../btf/map_name.ts";
 import {
   MapGoneError,
   type MapIdentity,
   MapUnreadableError,
 } from "../errors.ts";
-import { GuestMemoryError, GuestSourceError, hex } from "../guest/errors.ts";
+import {
+  GuestKernelError,
+  GuestMemoryError,
+  GuestSourceError,
+  hex,
+} from "../guest/errors.ts";
+import {
+  readStructOpsValue,
+  type StructOpsLayout,
+  structOpsLayoutFromBtf,
+} from "../guest/struct_ops.ts";
 import { GuestKernel, type GuestKernelOptions } from "../guest/kernel.ts";
 import { type KernelLayout, kernelLayoutFromBtf } from "../guest/layout.ts";
 import {
@@ -136,7 +153,10 @@ function toInfo(record: GuestMapRecord): BpfMapInfo {
   };
 }
 
-const ONE_VALUE_TYPES: ReadonlySet<number> = new Set([MapType.ARRAY]);
+const ONE_VALUE_TYPES: ReadonlySet<number> = new Set([
+  MapType.ARRAY,
+  MapType.STRUCT_OPS,
+]);
 const ARRAY_TYPES: ReadonlySet<number> = new Set([MapType.ARRAY]);
 const PERCPU_ARRAY_TYPES: ReadonlySet<number> = new Set([MapType.PERCPU_ARRAY]);
 
@@ -172,6 +192,10 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
   readonly #btfs = new Map<bigint, Btf | null>();
   // point reads copy into shared 4 KiB chunks (one allocation per chunk)
   readonly #slab = new CopySlab(4096);
+  #specialRules: SpecialFieldRules | null = null;
+  readonly #specialByMap = new Map<bigint, readonly SpecialField[]>();
+  #vmlinux: Btf | null = null;
+  #structOps: StructOpsLayout | null | undefined;
 
   private constructor(
     kernel: GuestKernel,
@@ -202,8 +226,8 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     source: GuestMemorySource | null,
   ): GuestMemMapAccessor {
     const kernel = GuestKernel.open(memory, options);
-    const layout = options.layout ??
-      kernelLayoutFromBtf(Btf.parse(kernel.btfBytes()));
+    const vmlinux = options.layout ? null : Btf.parse(kernel.btfBytes());
+    const layout = options.layout ?? kernelLayoutFromBtf(vmlinux!);
     const reader = new GuestMapReader(
       kernel.space,
       layout,
@@ -211,7 +235,9 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
       kernel.symbol("map_idr"),
       options.limits ?? {},
     );
-    return new GuestMemMapAccessor(kernel, reader, source);
+    const accessor = new GuestMemMapAccessor(kernel, reader, source);
+    accessor.#vmlinux = vmlinux; // parsed once: special fields and struct_ops need it too
+    return accessor;
   }
 
   /**
@@ -350,7 +376,9 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     this.#maps = null;
     this.#unreadable = [];
     this.#byAddress.clear();
+    // freed maps' and BTFs' addresses can be reused by new ones
     this.#btfs.clear();
+    this.#specialByMap.clear();
     this.kernel.space.clearCache();
   }
 
@@ -440,21 +468,51 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
   }
 
   /**
-   * `len` bytes at `offset` of value 0 of an ARRAY map; null for other types
-   * (as on the live backend). MapArgumentError when the range does not fit.
+   * `len` bytes at `offset` of value 0 of an ARRAY or STRUCT_OPS map (the
+   * latter as bpf() shows it: user-supplied value, state and refcount); null
+   * for a kernel without `bpf_struct_ops_map`.
+   *
+   * @throws {MapTypeError} for other map types
+   * @throws {MapArgumentError} when the range is not inside the value
    */
   readValue(map: BpfMapInfo, offset: number, len: number): Uint8Array | null {
     const record = this.#record(map);
     expectMapType(
       record,
       ONE_VALUE_TYPES,
-      "an ARRAY map (a map with one value)",
+      "an ARRAY or STRUCT_OPS map (a map with one value)",
     );
     checkValueRange(record, "offset", offset, len);
+    if (record.type === MapType.STRUCT_OPS) {
+      return this.#guard(map, () => this.#structOpsValue(record, offset, len));
+    }
     return this.#guard(
       map,
-      () => this.#copy(this.reader.readArrayValue(record, offset, len)),
+      () =>
+        this.#asSyscallCopy(
+          record,
+          this.#copy(this.reader.readArrayValue(record, offset, len)),
+          offset,
+        ),
     );
+  }
+
+  #structOpsValue(
+    record: GuestMapRecord,
+    offset: number,
+    len: number,
+  ): Uint8Array | null {
+    if (this.#structOps === undefined) {
+      this.#structOps = structOpsLayoutFromBtf(this.#kernelBtf());
+    }
+    if (this.#structOps === null) return null;
+    const value = readStructOpsValue(
+      this.kernel.space,
+      this.#structOps,
+      record.kernelAddress,
+      record.valueSize,
+    );
+    return value.subarray(offset, offset + len);
   }
 
   /**
@@ -469,7 +527,11 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     checkIndex(record, key);
     return this.#guard(
       map,
-      () => this.#copy(this.reader.readArray(record, key)),
+      () =>
+        this.#asSyscallCopy(
+          record,
+          this.#copy(this.reader.readArray(record, key)),
+        ),
     );
   }
 
@@ -477,11 +539,80 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     return bytes === null ? null : this.#slab.copy(bytes, 0, bytes.length);
   }
 
+  /**
+   * The kernel-owned fields (timers, locks, kptrs, ...) of the map's value,
+   * which bpf() re-initialises in every copy it returns; found from the
+   * map's BTF by the guest kernel's own rules, once per map.
+   */
+  #specialFields(record: GuestMapRecord): readonly SpecialField[] {
+    const cached = this.#specialByMap.get(record.kernelAddress);
+    if (cached) return cached;
+    let fields: readonly SpecialField[] = [];
+    if (record.btfAddress !== 0n && record.btfValueTypeId !== 0) {
+      const btf = this.#programBtf(record);
+      this.#specialRules ??= specialFieldRulesFor(
+        this.#kernelBtf(),
+        this.kernel.release,
+      );
+      fields = findSpecialFields(
+        btf,
+        record.btfValueTypeId,
+        this.#specialRules,
+      );
+    }
+    this.#specialByMap.set(record.kernelAddress, fields);
+    return fields;
+  }
+
+  /**
+   * The map's program BTF, parsed once per `struct btf`. Without it a value's
+   * kernel pointers cannot be told from data, so an unreadable one is an error.
+   */
+  #programBtf(record: GuestMapRecord): Btf {
+    let btf = this.#btfs.get(record.btfAddress);
+    if (btf === undefined) {
+      try {
+        const bytes = this.reader.programBtf(record);
+        btf = bytes === null ? null : Btf.parse(bytes);
+      } catch {
+        btf = null;
+      }
+      this.#btfs.set(record.btfAddress, btf);
+    }
+    if (btf === null) {
+      throw new GuestKernelError(
+        `Map ${record.id} ("${record.name}"): its BTF is unreadable, so its kernel-owned fields are unknown`,
+      );
+    }
+    return btf;
+  }
+
+  #kernelBtf(): Btf {
+    return this.#vmlinux ??= Btf.parse(this.kernel.btfBytes());
+  }
+
+  /** `copy` (value bytes from offset `start`) as bpf() would return it. */
+  #asSyscallCopy<T extends Uint8Array | null>(
+    record: GuestMapRecord,
+    copy: T,
+    start = 0,
+  ): T {
+    if (copy !== null) {
+      const fields = this.#specialFields(record);
+      if (fields.length > 0) initSpecialFields(fields, copy, start);
+    }
+    return copy;
+  }
+
   /** Every entry of a HASH or LRU_HASH map (bucket order); MapTypeError for other types. */
   *iterHashMap(map: BpfMapInfo): Iterable<MapEntry> {
-    const walk = this.reader.iterHashCopies(this.#record(map));
+    const record = this.#record(map);
+    const walk = this.reader.iterHashCopies(record);
     try {
-      yield* walk;
+      for (const entry of walk) {
+        this.#asSyscallCopy(record, entry.value);
+        yield entry;
+      }
     } catch (error) {
       throw this.#wrap(map, error);
     }
@@ -500,10 +631,12 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     const record = this.#record(map);
     expectMapType(record, PERCPU_ARRAY_TYPES, "a PERCPU_ARRAY map");
     checkIndex(record, key);
-    return this.#guard(
-      map,
-      () => this.reader.readPercpuArray(record, key, numCpus),
-    );
+    return this.#guard(map, () => {
+      const values = this.reader.readPercpuArray(record, key, numCpus);
+      return values
+        ? values.map((v) => this.#asSyscallCopy(record, this.#copy(v)))
+        : null;
+    });
   }
 
   /** Every entry of a PERCPU_HASH or LRU_PERCPU_HASH; MapTypeError for other types. */
@@ -512,9 +645,13 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     numCpus: number = this.possibleCpus,
   ): Iterable<{ key: Uint8Array; values: (Uint8Array | null)[] }> {
     validateCpuCount(map, numCpus, Math.max(MAX_CPUS, this.possibleCpus));
-    const walk = this.reader.iterPercpuHash(this.#record(map), numCpus);
+    const record = this.#record(map);
+    const walk = this.reader.iterPercpuHash(record, numCpus);
     try {
-      yield* walk;
+      for (const entry of walk) {
+        for (const value of entry.values) this.#asSyscallCopy(record, value);
+        yield entry;
+      }
     } catch (error) {
       throw this.#wrap(map, error);
     }
@@ -528,14 +665,18 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     const slab = new CopySlab();
     const scratch = new Uint8Array(8);
     const scratchView = new DataView(scratch.buffer);
-    const walk = this.reader.iterLocalStorage(this.#record(map));
+    const record = this.#record(map);
+    const walk = this.reader.iterLocalStorage(record);
     try {
       for (const { owner, value } of walk) {
         scratchView.setBigUint64(0, owner, true);
         yield {
           owner: hex(owner),
           key: slab.copy(scratch, 0, 8),
-          value: slab.copy(value, 0, value.length),
+          value: this.#asSyscallCopy(
+            record,
+            slab.copy(value, 0, value.length),
+          ),
         };
       }
     } catch (error) {

@@ -19,6 +19,10 @@ export interface Comparison {
   cpuValues: number;
   /** Arena pages compared. */
   pages: number;
+  /** Local-storage elements compared (also counted in `keys`). */
+  storageElements: number;
+  /** Arena pages present in guest memory but in no process's page tables (not visible to bpf()). */
+  pagesOnlyInMemory: number;
   /** Bytes compared. */
   bytes: number;
   /** Human-readable differences; empty when everything matched. */
@@ -36,10 +40,11 @@ const hexOf = (b: Uint8Array | null | undefined): string | null =>
     ? null
     : Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
-/** Every `BPFMAP-MAP {...}` line of the console. */
-export function agentMaps(consoleText: string): AgentMap[] {
-  return consoleText.split("\n").filter((l) => l.startsWith("BPFMAP-MAP ")).map(
-    (l) => JSON.parse(l.slice("BPFMAP-MAP ".length).trim()) as AgentMap,
+/** Every `BPFMAP-MAP {...}` line of the console (or lines with another tag). */
+export function agentMaps(consoleText: string, tag = "MAP"): AgentMap[] {
+  const prefix = `BPFMAP-${tag} `;
+  return consoleText.split("\n").filter((l) => l.startsWith(prefix)).map(
+    (l) => JSON.parse(l.slice(prefix.length).trim()) as AgentMap,
   );
 }
 
@@ -63,16 +68,20 @@ export function agentLine(
  *
  * @param consoleText the guest console
  * @param guest an accessor over the frozen guest's RAM
+ * @param lineTag the agent's line tag (`BPFMAP-<lineTag> {...}`)
  */
 export function compareGuest(
   consoleText: string,
   guest: GuestMemMapAccessor,
+  lineTag = "MAP",
 ): Comparison {
   const result: Comparison = {
     maps: 0,
     keys: 0,
     cpuValues: 0,
     pages: 0,
+    storageElements: 0,
+    pagesOnlyInMemory: 0,
     bytes: 0,
     mismatches: [],
   };
@@ -91,7 +100,7 @@ export function compareGuest(
   const maps = guest.maps();
   const byId = new Map(maps.map((m) => [m.id, m]));
   const cpus = guest.cpuCount;
-  for (const agent of agentMaps(consoleText)) {
+  for (const agent of agentMaps(consoleText, lineTag)) {
     const id = agent.meta.id as number;
     const info = byId.get(id);
     const tag = `map ${id} ${agent.meta.name} (${agent.kind})`;
@@ -116,6 +125,25 @@ export function compareGuest(
     }
   }
   return result;
+}
+
+/** Task storage read from guest memory, keyed by the owner task's pid. */
+function storageByPid(
+  guest: GuestMemMapAccessor,
+  info: BpfMapInfo,
+): Map<number, string> {
+  const btf = Btf.parse(guest.kernel.btfBytes());
+  const pidOffset = BigInt(btf.memberOffset("task_struct", "pid").offset);
+  const mem = new Map<number, string>();
+  for (const e of guest.iterTaskStorage(info)) {
+    const owner = new DataView(e.key.buffer, e.key.byteOffset, 8)
+      .getBigUint64(0, true);
+    mem.set(
+      guest.kernel.space.mustU32(owner + pidOffset, "task_struct.pid"),
+      hexOf(e.value)!,
+    );
+  }
+  return mem;
 }
 
 function compareContents(
@@ -220,17 +248,7 @@ function compareContents(
         expected: [number, string][];
         live: [number, string][];
       };
-      const btf = Btf.parse(guest.kernel.btfBytes());
-      const pidOffset = BigInt(btf.memberOffset("task_struct", "pid").offset);
-      const mem = new Map<number, string>();
-      for (const e of guest.iterTaskStorage(info)) {
-        const owner = new DataView(e.key.buffer, e.key.byteOffset, 8)
-          .getBigUint64(0, true);
-        mem.set(
-          guest.kernel.space.mustU32(owner + pidOffset, "task_struct.pid"),
-          hexOf(e.value)!,
-        );
-      }
+      const mem = storageByPid(guest, info);
       const live = new Map(d.live);
       if (live.size !== mem.size) {
         bad(`${tag}: live has ${live.size} owners, memory ${mem.size}`);
@@ -276,6 +294,57 @@ function compareContents(
       for (const [index, , v] of d.live) {
         same(`${tag} live page ${index}`, v, hexOf(memPages.get(index)?.bytes));
       }
+      break;
+    }
+    case "task_storage_all": {
+      // Live: every thread /proc lists, by tid. Memory: every element, by the
+      // owner task_struct's pid. Both must name the same tasks.
+      const rows = agent.data as [number, string, string?][];
+      const live = new Map(rows.map(([pid, v]) => [pid, v]));
+      const names = new Map(rows.map(([pid, , comm]) => [pid, comm ?? "?"]));
+      const mem = storageByPid(guest, info);
+      const missing = [...live.keys()].filter((pid) => !mem.has(pid));
+      const extra = [...mem.keys()].filter((pid) => !live.has(pid));
+      if (missing.length > 0 || extra.length > 0) {
+        bad(
+          `${tag}: tasks only live ${
+            missing.slice(0, 8).map((p) => `${p}/${names.get(p)}`)
+          }, only in memory ${extra.slice(0, 8)}`,
+        );
+      }
+      for (const [pid, v] of live) {
+        result.keys++;
+        result.storageElements++;
+        same(`${tag} pid ${pid}`, v, mem.get(pid));
+      }
+      break;
+    }
+    case "arena_live": {
+      // bpf() sees arena pages only through a process that maps them (the
+      // loader); guest memory also has pages only BPF programs touched.
+      const d = agent.data as { pages: [number, string, string][] };
+      const mem = guest.readArenaPages(info);
+      const memPages = new Map(mem.pages.map((p) => [p.index, p]));
+      for (const [index, userAddress, v] of d.pages) {
+        result.pages++;
+        const page = memPages.get(index);
+        same(`${tag} page ${index}`, v, hexOf(page?.bytes));
+        if (page && String(page.userAddress) !== userAddress) {
+          bad(
+            `${tag} page ${index}: user address ${page.userAddress} vs ${userAddress}`,
+          );
+        }
+      }
+      result.pagesOnlyInMemory += mem.pages.length - d.pages.length;
+      break;
+    }
+    case "struct_ops": {
+      result.keys++;
+      same(
+        `${tag} value`,
+        agent.data as string,
+        hexOf(guest.readValue(info, 0, info.valueSize)),
+      );
       break;
     }
     default:

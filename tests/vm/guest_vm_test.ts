@@ -11,6 +11,8 @@ import assert from "node:assert/strict";
 import { runCli as cli } from "../_support/cli.ts";
 import { GuestMemMapAccessor } from "../../src/accessor/guest.ts";
 import { parseJsonExact } from "../../src/btf/json.ts";
+import { Btf } from "../../src/btf/mod.ts";
+import { specialFieldRulesFor } from "../../src/btf/special_fields.ts";
 import { ignoreUnlessCommands, REQUIRE_ALL } from "../_support/env.ts";
 import { agentLine, agentMaps, compareGuest } from "./compare.ts";
 import { bootUntil, KERNELS, kernelsReady, ROOT } from "./harness.ts";
@@ -89,6 +91,43 @@ for (const kernel of KERNELS) {
       );
       assert.equal(result.pages, arena ? 3 : 0);
       assert.equal(memory.cpuCount, 2);
+      // The kallsyms layout and the special-field rules of each kernel generation.
+      assert.equal(
+        memory.kernel.kallsymsMode,
+        kernel === "k73" ? "pc-relative" : "absolute-percpu",
+      );
+      const rules = specialFieldRulesFor(
+        Btf.parse(memory.kernel.btfBytes()),
+        memory.release,
+      );
+      assert.deepEqual(
+        [...rules.kinds].sort(),
+        {
+          k61: ["kptr", "spin_lock", "timer"],
+          k612: [
+            "kptr",
+            "list_head",
+            "rb_root",
+            "refcount",
+            "spin_lock",
+            "timer",
+            "wq",
+          ],
+          k73: [
+            "kptr",
+            "list_head",
+            "rb_root",
+            "refcount",
+            "res_spin_lock",
+            "spin_lock",
+            "task_work",
+            "timer",
+            "uptr",
+            "wq",
+          ],
+        }[kernel],
+      );
+      assert.equal(rules.nested, kernel !== "k61");
 
       // The pin helper's swap window: both same-named maps alive, lowest id wins.
       const swap = agentLine(consoleText, "SWAP") as {

@@ -33,6 +33,16 @@ export interface BootOptions {
   cpus?: number;
   /** Echo the console to stderr as it arrives. */
   echo?: boolean;
+  /** Programs to put in the guest's `/scx/` with their shared libraries. */
+  binaries?: string[];
+  /**
+   * Run all vCPUs in one host thread (`-accel tcg,thread=single`). Needed
+   * where the guest patches its own kernel text while other vCPUs run it
+   * (static keys flip when sched_ext enables or disables): with one thread
+   * per vCPU a stale translation of a patched instruction once hit an int3
+   * in `__schedule` (1 of 5 qmap runs).
+   */
+  singleThreadTcg?: boolean;
 }
 
 /** A running guest. Dispose to quit QEMU and remove its files. */
@@ -51,7 +61,7 @@ export interface Guest extends AsyncDisposable {
   elapsedMs(): number;
 }
 
-/** Whether setup.sh has run (both kernels unpacked). */
+/** Whether setup.sh has run (every kernel in KERNELS unpacked). */
 export function kernelsReady(): boolean {
   return KERNELS.every((k) => {
     try {
@@ -60,6 +70,19 @@ export function kernelsReady(): boolean {
       return false;
     }
   });
+}
+
+/** Where setup.sh builds the 7.3 kernel's tools/sched_ext loaders. */
+export const SCX_BIN: string = `${CACHE}/scx73/build/bin`;
+
+/** Whether the 7.3 kernel and these sched_ext loaders (`scx_<name>`) are built. */
+export function schedulersReady(names: readonly string[]): boolean {
+  try {
+    return Deno.statSync(`${CACHE}/k73/vmlinuz`).isFile &&
+      names.every((n) => Deno.statSync(`${SCX_BIN}/scx_${n}`).isFile);
+  } catch {
+    return false;
+  }
 }
 
 let unique = 0;
@@ -84,6 +107,7 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
   const spareQmpPath = `${dir}/qmp-spare.sock`;
   const build = await new Deno.Command("sh", {
     args: [`${ROOT}/tools/vm/build_initramfs.sh`, initrd, options.agent],
+    env: { BPFMAP_GUEST_BINARIES: (options.binaries ?? []).join(" ") },
     stdout: "inherit",
     stderr: "inherit",
   }).output();
@@ -91,7 +115,7 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
   const memory = options.memoryMiB ?? 1024;
   const args = [
     "-accel",
-    "tcg",
+    options.singleThreadTcg ? "tcg,thread=single" : "tcg",
     "-cpu",
     "max",
     "-smp",

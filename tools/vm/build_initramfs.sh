@@ -4,6 +4,8 @@
 #   bpfmap's sources under /bpfmap (mod.ts, src/), the guest agent as
 #   /bpfmap/tests/vm/agent.ts (so it imports ../../mod.ts), and an /init that mounts proc/sys/dev/bpffs and runs the agent.
 # Usage: build_initramfs.sh OUT.cpio AGENT.ts
+# BPFMAP_GUEST_BINARIES="a b ...": more dynamically linked programs (e.g. sched_ext loaders), put in
+#   /scx/ with the libraries ldd lists.
 # The agent runs as `deno run -A --no-config /bpfmap/tests/vm/agent.ts ARGS`
 # where the args come from the kernel command line (`bpfmap.args=...`).
 set -eu
@@ -17,9 +19,18 @@ trap 'rm -rf "$W"' EXIT
 mkdir -p "$W/bin" "$W/proc" "$W/sys" "$W/dev" "$W/tmp" "$W/bpfmap" "$W/etc"
 cp "$BUSYBOX" "$W/bin/busybox"
 cp "$DENO" "$W/bin/deno"
-for lib in $(ldd "$DENO" | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) .*/\1/p'); do
-  mkdir -p "$W$(dirname "$lib")"
-  cp -L "$lib" "$W$lib"
+copy_libs() { # binary
+  for lib in $(ldd "$1" | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) .*/\1/p'); do
+    [ -e "$W$lib" ] && continue
+    mkdir -p "$W$(dirname "$lib")"
+    cp -L "$lib" "$W$lib"
+  done
+}
+copy_libs "$DENO"
+for bin in ${BPFMAP_GUEST_BINARIES:-}; do
+  mkdir -p "$W/scx"
+  cp "$bin" "$W/scx/"
+  copy_libs "$bin"
 done
 # ld.so is looked up at /lib64 by the binary's interpreter path
 [ -e "$W/lib64/ld-linux-x86-64.so.2" ] || { mkdir -p "$W/lib64"; cp -L /lib64/ld-linux-x86-64.so.2 "$W/lib64/"; }

@@ -60,7 +60,8 @@ if [ -n "$need_pkgs" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm $need_pkgs >/dev/null
 fi
 if [ -n "$need_clang" ]; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-security clang-22 >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-security clang-22 >/dev/null \
+    || { echo "setup.sh: cannot install clang-22 from bookworm-security (scx_qmap needs clang 22)" >&2; exit 1; }
 fi
 
 # newest package name matching a version prefix, by Debian version order
@@ -90,7 +91,7 @@ fetch k612 "6\\.12\\." "[+]deb13"
 
 # --- 7.3: image, config, BTF, and the kernel's own sched_ext schedulers ---------------------------
 K73="$CACHE/k73"
-if [ ! -e "$K73/vmlinuz" ] || [ ! -s "$K73/vmlinux.btf" ]; then
+if [ ! -e "$K73/vmlinuz" ] || [ ! -s "$K73/vmlinux.btf" ] || [ ! -f "$CACHE/linux-7.3-src/tools/sched_ext/Makefile" ]; then
   # the image is in linux-binary-*; linux-image-* is only a meta package
   pkg=$(apt-cache pkgnames linux-binary-7.3 | grep -E '^linux-binary-7\.3\.[0-9]+[+]deb13-cloud-amd64$' \
     | while read -r p; do printf '%s %s\n' "$(apt-cache show "$p" | sed -n 's/^Version: //p' | head -1)" "$p"; done \
@@ -99,7 +100,8 @@ if [ ! -e "$K73/vmlinuz" ] || [ ! -s "$K73/vmlinux.btf" ]; then
   abi=${pkg#linux-binary-}
   echo "setup.sh: k73 <- $pkg linux-base-$abi linux-source-7.3"
   tmp=$(mktemp -d) && chmod 755 "$tmp"
-  (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" "linux-base-$abi" linux-source-7.3)
+  (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" "linux-base-$abi" linux-source-7.3) \
+    || { echo "setup.sh: apt-get download of $pkg, linux-base-$abi or linux-source-7.3 failed" >&2; exit 1; }
   rm -rf "$K73.tmp" "$CACHE/linux-7.3-src" && mkdir -p "$K73.tmp" "$CACHE/linux-7.3-src"
   dpkg -x "$tmp/$pkg"_*.deb "$K73.tmp"
   dpkg -x "$tmp/linux-base-$abi"_*.deb "$K73.tmp"
