@@ -8,6 +8,7 @@
 
 import { Btf } from "../btf/mod.ts";
 import {
+  CURRENT_SPECIAL_FIELD_RULES,
   findSpecialFields,
   initSpecialFields,
   type SpecialField,
@@ -550,10 +551,7 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     let fields: readonly SpecialField[] = [];
     if (record.btfAddress !== 0n && record.btfValueTypeId !== 0) {
       const btf = this.#programBtf(record);
-      this.#specialRules ??= specialFieldRulesFor(
-        this.#kernelBtf(),
-        this.kernel.release,
-      );
+      this.#specialRules ??= this.#kernelSpecialFieldRules();
       fields = findSpecialFields(
         btf,
         record.btfValueTypeId,
@@ -585,6 +583,21 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
       );
     }
     return btf;
+  }
+
+  /**
+   * The guest kernel's rules for which fields are kernel-owned. An image
+   * opened with a caller-supplied layout may have no readable vmlinux BTF:
+   * then the newest kernel's rules, which zero the most.
+   */
+  #kernelSpecialFieldRules(): SpecialFieldRules {
+    let vmlinux: Btf;
+    try {
+      vmlinux = this.#kernelBtf();
+    } catch {
+      return CURRENT_SPECIAL_FIELD_RULES;
+    }
+    return specialFieldRulesFor(vmlinux, this.kernel.release);
   }
 
   #kernelBtf(): Btf {
