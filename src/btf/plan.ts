@@ -933,25 +933,6 @@ class Generator {
 }
 
 /**
- * A function storing `bytes` at `at` in `out` (returning the end) as
- * literal stores, for the constant parts around planned values: a copy loop
- * over a short array costs more than the bytes themselves.
- *
- * @param bytes the constant
- * @returns the writer
- */
-export function compileConstant(
-  bytes: Uint8Array,
-): (out: Uint8Array, at: number) => number {
-  const stores = Array.from(bytes, (byte, i) => `b[a+${i}]=${byte};`);
-  return new Function(
-    "b",
-    "a",
-    `${stores.join("")}return a+${bytes.length};`,
-  ) as (out: Uint8Array, at: number) => number;
-}
-
-/**
  * Compiles the plan for values of type `typeId` occupying `size` bytes, or
  * returns undefined when the renderer must be used: a type the plan does
  * not cover (DATASEC/VAR, repeated member names, unusual int or enum

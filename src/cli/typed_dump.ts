@@ -9,8 +9,15 @@
  */
 
 import type { EntryBatch } from "../accessor/types.ts";
-import { compileConstant, TEXT_WIDTH, type ValuePlan } from "../btf/plan.ts";
-import { type OutputWriter, storePlainHex, storeQuotedHex } from "./writer.ts";
+import { TEXT_WIDTH, type ValuePlan } from "../btf/plan.ts";
+import {
+  type OutputWriter,
+  pack,
+  type Packed,
+  storePacked,
+  storePlainHex,
+  storeQuotedHex,
+} from "./writer.ts";
 
 /** Plans for a map's keys and values. */
 export interface EntryPlans {
@@ -32,53 +39,29 @@ export interface TypedShape {
   cpus: number;
 }
 
-const encoder = new TextEncoder();
-type Constant = (out: Uint8Array, at: number) => number;
-
-/** The constant parts of elements, compiled on the first typed dump. */
-interface Constants {
-  keyOpen: Constant;
-  valueOpen: Constant;
-  valuesOpen: Constant;
-  formattedKey: Constant;
-  formattedOpen: Constant;
-  formattedValue: Constant;
-  formattedValues: Constant;
-  textKey: Constant;
-  textValue: Constant;
-  cpuOpen: Constant[];
-  cpuLabel: Constant[];
-}
-
-let constants: Constants | undefined;
-function constantsFor(cpus: number): Constants {
-  const c = constants ??= {
-    keyOpen: compileConstant(encoder.encode('{"key":[')),
-    valueOpen: compileConstant(encoder.encode('],"value":[')),
-    valuesOpen: compileConstant(encoder.encode('],"values":[')),
-    formattedKey: compileConstant(encoder.encode(',"formatted":{"key":')),
-    formattedOpen: compileConstant(encoder.encode(',"formatted":{')),
-    formattedValue: compileConstant(encoder.encode('"value":')),
-    formattedValues: compileConstant(encoder.encode('"values":[')),
-    textKey: compileConstant(encoder.encode("key: ")),
-    textValue: compileConstant(encoder.encode(TEXT_VALUE)),
-    cpuOpen: [],
-    cpuLabel: [],
-  };
-  for (let cpu = c.cpuOpen.length; cpu < cpus; cpu++) {
-    c.cpuOpen.push(compileConstant(encoder.encode(
-      `${cpu === 0 ? "" : ","}{"cpu":${cpu},"value":`,
-    )));
-    c.cpuLabel.push(compileConstant(encoder.encode(
-      `  value (CPU ${String(cpu).padStart(2, "0")}): `,
-    )));
-  }
-  return c;
-}
-
-const TEXT_VALUE = "  value: ";
+const KEY_OPEN = pack('{"key":[');
+const VALUE_OPEN = pack('],"value":[');
+const VALUES_OPEN = pack('],"values":[');
+const FORMATTED_KEY = pack(',"formatted":{"key":');
+const FORMATTED_OPEN = pack(',"formatted":{');
+const FORMATTED_VALUE = pack('"value":');
+const FORMATTED_VALUES = pack('"values":[');
+const TEXT_KEY = pack("key: ");
+const TEXT_VALUE = pack("  value: ");
 /** "\nvalue: " without its first byte. */
-const VALUE_COLON = encoder.encode("value: ");
+const VALUE_COLON = new TextEncoder().encode("value: ");
+const cpuOpens: Packed[] = [];
+function cpuOpen(cpu: number): Packed {
+  return cpuOpens[cpu] ??= pack(
+    `${cpu === 0 ? "" : ","}{"cpu":${cpu},"value":`,
+  );
+}
+const cpuLabels: Packed[] = [];
+function cpuLabel(cpu: number): Packed {
+  return cpuLabels[cpu] ??= pack(
+    `  value (CPU ${String(cpu).padStart(2, "0")}): `,
+  );
+}
 
 /** Bytes one element can take, or Infinity when the plans cannot write it. */
 function elementMax(
@@ -120,13 +103,12 @@ export function writeTypedRun(
   first: boolean,
 ): void {
   const max = elementMax(plans, shape, json);
-  const c = constantsFor(shape.cpus);
   for (let i = 0; i < batch.count; i++) {
     let at = out.claim(max);
     const buffer = out.bytes;
     at = json
-      ? jsonElement(buffer, at, batch, i, shape, plans, first && i === 0, c)
-      : textElement(buffer, at, batch, i, shape, plans, c);
+      ? jsonElement(buffer, at, batch, i, shape, plans, first && i === 0)
+      : textElement(buffer, at, batch, i, shape, plans);
     out.commit(at);
   }
 }
@@ -139,19 +121,18 @@ function jsonElement(
   shape: TypedShape,
   plans: EntryPlans,
   first: boolean,
-  c: Constants,
 ): number {
   const { keySize, valueSize, valueStride, cpus } = shape;
   const keyStart = i * keySize;
   const valueStart = i * valueStride;
   const slotStride = Math.ceil(valueSize / 8) * 8;
   if (!first) b[at++] = 0x2c;
-  at = c.keyOpen(b, at);
+  at = storePacked(b, at, KEY_OPEN);
   at = storeQuotedHex(b, at, batch.keys, keyStart, keySize);
   if (cpus > 0) {
-    at = c.valuesOpen(b, at);
+    at = storePacked(b, at, VALUES_OPEN);
     for (let cpu = 0; cpu < cpus; cpu++) {
-      at = c.cpuOpen[cpu]!(b, at);
+      at = storePacked(b, at, cpuOpen(cpu));
       b[at++] = 0x5b;
       at = storeQuotedHex(
         b,
@@ -164,27 +145,27 @@ function jsonElement(
       b[at++] = 0x7d;
     }
   } else {
-    at = c.valueOpen(b, at);
+    at = storePacked(b, at, VALUE_OPEN);
     at = storeQuotedHex(b, at, batch.values, valueStart, valueSize);
   }
   b[at++] = 0x5d;
   if (plans.key) {
-    at = c.formattedKey(b, at);
+    at = storePacked(b, at, FORMATTED_KEY);
     at = plans.key.json(batch.keys, keyStart, b, at);
     b[at++] = 0x2c;
   } else {
-    at = c.formattedOpen(b, at);
+    at = storePacked(b, at, FORMATTED_OPEN);
   }
   if (cpus > 0) {
-    at = c.formattedValues(b, at);
+    at = storePacked(b, at, FORMATTED_VALUES);
     for (let cpu = 0; cpu < cpus; cpu++) {
-      at = c.cpuOpen[cpu]!(b, at);
+      at = storePacked(b, at, cpuOpen(cpu));
       at = plans.value.json(batch.values, valueStart + cpu * slotStride, b, at);
       b[at++] = 0x7d;
     }
     b[at++] = 0x5d;
   } else {
-    at = c.formattedValue(b, at);
+    at = storePacked(b, at, FORMATTED_VALUE);
     at = plans.value.json(batch.values, valueStart, b, at);
   }
   b[at++] = 0x7d;
@@ -206,12 +187,11 @@ function textElement(
   i: number,
   shape: TypedShape,
   plans: EntryPlans,
-  c: Constants,
 ): number {
   const { keySize, valueSize, valueStride, cpus } = shape;
   const keyStart = i * keySize;
   const valueStart = i * valueStride;
-  at = c.textKey(b, at);
+  at = storePacked(b, at, TEXT_KEY);
   at = plans.key
     ? plans.key.text!(batch.keys, keyStart, b, at)
     : storePlainHex(b, at, batch.keys, keyStart, keySize);
@@ -220,13 +200,13 @@ function textElement(
     const slotStride = Math.ceil(valueSize / 8) * 8;
     b[at++] = 0x0a;
     for (let cpu = 0; cpu < cpus; cpu++) {
-      at = c.cpuLabel[cpu]!(b, at);
+      at = storePacked(b, at, cpuLabel(cpu));
       at = text(batch.values, valueStart + cpu * slotStride, b, at);
       b[at++] = 0x0a;
     }
     return at;
   }
-  at = c.textValue(b, at);
+  at = storePacked(b, at, TEXT_VALUE);
   const start = at;
   at = text(batch.values, valueStart, b, at);
   if (multiline(b, start, at)) {

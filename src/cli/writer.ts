@@ -9,13 +9,6 @@
 import { BpfmapError } from "../errors.ts";
 
 const HEX = "0123456789abcdef";
-/** Two lowercase hex digits for every byte. */
-const PLAIN_HEX: Uint8Array = new Uint8Array(512);
-for (let byte = 0; byte < 256; byte++) {
-  PLAIN_HEX[byte * 2] = HEX.charCodeAt(byte >> 4);
-  PLAIN_HEX[byte * 2 + 1] = HEX.charCodeAt(byte & 15);
-}
-
 const HEX_HIGH = new Uint8Array(256);
 const HEX_LOW = new Uint8Array(256);
 for (let byte = 0; byte < 256; byte++) {
@@ -26,13 +19,14 @@ for (let byte = 0; byte < 256; byte++) {
  * A short constant as little-endian words plus trailing bytes: stored with
  * a few word stores, where `Uint8Array.set` costs a call per element.
  */
-interface Packed {
+export interface Packed {
   length: number;
   words: Uint32Array;
   tail: Uint8Array;
 }
 
-function pack(text: string): Packed {
+/** Packs `text` (UTF-8) for {@linkcode storePacked}. */
+export function pack(text: string): Packed {
   const bytes = new TextEncoder().encode(text);
   const whole = bytes.length >> 2;
   const view = new DataView(bytes.buffer);
@@ -46,7 +40,12 @@ function pack(text: string): Packed {
   };
 }
 
-function storePacked(buffer: Uint8Array, at: number, c: Packed): number {
+/** Stores a packed constant at `at`; returns the new end. */
+export function storePacked(
+  buffer: Uint8Array,
+  at: number,
+  c: Packed,
+): number {
   const view = viewOf(buffer);
   const words = c.words;
   for (let i = 0; i < words.length; i++) {
@@ -270,15 +269,9 @@ export class OutputWriter implements Disposable {
     for (let start = 0; start < bytes.length; start += perRound) {
       const end = Math.min(bytes.length, start + perRound);
       this.#reserve((end - start) * 3);
-      const buffer = this.#buffer;
       let at = this.#length;
-      for (let i = start; i < end; i++) {
-        if (i > 0) buffer[at++] = 0x20;
-        const byte = bytes[i]!;
-        buffer[at++] = PLAIN_HEX[byte * 2]!;
-        buffer[at++] = PLAIN_HEX[byte * 2 + 1]!;
-      }
-      this.#length = at;
+      if (start > 0) this.#buffer[at++] = 0x20;
+      this.#length = storePlainHex(this.#buffer, at, bytes, start, end - start);
     }
   }
 
