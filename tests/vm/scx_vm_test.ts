@@ -153,7 +153,7 @@ for (const scheduler of SCHEDULERS) {
               assert.fail(`${map.name}: unexpected map type ${map.type}`);
           }
         }
-        assert.deepEqual(memory.problems, []);
+        assert.deepEqual(memory.problems(), []);
         // Compared with bpf()'s read just before the freeze: maps the running
         // scheduler writes may differ, but never rodata or the ops map.
         const live = compareGuest(consoleText, memory, "RUNMAP");
