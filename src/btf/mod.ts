@@ -22,9 +22,8 @@ export {
   VMLINUX_BTF_PATH,
 } from "./load.ts";
 export type * from "./types.ts";
+export { formatValue, type FormatValueOptions } from "./format_value.ts";
 export {
-  formatValue,
-  type FormatValueOptions,
   type PercpuRenderedValue,
   type RenderedValue,
   type RenderOptions,

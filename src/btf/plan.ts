@@ -21,8 +21,8 @@
 
 import type { Btf } from "./btf.ts";
 import { BtfKind } from "./kind.ts";
+import { formatKey } from "./format_value.ts";
 import {
-  formatKey,
   half,
   hexOf,
   isUnnamedMemberKey,

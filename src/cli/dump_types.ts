@@ -27,7 +27,7 @@ import type { BpfMapAccessor, BpfMapInfo } from "../accessor/types.ts";
 import { MapUnreadableError } from "../errors.ts";
 import { MapType } from "../sys/constants.ts";
 import { toJson } from "../btf/json.ts";
-import { formatValue } from "../btf/render.ts";
+import { formatValue } from "../btf/format_value.ts";
 import type { OutputWriter } from "./writer.ts";
 
 /** Options {@linkcode writeTypeDump} reads (a subset of `writeMapDump`'s). */

@@ -8,7 +8,8 @@
 import type { BpfMapAccessor, BpfMapInfo } from "../accessor/types.ts";
 import type { Btf } from "../btf/btf.ts";
 import { toJson } from "../btf/json.ts";
-import { formatValue, type RenderedValue, renderValue } from "../btf/render.ts";
+import { formatValue } from "../btf/format_value.ts";
+import { type RenderedValue, renderValue } from "../btf/render.ts";
 import { compileValuePlan } from "../btf/plan.ts";
 import type { EntryRenderer } from "./dump.ts";
 import type { EntryPlans } from "./typed_dump.ts";

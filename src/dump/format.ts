@@ -7,7 +7,7 @@
  */
 
 import { type JsonInput, toJson } from "../btf/json.ts";
-import { formatValue } from "../btf/render.ts";
+import { formatValue } from "../btf/format_value.ts";
 import type {
   DumpEntry,
   DumpSlotObject,
