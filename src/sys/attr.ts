@@ -220,6 +220,11 @@ export const PROG_INFO = layout(
   ],
 );
 
+/** ENABLE_STATS. */
+export const ENABLE_STATS_ATTR = layout("BPF_ENABLE_STATS", ATTR, "", [
+  ["enable_stats.type", 0, 4],
+]);
+
 /** Every table, for the layout test. */
 export const ALL_LAYOUTS: readonly AttrLayout<string>[] = [
   ELEM_ATTR,
@@ -234,6 +239,7 @@ export const ALL_LAYOUTS: readonly AttrLayout<string>[] = [
   PROG_LOAD_ATTR,
   TEST_RUN_ATTR,
   PROG_INFO,
+  ENABLE_STATS_ATTR,
 ];
 
 /** Writes an integer field (u32 or u64, little-endian). */

@@ -6,7 +6,16 @@
  * @module
  */
 
-import { getU32, getU64, ID_ATTR, INFO_ATTR, PROG_INFO, put } from "./attr.ts";
+import {
+  ENABLE_STATS_ATTR,
+  getU32,
+  getU64,
+  ID_ATTR,
+  INFO_ATTR,
+  PROG_INFO,
+  put,
+} from "./attr.ts";
+import { OwnedFd } from "./fd.ts";
 import { Errno } from "./constants.ts";
 import { BpfError } from "./errors.ts";
 import { addressOf } from "./ffi.ts";
@@ -145,4 +154,28 @@ export function bpfStatsEnabled(): boolean | null {
   } catch {
     return null;
   }
+}
+
+const ENABLE_STATS = 32;
+const BPF_STATS_RUN_TIME = 0;
+
+/**
+ * BPF_ENABLE_STATS(BPF_STATS_RUN_TIME): run time and count are collected
+ * for every program while the returned fd is open, and stop when the last
+ * such fd (and the sysctl) lets go: scoped, unlike writing the sysctl.
+ */
+export function enableRunTimeStats(): OwnedFd {
+  const attr = new Uint8Array(ENABLE_STATS_ATTR.size);
+  put(
+    new DataView(attr.buffer),
+    ENABLE_STATS_ATTR.fields["enable_stats.type"],
+    BPF_STATS_RUN_TIME,
+  );
+  const result = rawBpf(ENABLE_STATS, attr);
+  if (result < 0) {
+    throw new BpfError(-1, -result, {
+      action: "BPF_ENABLE_STATS (BPF_STATS_RUN_TIME)",
+    });
+  }
+  return new OwnedFd(result);
 }
