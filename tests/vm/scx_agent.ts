@@ -27,6 +27,7 @@ import {
   possibleCpuCount,
 } from "../../mod.ts";
 import { mapGetFdById } from "../../src/sys/bpf.ts";
+import { programsLine } from "./compare_programs.ts";
 
 const accessor = new BpfSyscallAccessor();
 const cpus = possibleCpuCount();
@@ -203,6 +204,8 @@ async function main(args: string[]): Promise<void> {
       "BPFMAP-RUNMAP " + JSON.stringify({ kind, meta: meta(info), data }),
     );
   }
+  // Every program, for the host to list from RAM while the scheduler runs.
+  console.log(programsLine(accessor.programs()));
   console.log(
     "BPFMAP-SCX-RUNNING " + JSON.stringify({
       ops,
