@@ -144,3 +144,28 @@ Deno.test("guest programs: refresh() rereads prog_idr after the guest ran", () =
   guest.accessor.refresh();
   assert.deepEqual(guest.accessor.programs().map((p) => p.id), [5]);
 });
+
+Deno.test("guest programs: a program with subprograms reports the sum of their jited_len, as bpf() does; an absurd func_cnt is a problem", () => {
+  const guest = image();
+  using _ = guest.accessor;
+  const { aux } = guest.programs.withMaps;
+  const subs = P.subprograms!;
+  const array = guest.ram.alloc();
+  [100, 30].forEach((length, i) => {
+    const sub = guest.ram.alloc();
+    guest.ram.u32(sub + BigInt(P.jitedLen), length);
+    guest.ram.u64(array + BigInt(i * 8), PAGE_OFFSET + sub);
+  });
+  guest.ram.u32(aux + BigInt(subs.funcCnt), 2);
+  guest.ram.u64(aux + BigInt(subs.func), PAGE_OFFSET + array);
+  const withMaps = byName(guest, "withMaps")!;
+  assert.equal(withMaps.bytesJited, 130);
+  assert.equal(withMaps.jited, true);
+  guest.ram.u32(aux + BigInt(subs.funcCnt), 100_000);
+  guest.accessor.refresh();
+  assert.equal(byName(guest, "withMaps"), undefined);
+  assert.match(
+    guest.accessor.problems()[0]?.message ?? "",
+    /entry 9 .*func_cnt 100000 is past 256/,
+  );
+});

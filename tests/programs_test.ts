@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { BpfSyscallAccessor } from "../src/accessor/syscall.ts";
 import type { BpfProgramInfo } from "../src/accessor/types.ts";
 import { MapType } from "../src/sys/constants.ts";
-import { progTestRun } from "../src/sys/prog.ts";
+import { progLoad, progTestRun, ProgType } from "../src/sys/prog.ts";
 import { enableRunTimeStats } from "../src/sys/prog_info.ts";
 import { ignoreUnless } from "./_support/env.ts";
 import {
@@ -97,10 +97,23 @@ Deno.test({
     const xdpName = uniqueName("pt_xdp");
     using _xdp = loadXdpProgram(xdpName, "devmap");
     names.push(xdpName);
+    // A bpf-to-bpf call: JITed as two functions, whose sizes the kernel adds.
+    const subName = uniqueName("pt_sub");
+    using _sub = progLoad({
+      type: ProgType.SOCKET_FILTER,
+      name: subName,
+      insns: Uint8Array.from([
+        ...[0x85, 0x10, 0, 0, 1, 0, 0, 0], // call pc+1 (BPF_PSEUDO_CALL)
+        ...[0x95, 0, 0, 0, 0, 0, 0, 0], // exit
+        ...[0xb7, 0, 0, 0, 9, 0, 0, 0], // r0 = 9
+        ...[0x95, 0, 0, 0, 0, 0, 0, 0], // exit
+      ]),
+    });
+    names.push(subName);
 
     const accessor = new BpfSyscallAccessor();
     const mine = accessor.programs().filter((p) => names.includes(p.name));
-    assert.equal(mine.length, 3, "each loaded program listed once");
+    assert.equal(mine.length, 4, "each loaded program listed once");
     const oracle = new Map(bpftoolProgs().map((p) => [p.id, p]));
     for (const program of mine) {
       const theirs = oracle.get(program.id);
@@ -115,7 +128,7 @@ Deno.test({
     );
     assert.deepEqual(
       mine.map((p) => p.typeName),
-      ["socket_filter", "raw_tracepoint", "xdp"],
+      ["socket_filter", "raw_tracepoint", "xdp", "socket_filter"],
     );
     const ids = accessor.programs().map((p) => p.id);
     assert.deepEqual(ids, [...ids].sort((a, b) => a - b), "id order");

@@ -58,10 +58,10 @@ export function programInfoFromGuest(
     gplCompatible: record.gplCompatible,
     loadTime: record.loadTime,
     // bpf_prog_get_info_by_fd: xlated is len * sizeof(struct bpf_insn);
-    // jited_prog_len is jited_len only when the program was JITed
+    // bpftool's "jited" is a non-zero jited_prog_len
     bytesXlated: record.len * 8,
-    jited: record.jited,
-    bytesJited: record.jited ? record.jitedLen : 0,
+    jited: record.jitedLen > 0,
+    bytesJited: record.jitedLen,
     // bpf_prog_show_fdinfo: memlock is prog->pages * PAGE_SIZE
     bytesMemlock: BigInt(record.pages) * BigInt(pageSize),
     kernelAddress: record.kernelAddress,

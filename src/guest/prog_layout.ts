@@ -22,8 +22,6 @@ export interface BitLocation {
 export interface ProgramLayout {
   /** `bpf_prog.pages` (u16): memlock is `pages * PAGE_SIZE`. */
   pages: number;
-  /** `bpf_prog.jited` (1-bit bitfield). */
-  jited: BitLocation;
   /** `bpf_prog.gpl_compatible` (1-bit bitfield). */
   gplCompatible: BitLocation;
   /** `bpf_prog.type` (enum, u32). */
@@ -48,6 +46,11 @@ export interface ProgramLayout {
   usedMaps: number;
   /** `bpf_prog_aux.btf` (pointer; its id at the map layout's `btfId`). */
   auxBtf: number;
+  /**
+   * `bpf_prog_aux.func_cnt` and `func` (`struct bpf_prog **`): a program
+   * with subprograms reports the sum of their `jited_len`.
+   */
+  subprograms: { funcCnt: number; func: number } | null;
   /** `bpf_prog_aux.load_time` (u64, ns since boot). */
   loadTime: number;
   /** `bpf_prog_aux.verified_insns` (5.16+). */
@@ -94,7 +97,6 @@ function optional<T>(build: () => T): T | null {
 export function programLayoutFromBtf(btf: Btf): ProgramLayout {
   return {
     pages: bytes(btf, "bpf_prog", "pages"),
-    jited: bit(btf, "bpf_prog", "jited"),
     gplCompatible: bit(btf, "bpf_prog", "gpl_compatible"),
     type: bytes(btf, "bpf_prog", "type"),
     len: bytes(btf, "bpf_prog", "len"),
@@ -107,6 +109,10 @@ export function programLayoutFromBtf(btf: Btf): ProgramLayout {
     usedMapCnt: bytes(btf, "bpf_prog_aux", "used_map_cnt"),
     usedMaps: bytes(btf, "bpf_prog_aux", "used_maps"),
     auxBtf: bytes(btf, "bpf_prog_aux", "btf"),
+    subprograms: optional(() => ({
+      funcCnt: bytes(btf, "bpf_prog_aux", "func_cnt"),
+      func: bytes(btf, "bpf_prog_aux", "func"),
+    })),
     loadTime: bytes(btf, "bpf_prog_aux", "load_time"),
     verifiedInsns: optional(() => bytes(btf, "bpf_prog_aux", "verified_insns")),
     user: optional(() => ({

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { hex } from "./errors.ts";
+import { GuestMemoryError, hex } from "./errors.ts";
 import type { BpfMapLayout, XarrayLayout } from "./layout.ts";
 import type { KernelAddressSpace } from "./paging.ts";
 import type { ProblemLog } from "./problems.ts";
@@ -31,11 +31,12 @@ export interface GuestProgramRecord {
   btfId: number;
   /** The `gpl_compatible` bit. */
   gplCompatible: boolean;
-  /** The `jited` bit. */
-  jited: boolean;
   /** `len`: instructions after the verifier. */
   len: number;
-  /** `jited_len`. */
+  /**
+   * Bytes of machine code as bpf() reports them: `jited_len`, or for a
+   * program with subprograms the sum of theirs.
+   */
   jitedLen: number;
   /** `pages`. */
   pages: number;
@@ -76,6 +77,8 @@ const TAG_LEN = 8;
 // The verifier allows MAX_USED_MAPS (64) and bpf_prog_bind_map adds a few:
 // a count far past that is a corrupt or freed record, not a program.
 const MAX_USED_MAPS = 4096;
+// BPF_MAX_SUBPROGS.
+const MAX_SUBPROGS = 256;
 
 function cString(bytes: Uint8Array): string {
   const end = bytes.indexOf(0);
@@ -137,6 +140,46 @@ function sumStats(
   };
 }
 
+/** `bpf_prog_get_info_by_fd`'s `jited_prog_len`: the subprograms' sum when there are any. */
+function jitedLength(
+  context: ProgramReadContext,
+  va: bigint,
+  aux: bigint,
+  id: number,
+): number {
+  const { space, layout: p } = context;
+  const own = space.mustU32(va + BigInt(p.jitedLen), "bpf_prog.jited_len");
+  if (p.subprograms === null) return own;
+  const count = space.mustU32(
+    aux + BigInt(p.subprograms.funcCnt),
+    "bpf_prog_aux.func_cnt",
+  );
+  if (count === 0) return own;
+  if (count > MAX_SUBPROGS) {
+    throw new GuestMemoryError(
+      `use program ${id}`,
+      aux,
+      `func_cnt ${count} is past ${MAX_SUBPROGS}: not a live program`,
+    );
+  }
+  const array = space.mustU64(
+    aux + BigInt(p.subprograms.func),
+    "bpf_prog_aux.func",
+  );
+  const pointers = space.mustRead(array, count * 8, `func of program ${id}`)
+    .slice();
+  const view = new DataView(pointers.buffer);
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    total += space.mustU32(
+      view.getBigUint64(i * 8, true) + BigInt(p.jitedLen),
+      `jited_len of subprogram ${i}`,
+    );
+  }
+  // the kernel adds these in a u32
+  return total >>> 0;
+}
+
 /** Reads the `struct bpf_prog` at `va`; throws GuestMemoryError on an unreadable part. */
 export function readProgramRecord(
   context: ProgramReadContext,
@@ -153,7 +196,9 @@ export function readProgramRecord(
     "bpf_prog_aux.used_map_cnt",
   );
   if (usedMapCnt > MAX_USED_MAPS) {
-    throw new RangeError(
+    throw new GuestMemoryError(
+      `use program ${id}`,
+      aux,
       `used_map_cnt ${usedMapCnt} is past ${MAX_USED_MAPS}: not a live program`,
     );
   }
@@ -192,9 +237,8 @@ export function readProgramRecord(
       ? 0
       : space.mustU32(btf + BigInt(mapLayout.btfId), "btf.id of the program"),
     gplCompatible: flag(space, va, p.gplCompatible, "bpf_prog.gpl_compatible"),
-    jited: flag(space, va, p.jited, "bpf_prog.jited"),
     len: space.mustU32(at(p.len), "bpf_prog.len"),
-    jitedLen: space.mustU32(at(p.jitedLen), "bpf_prog.jited_len"),
+    jitedLen: jitedLength(context, va, aux, id),
     pages: space.mustRead(at(p.pages), 2, "bpf_prog.pages").reduce(
       (sum, b, i) => sum + (b << (8 * i)),
       0,

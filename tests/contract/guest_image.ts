@@ -124,7 +124,6 @@ export interface GuestProgramImage {
 /** Program struct offsets the image is written with (any consistent set will do). */
 export const GUEST_PROGRAM_LAYOUT: ProgramLayout = {
   pages: 0,
-  jited: { byte: 2, bit: 0 },
   gplCompatible: { byte: 2, bit: 2 },
   type: 4,
   len: 12,
@@ -137,6 +136,7 @@ export const GUEST_PROGRAM_LAYOUT: ProgramLayout = {
   usedMapCnt: 24,
   usedMaps: 32,
   auxBtf: 40,
+  subprograms: { funcCnt: 72, func: 80 },
   loadTime: 48,
   verifiedInsns: 56,
   user: { pointer: 64, uid: 4 },
@@ -344,9 +344,8 @@ export function buildGuestImage(taskBtf: Uint8Array): GuestImage {
     );
     ram.u8(prog + BigInt(p.pages), 1);
     ram.u8(
-      prog + BigInt(p.jited.byte),
-      (1 << p.jited.bit) |
-        (spec.license === "GPL" ? 1 << p.gplCompatible.bit : 0),
+      prog + BigInt(p.gplCompatible.byte),
+      spec.license === "GPL" ? 1 << p.gplCompatible.bit : 0,
     );
     ram.u32(prog + BigInt(p.type), spec.type);
     ram.u32(prog + BigInt(p.len), insns.length / 8);

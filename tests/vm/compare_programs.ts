@@ -7,16 +7,6 @@
  */
 
 import type { GuestMemMapAccessor } from "../../src/accessor/guest.ts";
-import type { BpfProgramInfo } from "../../src/accessor/types.ts";
-
-/** One line of JSON for the console: bigints as decimal strings. */
-export function programsLine(programs: readonly BpfProgramInfo[]): string {
-  return "BPFMAP-PROGS " +
-    JSON.stringify(
-      programs,
-      (_, v) => typeof v === "bigint" ? v.toString() : v,
-    );
-}
 
 // Every fact both backends must agree on; run statistics move while the
 // programs run, so only whether they are shown is compared.

@@ -27,7 +27,6 @@ import {
   possibleCpuCount,
 } from "../../mod.ts";
 import { mapGetFdById } from "../../src/sys/bpf.ts";
-import { programsLine } from "./compare_programs.ts";
 
 const accessor = new BpfSyscallAccessor();
 const cpus = possibleCpuCount();
@@ -204,8 +203,15 @@ async function main(args: string[]): Promise<void> {
       "BPFMAP-RUNMAP " + JSON.stringify({ kind, meta: meta(info), data }),
     );
   }
-  // Every program, for the host to list from RAM while the scheduler runs.
-  console.log(programsLine(accessor.programs()));
+  // Every program, for the host to list from RAM while the scheduler runs
+  // (compare_programs.ts reads it; only this file is copied into the guest).
+  console.log(
+    "BPFMAP-PROGS " +
+      JSON.stringify(
+        accessor.programs(),
+        (_, v) => typeof v === "bigint" ? v.toString() : v,
+      ),
+  );
   console.log(
     "BPFMAP-SCX-RUNNING " + JSON.stringify({
       ops,
