@@ -37,6 +37,7 @@ export type {
   ArenaPages,
   BpfMapAccessor,
   BpfMapInfo,
+  BpfProgramInfo,
   EntryBatch,
   EntryBatchOptions,
   LocalStorageEntry,
@@ -131,3 +132,4 @@ export { type PhysRegion, qemuX86Layout } from "./src/guest/phys.ts";
 export type { GuestKernelOptions } from "./src/guest/kernel.ts";
 export type { GuestMapLimits } from "./src/guest/maps.ts";
 export * from "./src/accessor/maptypes/mod.ts";
+export { progTypeName } from "./src/sys/prog_types.ts";

@@ -8,6 +8,7 @@ import type {
   ArenaPages,
   BpfMapAccessor,
   BpfMapInfo,
+  BpfProgramInfo,
   EntryBatch,
   LocalStorageEntry,
   MapEntry,
@@ -189,6 +190,12 @@ class FakeAccessor implements BpfMapAccessor {
   }
   problems(): readonly ReadProblem[] {
     return [];
+  }
+  programs(): BpfProgramInfo[] {
+    return [];
+  }
+  programById(): BpfProgramInfo | null {
+    return null;
   }
   readValue(map: BpfMapInfo, offset: number, len: number): Uint8Array | null {
     if (map.id !== 3) return null;

@@ -427,6 +427,8 @@ function withTypeDump(
     loadProgramBtf: (m, b) => live.loadProgramBtf(m, b),
     readTypeDump,
     problems: (): readonly ReadProblem[] => live.problems(),
+    programs: () => live.programs(),
+    programById: (id) => live.programById(id),
   };
 }
 

@@ -58,10 +58,13 @@ import {
 import { entryBatchesFromReads } from "./entry_batches.ts";
 import { validateCpuCount } from "./percpu.ts";
 import type { TypeDump } from "./maptypes/mod.ts";
+import { GuestProgramLister } from "./programs_guest.ts";
+import type { ProgramLayout } from "../guest/prog_layout.ts";
 import type {
   ArenaPages,
   BpfMapAccessor,
   BpfMapInfo,
+  BpfProgramInfo,
   EntryBatch,
   EntryBatchOptions,
   LocalStorageEntry,
@@ -81,6 +84,12 @@ export interface GuestMemOptions extends GuestKernelOptions {
   layout?: KernelLayout;
   /** Walk limits. */
   limits?: GuestMapLimits;
+  /**
+   * Program struct offsets; default read from the guest's BTF.
+   *
+   * @internal
+   */
+  programLayout?: ProgramLayout;
 }
 
 /** Files a caller may have for the guest kernel. */
@@ -196,6 +205,8 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
   #specialRules: SpecialFieldRules | null = null;
   readonly #specialByMap = new Map<bigint, readonly SpecialField[]>();
   #vmlinux: Btf | null = null;
+  #programLister: GuestProgramLister | null = null;
+  #programLayout: ProgramLayout | undefined;
   #structOps: StructOpsLayout | null | undefined;
 
   private constructor(
@@ -238,6 +249,7 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     );
     const accessor = new GuestMemMapAccessor(kernel, reader, source);
     accessor.#vmlinux = vmlinux; // parsed once: special fields and struct_ops need it too
+    accessor.#programLayout = options.programLayout;
     return accessor;
   }
 
@@ -320,8 +332,36 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
    * oldest first, each with the map id and guest address involved.
    */
   problems(): readonly ReadProblem[] {
-    return this.reader.problems;
+    const programs = this.#programLister?.problems ?? [];
+    return programs.length === 0
+      ? this.reader.problems
+      : [...this.reader.problems, ...programs];
   }
+
+  // --- programs (issue 11 item 3): the work is in programs_guest.ts ---
+
+  #programs(): GuestProgramLister {
+    return this.#programLister ??= new GuestProgramLister({
+      kernel: this.kernel,
+      mapLayout: this.reader.layout.map,
+      xarray: this.reader.layout.xarray,
+      perCpuOffsets: this.reader.perCpuOffsets,
+      layout: this.#programLayout,
+      vmlinux: () => this.#kernelBtf(),
+    });
+  }
+
+  /** Every readable program in `prog_idr`, in id order; the others are in `problems()`. */
+  programs(): BpfProgramInfo[] {
+    return this.#programs().programs();
+  }
+
+  /** The program with this id in `prog_idr`, or null. */
+  programById(id: number): BpfProgramInfo | null {
+    return this.#programs().programById(id);
+  }
+
+  // --- end programs ---
 
   #records(): GuestMapRecord[] {
     if (!this.#maps) {
@@ -381,6 +421,7 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     this.#btfs.clear();
     this.#specialByMap.clear();
     this.kernel.space.clearCache();
+    this.#programLister?.refresh();
   }
 
   /**

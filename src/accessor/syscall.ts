@@ -76,10 +76,12 @@ import {
   valueStrideOf,
 } from "./entry_batches.ts";
 import { percpuStride, splitPercpu, validateCpuCount } from "./percpu.ts";
+import { liveProgramById, livePrograms } from "./programs_live.ts";
 import type {
   ArenaPages,
   BpfMapAccessor,
   BpfMapInfo,
+  BpfProgramInfo,
   EntryBatch,
   EntryBatchOptions,
   LocalStorageEntry,
@@ -356,6 +358,20 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
   problems(): readonly ReadProblem[] {
     return this.#problems;
   }
+
+  // --- programs (issue 11 item 3): the work is in programs_live.ts ---
+
+  /** Every program, in id order; programs freed mid-walk are skipped. */
+  programs(): BpfProgramInfo[] {
+    return livePrograms();
+  }
+
+  /** The program with this id, or null when it does not exist (any more). */
+  programById(id: number): BpfProgramInfo | null {
+    return liveProgramById(id);
+  }
+
+  // --- end programs ---
 
   /** Every map, in id order; maps freed mid-walk are skipped. */
   maps(): BpfMapInfo[] {

@@ -149,6 +149,57 @@ export interface ReadProblem {
 }
 
 /**
+ * One BPF program, as every backend reports it (`bpftool prog show`'s
+ * facts). Fields a backend cannot know are absent, never guessed.
+ */
+export interface BpfProgramInfo {
+  /** Kernel program id. */
+  id: number;
+  /** `enum bpf_prog_type` number. */
+  type: number;
+  /** The type's bpftool name (`"kprobe"`), or the number as text for a type newer than bpfmap. */
+  typeName: string;
+  /** Kernel-visible name: at most 15 characters. */
+  name: string;
+  /** The program's 8-byte tag (a hash of its instructions), as 16 hex digits. */
+  tag: string;
+  /** Ids of the maps the program uses (`used_maps`), in the kernel's order. */
+  mapIds: number[];
+  /** BTF object id, 0 without BTF. */
+  btfId: number;
+  /** Whether the license is GPL-compatible. */
+  gplCompatible: boolean;
+  /** Load time, nanoseconds since boot (CLOCK_BOOTTIME). */
+  loadTime: bigint;
+  /** Uid of the loader. */
+  uid?: number;
+  /** Bytes of the verifier-rewritten instructions (8 per instruction). */
+  bytesXlated: number;
+  /** Whether the program was JIT-compiled. */
+  jited: boolean;
+  /** Bytes of machine code, 0 when not JITed. */
+  bytesJited: number;
+  /** Bytes charged to memlock (whole pages). */
+  bytesMemlock?: bigint;
+  /** Instructions the verifier processed (absent before 5.16). */
+  verifiedInsns?: number;
+  /**
+   * Total run time in ns, while `kernel.bpf_stats_enabled` was on. Present
+   * (with `runCnt`, `recursionMisses`) when stats are on or were counted;
+   * otherwise absent and `statsNote` says why.
+   */
+  runTimeNs?: bigint;
+  /** Runs counted. */
+  runCnt?: bigint;
+  /** Runs skipped because the program was already running on that CPU. */
+  recursionMisses?: bigint;
+  /** Why the run statistics are absent. */
+  statsNote?: string;
+  /** Kernel virtual address of `struct bpf_prog` (guest backend only). */
+  kernelAddress?: bigint;
+}
+
+/**
  * One read-only view over BPF maps, whatever the source: the live kernel
  * (`BpfSyscallAccessor`) or a frozen guest's memory (`GuestMemMapAccessor`).
  * Writes live on a backend, never here.
@@ -238,4 +289,12 @@ export interface BpfMapAccessor {
    * first. Callers that must not lose data check it after reading.
    */
   problems(): readonly ReadProblem[];
+  /**
+   * Every program, in id order. Programs that could not be read (freed
+   * mid-walk live; an unreadable record in a guest) are left out; a guest's
+   * are recorded in `problems()`.
+   */
+  programs(): BpfProgramInfo[];
+  /** The program with this id, or null when there is none (or it cannot be read). */
+  programById(id: number): BpfProgramInfo | null;
 }

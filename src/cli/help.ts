@@ -22,6 +22,7 @@ Commands:
   pin   NAME PATH            Pin the map named NAME at a bpffs PATH
   hold  NAME... [-- CMD ...] Keep maps alive while CMD runs, or until SIGINT/SIGTERM
   diff  BEFORE.json AFTER.json  What changed between two failure-dump reports
+  progs                      List every BPF program (table, or --json like bpftool prog show -j)
   help  [COMMAND]            Show help for a command
 
 Options:
@@ -124,6 +125,22 @@ number when a signal ended it).
 Options:
   -h, --help   Show this help
 `,
+  progs: `Usage: bpfmap progs [--json] [--partial] [SOURCE]
+
+List every BPF program in id order: type, name, tag, the ids of the maps it
+uses, instruction and machine-code sizes, memlock, and run count and time
+when kernel.bpf_stats_enabled is (or was) on.
+
+Options:
+  -j, --json       One JSON array with bpftool prog show -j's keys (id, type,
+                   name, tag, gpl_compatible, run_time_ns, run_cnt, loaded_at,
+                   uid, bytes_xlated, jited, bytes_jited, bytes_memlock,
+                   map_ids, btf_id, verified_insns); a guest's programs have
+                   load_time_ns (since the guest's boot) for loaded_at
+${PARTIAL_HELP}
+  -h, --help       Show this help
+
+${SOURCE_HELP}`,
   diff: `Usage: bpfmap diff BEFORE.json AFTER.json [--json]
 
 Compare two failure-dump reports (written by \`bpfmap dump --json\` without a

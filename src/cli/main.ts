@@ -20,6 +20,7 @@ import { find } from "./commands/find.ts";
 import { hold } from "./commands/hold.ts";
 import { list } from "./commands/list.ts";
 import { pin } from "./commands/pin.ts";
+import { progs } from "./commands/progs.ts";
 import { show } from "./commands/show.ts";
 
 export { UsageError } from "./args.ts";
@@ -27,7 +28,7 @@ export type { CliIo } from "./context.ts";
 
 const COMMANDS: Readonly<
   Record<string, (context: Context, args: string[]) => number | Promise<number>>
-> = { list, show, dump, find, pin, hold, diff };
+> = { list, show, dump, find, pin, hold, diff, progs };
 
 /** Commands that write only to stderr, so a closed stdout does not matter. */
 const STDERR_ONLY = new Set(["pin", "hold"]);

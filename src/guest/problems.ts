@@ -11,7 +11,7 @@
 /** One thing a walk skipped. */
 export interface GuestProblem {
   /** What was skipped. */
-  what: "map" | "bucket" | "element" | "page" | "owner";
+  what: "map" | "bucket" | "element" | "page" | "owner" | "program";
   /** The map it belongs to, when known. */
   mapId?: number;
   /** The guest kernel address involved, when there is one. */

@@ -190,7 +190,11 @@ export const TEST_RUN_ATTR = layout("BPF_PROG_TEST_RUN", ATTR, "test.", [
   ["ctx_in", 48, 8],
 ]);
 
-/** `struct bpf_prog_info`, up to its name. */
+/**
+ * `struct bpf_prog_info`, up to `verified_insns` (5.16). `gpl_compatible` is
+ * a bitfield (bit 0 of the word after `ifindex`): offsetof cannot name it, so
+ * readers take it from `ifindex.offset + 4`, pinned by `netns_dev` at 88.
+ */
 export const PROG_INFO = layout(
   "struct bpf_prog_info",
   "struct bpf_prog_info",
@@ -199,9 +203,27 @@ export const PROG_INFO = layout(
     ["type", 0, 4],
     ["id", 4, 4],
     ["tag", 8, 8],
+    ["jited_prog_len", 16, 4],
+    ["xlated_prog_len", 20, 4],
+    ["load_time", 40, 8],
+    ["created_by_uid", 48, 4],
+    ["nr_map_ids", 52, 4],
+    ["map_ids", 56, 8],
     ["name", 64, 16],
+    ["ifindex", 80, 4],
+    ["netns_dev", 88, 8],
+    ["btf_id", 128, 4],
+    ["run_time_ns", 192, 8],
+    ["run_cnt", 200, 8],
+    ["recursion_misses", 208, 8],
+    ["verified_insns", 216, 4],
   ],
 );
+
+/** ENABLE_STATS. */
+export const ENABLE_STATS_ATTR = layout("BPF_ENABLE_STATS", ATTR, "", [
+  ["enable_stats.type", 0, 4],
+]);
 
 /** Every table, for the layout test. */
 export const ALL_LAYOUTS: readonly AttrLayout<string>[] = [
@@ -217,6 +239,7 @@ export const ALL_LAYOUTS: readonly AttrLayout<string>[] = [
   PROG_LOAD_ATTR,
   TEST_RUN_ATTR,
   PROG_INFO,
+  ENABLE_STATS_ATTR,
 ];
 
 /** Writes an integer field (u32 or u64, little-endian). */

@@ -157,23 +157,19 @@ export function bpfClang(): string {
   return probeClang().command ?? "clang";
 }
 
-/** A kernel image `tools/vm/setup.sh` cached, or null. */
+/**
+ * An x86-64 kernel image `tools/vm/setup.sh` cached, or null. The cache also
+ * holds other architectures' kernels, which qemu-system-x86_64 cannot boot:
+ * the x86-64 ones are named, not taken as whatever sorts first.
+ */
 function cachedKernel(): string | null {
-  try {
-    const names = [...Deno.readDirSync(`${ROOT}.vm-cache`)]
-      .filter((entry) => entry.isDirectory)
-      .map((entry) => entry.name)
-      .sort();
-    for (const name of names) {
-      const path = `${ROOT}.vm-cache/${name}/vmlinuz`;
-      try {
-        if (Deno.statSync(path).isFile) return path;
-      } catch {
-        // not unpacked
-      }
+  for (const name of ["k612", "k61", "k73"]) {
+    const path = `${ROOT}.vm-cache/${name}/vmlinuz`;
+    try {
+      if (Deno.statSync(path).isFile) return path;
+    } catch {
+      // not fetched (yet)
     }
-  } catch {
-    // no cache
   }
   return null;
 }

@@ -14,6 +14,7 @@ import type {
   ArenaPages,
   BpfMapAccessor,
   BpfMapInfo,
+  BpfProgramInfo,
   EntryBatch,
   EntryBatchOptions,
   LocalStorageEntry,
@@ -142,6 +143,12 @@ export class WrappedAccessor implements BpfMapAccessor {
   }
   problems(): readonly ReadProblem[] {
     return [...this.#inner.problems(), ...(this.#faults.problems ?? [])];
+  }
+  programs(): BpfProgramInfo[] {
+    return this.#inner.programs();
+  }
+  programById(id: number): BpfProgramInfo | null {
+    return this.#inner.programById(id);
   }
 
   #limitFor(map: BpfMapInfo): number {

@@ -35,6 +35,12 @@ import {
   TASK_VALUE,
   valueOf,
 } from "./spec.ts";
+import {
+  kernelTags,
+  PROGRAM_ROLES,
+  PROGRAM_SPEC,
+  type ProgramRole,
+} from "./program_spec.ts";
 
 /** One task-storage element a backend must list. */
 export interface ExpectedTaskEntry {
@@ -62,6 +68,8 @@ export interface ContractSubject extends Disposable {
   taskBtf: Uint8Array;
   /** An id no map has. */
   missingId: number;
+  /** The kernel-visible name of each fixture program (`program_spec.ts`); no program has `missingId`. */
+  programNames: Readonly<Record<ProgramRole, string>>;
   /**
    * Check ids this backend is known to fail (see the module doc):
    * `"fails"` runs the check and requires it to fail; `"unsafe"` does not run
@@ -521,6 +529,66 @@ check("gone", (s, maps) => {
       },
     );
   }
+});
+
+// --- programs (issue 11 item 3) ---
+
+check("programs.listed", (s, maps) => {
+  const all = s.accessor.programs();
+  const ids = all.map((p) => p.id);
+  assert.deepEqual(ids, [...ids].sort((a, b) => a - b), "id order");
+  for (const role of PROGRAM_ROLES) {
+    const spec = PROGRAM_SPEC[role];
+    const mine = all.filter((p) => p.name === s.programNames[role]);
+    assert.equal(mine.length, 1, `${role} listed once`);
+    const program = mine[0]!;
+    const insns = spec.insns(spec.maps.map(() => 0));
+    assert.deepEqual(
+      [program.type, program.typeName, program.btfId],
+      [spec.type, "socket_filter", 0],
+      role,
+    );
+    assert.ok(
+      kernelTags(insns).includes(program.tag),
+      `${role}: tag ${program.tag} is not the kernel's hash of its instructions`,
+    );
+    assert.deepEqual(
+      program.mapIds,
+      spec.maps.map((r) => maps[r].id),
+      `${role} map ids`,
+    );
+    assert.equal(program.gplCompatible, spec.license === "GPL", role);
+    assert.equal(program.bytesXlated, insns.length, role);
+    assert.equal(program.verifiedInsns, spec.verifiedInsns, role);
+    assert.equal(program.jited, program.bytesJited > 0, role);
+    assert.equal(typeof program.loadTime, "bigint");
+    assert.ok(program.loadTime > 0n, `${role} load time`);
+    assert.ok((program.bytesMemlock ?? 4096n) % 4096n === 0n, "whole pages");
+    // Statistics are either all there (u64 exact) or absent with a reason.
+    if (program.runTimeNs === undefined) {
+      assert.equal(typeof program.statsNote, "string", role);
+      assert.equal(program.runCnt, undefined);
+    } else {
+      assert.equal(program.statsNote, undefined, role);
+      assert.equal(typeof program.runCnt, "bigint");
+      assert.equal(typeof program.recursionMisses, "bigint");
+    }
+  }
+});
+
+check("programById", (s) => {
+  for (const listed of s.accessor.programs()) {
+    if (!PROGRAM_ROLES.some((r) => s.programNames[r] === listed.name)) continue;
+    assert.deepEqual(s.accessor.programById(listed.id), listed);
+  }
+  assert.equal(s.accessor.programById(s.missingId), null);
+  throwsArgument(() => s.accessor.programById(-1), "id", "id -1");
+  throwsArgument(() => s.accessor.programById(1.5), "id", "id 1.5");
+});
+
+check("programs.clean", (s) => {
+  s.accessor.programs();
+  assert.deepEqual(s.accessor.problems(), []);
 });
 
 check("problems.clean", (s, maps) => {

@@ -35,6 +35,7 @@ function openGuest(): ContractSubject {
     arenaName: null, // the image has no struct bpf_arena layout
     taskBtf: image.taskBtf,
     missingId: 60,
+    programNames: image.programNames,
     knownGaps: GUEST_KNOWN_GAPS,
     [Symbol.dispose](): void {
       image.accessor.close();

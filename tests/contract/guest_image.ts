@@ -11,6 +11,13 @@
 
 import { GuestMemMapAccessor } from "../../src/accessor/guest.ts";
 import type { KernelLayout } from "../../src/guest/layout.ts";
+import type { ProgramLayout } from "../../src/guest/prog_layout.ts";
+import {
+  kernelTags,
+  PROGRAM_ROLES,
+  PROGRAM_SPEC,
+  type ProgramRole,
+} from "./program_spec.ts";
 import { START_KERNEL_MAP } from "../../src/guest/paging.ts";
 import { MapType } from "../../src/sys/constants.ts";
 import { FakeRam, PageTables } from "../guest_fixture.ts";
@@ -90,7 +97,71 @@ export interface GuestImage {
   taskBtf: Uint8Array;
   /** The OSRELEASE written into VMCOREINFO. */
   release: string;
+  /** The RAM, for tests that corrupt it after building (reads are lazy). */
+  ram: FakeRam;
+  /** The kernel-visible name of each fixture program. */
+  programNames: Record<ProgramRole, string>;
+  /** Each program's id and the physical addresses of its records. */
+  programs: Record<ProgramRole, GuestProgramImage>;
+  /** Physical address of the `prog_idr` xa_node (slot `id` at `nodeSlots + 8 * id`). */
+  progNode: bigint;
+  /** Physical address of `bpf_stats_enabled_key`. */
+  statsKey: bigint;
 }
+
+/** Where one program's records sit in the image. */
+export interface GuestProgramImage {
+  /** Program id. */
+  id: number;
+  /** Physical address of `struct bpf_prog`. */
+  prog: bigint;
+  /** Physical address of `struct bpf_prog_aux`. */
+  aux: bigint;
+  /** `bpf_prog.stats`: CPU c's counters are at this + `__per_cpu_offset[c]`. */
+  stats: bigint;
+}
+
+/** Program struct offsets the image is written with (any consistent set will do). */
+export const GUEST_PROGRAM_LAYOUT: ProgramLayout = {
+  pages: 0,
+  gplCompatible: { byte: 2, bit: 2 },
+  type: 4,
+  len: 12,
+  jitedLen: 16,
+  tag: 20,
+  stats: 56,
+  aux: 80,
+  auxId: 0,
+  auxName: 8,
+  usedMapCnt: 24,
+  usedMaps: 32,
+  auxBtf: 40,
+  subprograms: { funcCnt: 72, func: 80 },
+  loadTime: 48,
+  verifiedInsns: 56,
+  user: { pointer: 64, uid: 4 },
+  counters: { cnt: 0, nsecs: 8, misses: 16 },
+  staticKeyEnabled: 0,
+};
+
+/** Ids of the image's programs (below 64: one xa_node holds them). */
+export const GUEST_PROGRAM_IDS: Readonly<Record<ProgramRole, number>> = {
+  plain: 5,
+  withMaps: 9,
+};
+
+/** Per-CPU run counters of each program: [cnt, nsecs, misses] per CPU, u64 sums that need all 64 bits. */
+export const GUEST_PROGRAM_STATS: Readonly<
+  Record<ProgramRole, readonly (readonly [bigint, bigint, bigint])[]>
+> = {
+  plain: [[3n, 0x8000_0000_0000_0001n, 0n], [4n, 0x7fff_ffff_ffff_fffen, 1n]],
+  withMaps: [[0n, 0n, 0n], [0n, 0n, 0n]],
+};
+
+/** The uid written into each program's `user_struct`. */
+export const GUEST_PROGRAM_UID = 1000;
+/** The load time written into each program's aux (ns since boot). */
+export const GUEST_PROGRAM_LOAD_TIME = 0x0123_4567_89ab_cdefn;
 
 const PERCPU_OFFSETS = [0x600000n, 0x700000n];
 const PERCPU_TYPES = new Set<number>([
@@ -145,6 +216,7 @@ export function buildGuestImage(taskBtf: Uint8Array): GuestImage {
   ram.u64(symbolsPa + 0x20n, PAGE_OFFSET); // page_offset_base
 
   const names = {} as Record<Role, string>;
+  const mapAt = {} as Record<Role, bigint>;
   let taskOwner = 0n;
   ROLES.forEach((role, index) => {
     const spec = CONTRACT_SPEC[role];
@@ -156,6 +228,7 @@ export function buildGuestImage(taskBtf: Uint8Array): GuestImage {
       Math.max(4096, GUEST_LAYOUT.array.value + stride * spec.maxEntries),
     );
     ram.u64(xaNode + 40n + BigInt(id * 8), va(at));
+    mapAt[role] = at;
     ram.u32(at + BigInt(m.type), spec.type);
     ram.u32(at + BigInt(m.keySize), spec.keySize);
     ram.u32(at + BigInt(m.valueSize), spec.valueSize);
@@ -247,6 +320,67 @@ export function buildGuestImage(taskBtf: Uint8Array): GuestImage {
     }
   });
 
+  // prog_idr, its programs and the stats key.
+  const progIdr = ram.alloc();
+  const progNode = ram.alloc();
+  ram.u64(progIdr + BigInt(GUEST_LAYOUT.xarray.idrHead), va(progNode) | 2n);
+  const statsKey = ram.alloc();
+  ram.u32(statsKey + BigInt(GUEST_PROGRAM_LAYOUT.staticKeyEnabled!), 1);
+  const user = ram.alloc();
+  ram.u32(user + BigInt(GUEST_PROGRAM_LAYOUT.user!.uid), GUEST_PROGRAM_UID);
+  const programNames = {} as Record<ProgramRole, string>;
+  const programs = {} as Record<ProgramRole, GuestProgramImage>;
+  for (const role of PROGRAM_ROLES) {
+    const spec = PROGRAM_SPEC[role];
+    const p = GUEST_PROGRAM_LAYOUT;
+    const id = GUEST_PROGRAM_IDS[role];
+    const name = `cp_${role}`;
+    const insns = spec.insns(spec.maps.map(() => 0));
+    const prog = ram.alloc();
+    const aux = ram.alloc();
+    ram.u64(
+      progNode + BigInt(GUEST_LAYOUT.xarray.nodeSlots + id * 8),
+      va(prog),
+    );
+    ram.u8(prog + BigInt(p.pages), 1);
+    ram.u8(
+      prog + BigInt(p.gplCompatible.byte),
+      spec.license === "GPL" ? 1 << p.gplCompatible.bit : 0,
+    );
+    ram.u32(prog + BigInt(p.type), spec.type);
+    ram.u32(prog + BigInt(p.len), insns.length / 8);
+    ram.u32(prog + BigInt(p.jitedLen), 20 + id);
+    ram.set(
+      prog + BigInt(p.tag),
+      Uint8Array.from(
+        kernelTags(insns)[0].match(/../g)!.map((h) => parseInt(h, 16)),
+      ),
+    );
+    const stats = nextPercpu;
+    nextPercpu += 32n;
+    GUEST_PROGRAM_STATS[role].forEach(([cnt, nsecs, misses], cpu) => {
+      const at = stats + PERCPU_OFFSETS[cpu]!;
+      ram.u64(at + BigInt(p.counters!.cnt), cnt);
+      ram.u64(at + BigInt(p.counters!.nsecs), nsecs);
+      ram.u64(at + BigInt(p.counters!.misses!), misses);
+    });
+    ram.u64(prog + BigInt(p.stats), va(stats));
+    ram.u64(prog + BigInt(p.aux), va(aux));
+    ram.u32(aux + BigInt(p.auxId), id);
+    ram.set(aux + BigInt(p.auxName), new TextEncoder().encode(name));
+    ram.u32(aux + BigInt(p.usedMapCnt), spec.maps.length);
+    if (spec.maps.length > 0) {
+      const used = ram.alloc();
+      spec.maps.forEach((r, i) => ram.u64(used + BigInt(i * 8), va(mapAt[r])));
+      ram.u64(aux + BigInt(p.usedMaps), va(used));
+    }
+    ram.u64(aux + BigInt(p.loadTime), GUEST_PROGRAM_LOAD_TIME);
+    ram.u32(aux + BigInt(p.verifiedInsns!), spec.verifiedInsns);
+    ram.u64(aux + BigInt(p.user!.pointer), va(user));
+    programNames[role] = name;
+    programs[role] = { id, prog, aux, stats };
+  }
+
   const release = "6.99.0-contract";
   const vmcoreinfo = [
     `OSRELEASE=${release}`,
@@ -259,12 +393,27 @@ export function buildGuestImage(taskBtf: Uint8Array): GuestImage {
     vmcoreinfo,
     symbols: new Map([
       ["map_idr", va(idr)],
+      ["prog_idr", va(progIdr)],
+      ["bpf_stats_enabled_key", va(statsKey)],
       ["nr_cpu_ids", va(symbolsPa)],
       ["__per_cpu_offset", va(symbolsPa + 8n)],
       ["page_offset_base", START_KERNEL_MAP + symbolsPa + 0x20n],
     ]),
     symbolsRelocated: true,
     layout: GUEST_LAYOUT,
+    programLayout: GUEST_PROGRAM_LAYOUT,
   });
-  return { accessor, names, cpus, taskOwner, taskBtf, release };
+  return {
+    accessor,
+    names,
+    cpus,
+    taskOwner,
+    taskBtf,
+    release,
+    ram,
+    programNames,
+    programs,
+    progNode,
+    statsKey,
+  };
 }

@@ -10,6 +10,12 @@ import { MapFlag, MapType } from "../../src/sys/constants.ts";
 import type { OwnedFd } from "../../src/sys/fd.ts";
 import { MappedBpfMap } from "../../src/sys/mmap.ts";
 import { ignoreUnlessRoot } from "../_support/env.ts";
+import { progLoad } from "../../src/sys/prog.ts";
+import {
+  PROGRAM_ROLES,
+  PROGRAM_SPEC,
+  type ProgramRole,
+} from "./program_spec.ts";
 import { intBtfBlob, uniqueName } from "../_support/maps.ts";
 import {
   type ContractSubject,
@@ -89,8 +95,24 @@ function openLive(): ContractSubject {
     for (const [page, head] of ARENA_PAGES) {
       mapping.bytes.set(head, page * 4096);
     }
+    // The contract's programs, loaded through bpfmap's own progLoad.
+    const programNames = {} as Record<ProgramRole, string>;
+    for (const role of PROGRAM_ROLES) {
+      const spec = PROGRAM_SPEC[role];
+      const name = uniqueName(`cp_${role}`);
+      owned.push(progLoad({
+        type: spec.type,
+        insns: spec.insns(spec.maps.map((r) => fds[r].fd)),
+        license: spec.license,
+        name,
+      }));
+      programNames[role] = name;
+    }
     let missingId = 0x7ffffff0;
-    while (accessor.mapById(missingId) !== null) missingId--;
+    while (
+      accessor.mapById(missingId) !== null ||
+      accessor.programById(missingId) !== null
+    ) missingId--;
     return {
       accessor,
       names,
@@ -101,6 +123,7 @@ function openLive(): ContractSubject {
       arenaName,
       taskBtf: btfBlob,
       missingId,
+      programNames,
       knownGaps: new Map(),
       [Symbol.dispose](): void {
         for (const resource of owned.reverse()) resource.close();

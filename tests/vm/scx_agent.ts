@@ -203,6 +203,15 @@ async function main(args: string[]): Promise<void> {
       "BPFMAP-RUNMAP " + JSON.stringify({ kind, meta: meta(info), data }),
     );
   }
+  // Every program, for the host to list from RAM while the scheduler runs
+  // (compare_programs.ts reads it; only this file is copied into the guest).
+  console.log(
+    "BPFMAP-PROGS " +
+      JSON.stringify(
+        accessor.programs(),
+        (_, v) => typeof v === "bigint" ? v.toString() : v,
+      ),
+  );
   console.log(
     "BPFMAP-SCX-RUNNING " + JSON.stringify({
       ops,

@@ -22,6 +22,7 @@ import type { GuestMapRecord } from "../../src/guest/maps.ts";
 import { MapType } from "../../src/sys/constants.ts";
 import { ignoreUnlessCommands, REQUIRE_ALL } from "../_support/env.ts";
 import { agentLine, agentMaps, compareGuest } from "./compare.ts";
+import { comparePrograms } from "./compare_programs.ts";
 import { bootUntil, ROOT, schedulersReady, SCX_BIN } from "./harness.ts";
 
 const AGENT = `${ROOT}/tests/vm/scx_agent.ts`;
@@ -101,6 +102,7 @@ for (const scheduler of SCHEDULERS) {
       let storageIdenticalWhileRunning = 0;
       let runningDifferences: string[] = [];
       let pagesIdenticalWhileRunning = 0;
+      let programsCompared = 0;
       {
         using memory = GuestMemMapAccessor.openRamFile(guest.ramPath);
         const byId = new Map(memory.maps().map((m) => [m.id, m]));
@@ -154,6 +156,15 @@ for (const scheduler of SCHEDULERS) {
           }
         }
         assert.deepEqual(memory.problems(), []);
+        // Programs: the scheduler's, listed alike by bpf() in the guest and from RAM.
+        const programs = comparePrograms(consoleText, memory);
+        assert.deepEqual(programs.mismatches, []);
+        assert.ok(
+          memory.programs().some((p) => p.typeName === "struct_ops"),
+          "the scheduler's struct_ops programs are listed",
+        );
+        assert.deepEqual(memory.problems(), []);
+        programsCompared = programs.programs;
         // Compared with bpf()'s read just before the freeze: maps the running
         // scheduler writes may differ, but never rodata or the ops map.
         const live = compareGuest(consoleText, memory, "RUNMAP");
@@ -257,7 +268,7 @@ for (const scheduler of SCHEDULERS) {
       console.log(
         `${memory.release} scx_${scheduler}: enabled ${running.enabledMs} ms after start (${
           Math.round(enabledAt)
-        } ms from QEMU spawn); running: ${running.maps.length} maps, ${runningKeys} values read from RAM, ` +
+        } ms from QEMU spawn); running: ${running.maps.length} maps, ${programsCompared} programs identical, ${runningKeys} values read from RAM, ` +
           `${specialFields} special fields (${hiddenPointers} non-zero in RAM) returned as bpf() does, ` +
           `${identicalWhileRunning} maps already identical to bpf() (with ${storageIdenticalWhileRunning} task storage elements, ` +
           `${pagesIdenticalWhileRunning} arena pages; changing: ${
