@@ -148,17 +148,22 @@ Deno.test("parseElfCore rejects files that are not ELF64 cores", () => {
   assert.throws(() => parseElfCore(wide), /65535 at 64\) are implausible/);
 });
 
-Deno.test("detectArch names x86-64 by init_top_pgt and refuses others in one line quoting VMCOREINFO", () => {
+Deno.test("detectArch names x86-64 by init_top_pgt, arm64 by kimage_voffset, and refuses others in one line quoting VMCOREINFO", () => {
   assert.equal(detectArch(parseVmcoreinfo(TEXT)).name, "x86_64");
   const arm = parseVmcoreinfo(
     "OSRELEASE=6.12.0-arm64\nPAGESIZE=16384\nSYMBOL(swapper_pg_dir)=ffff800081000000\nNUMBER(VA_BITS)=48\nNUMBER(kimage_voffset)=0xffff7fff80000000\nKERNELPACMASK=0xffff800000000000\n",
   );
+  assert.equal(detectArch(arm).name, "aarch64");
+  // riscv64 writes swapper_pg_dir and VA_BITS too, but no kimage_voffset
+  const riscv = parseVmcoreinfo(
+    "OSRELEASE=6.12.0-riscv64\nPAGESIZE=4096\nSYMBOL(swapper_pg_dir)=ffffffff81a00000\nNUMBER(VA_BITS)=57\nNUMBER(phys_ram_base)=0x80000000\n",
+  );
   assert.throws(
-    () => detectArch(arm),
+    () => detectArch(riscv),
     (e) =>
       e instanceof GuestKernelError && !e.message.includes("\n") &&
       e.message ===
-        "VMCOREINFO of OSRELEASE=6.12.0-arm64 (PAGESIZE=16384) is from an architecture bpfmap cannot read (it has SYMBOL(swapper_pg_dir), NUMBER(VA_BITS), NUMBER(kimage_voffset), KERNELPACMASK); supported: x86_64 (recognised by their VMCOREINFO keys)",
+        "VMCOREINFO of OSRELEASE=6.12.0-riscv64 (PAGESIZE=4096) is from an architecture bpfmap cannot read (it has SYMBOL(swapper_pg_dir), NUMBER(VA_BITS)); supported: x86_64, aarch64 (recognised by their VMCOREINFO keys)",
   );
   // x86-64 without phys_base cannot translate its image map
   assert.throws(

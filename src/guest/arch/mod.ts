@@ -8,11 +8,12 @@ import { GuestKernelError } from "../errors.ts";
 import type { Vmcoreinfo } from "../vmcoreinfo.ts";
 import type { GuestArch } from "./types.ts";
 import { X86_64 } from "./x86_64.ts";
+import { AARCH64 } from "./aarch64.ts";
 
 export type { ArchAddressing, GuestArch, WalkResult } from "./types.ts";
 
 /** Every architecture bpfmap reads, tried in order. */
-export const ARCHES: readonly GuestArch[] = [X86_64];
+export const ARCHES: readonly GuestArch[] = [X86_64, AARCH64];
 
 /**
  * The architecture whose kernel wrote `info`; a one-line GuestKernelError
