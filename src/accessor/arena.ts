@@ -10,9 +10,15 @@
  * @module
  */
 
+import { pageSize } from "../sys/elem.ts";
 import type { ArenaPage, ArenaPages, BpfMapInfo } from "./types.ts";
 
-const PAGE_SIZE = 4096;
+// arena pages, pagemap entries and mapping spans are in the kernel's page
+// size: 16K or 64K on many arm64 hosts; asked on first use, not at import
+let pageBytes = 0;
+function page(): number {
+  return pageBytes ||= pageSize();
+}
 const PRESENT = 1n << 63n;
 
 interface ArenaMapping {
@@ -48,7 +54,7 @@ function bpfMapFdsOf(
     const entries = BigInt(maxEntries[1]!);
     // Arena: one page per entry. Arrays: round_up(value_size, 8) per entry, page aligned.
     const span = mapType === 33
-      ? entries * BigInt(PAGE_SIZE)
+      ? entries * BigInt(page())
       : roundUpPage(entries * ((BigInt(valueSize[1]!) + 7n) / 8n * 8n));
     result.push({ mapId: Number(id[1]), type: mapType, span });
   }
@@ -56,8 +62,8 @@ function bpfMapFdsOf(
 }
 
 function roundUpPage(bytes: bigint): bigint {
-  const page = BigInt(PAGE_SIZE);
-  return (bytes + page - 1n) / page * page;
+  const size = BigInt(page());
+  return (bytes + size - 1n) / size * size;
 }
 
 /**
@@ -138,10 +144,11 @@ function readAt(file: Deno.FsFile, offset: bigint, into: Uint8Array): number {
 
 /** Pages of `mapping` whose pagemap entry says present. */
 export function presentPages(mapping: ArenaMapping): number[] {
-  const pages = Number((mapping.end - mapping.start) / BigInt(PAGE_SIZE));
+  const size = page();
+  const pages = Number((mapping.end - mapping.start) / BigInt(size));
   const entries = new Uint8Array(pages * 8);
   using file = Deno.openSync(`/proc/${mapping.pid}/pagemap`, { read: true });
-  const got = readAt(file, (mapping.start / BigInt(PAGE_SIZE)) * 8n, entries);
+  const got = readAt(file, (mapping.start / BigInt(size)) * 8n, entries);
   const view = new DataView(entries.buffer, 0, got);
   const present: number[] = [];
   for (let page = 0; page * 8 + 8 <= got; page++) {
@@ -178,10 +185,11 @@ export function readArenaPagesLive(map: BpfMapInfo): ArenaPages {
     const missing = present.filter((page) => !byIndex.has(page));
     if (missing.length === 0) continue;
     using mem = Deno.openSync(`/proc/${mapping.pid}/mem`, { read: true });
+    const size = page();
     for (const index of missing) {
-      const userAddress = mapping.start + BigInt(index * PAGE_SIZE);
-      const bytes = new Uint8Array(PAGE_SIZE);
-      if (readAt(mem, userAddress, bytes) === PAGE_SIZE) {
+      const userAddress = mapping.start + BigInt(index * size);
+      const bytes = new Uint8Array(size);
+      if (readAt(mem, userAddress, bytes) === size) {
         byIndex.set(index, { index, userAddress, bytes });
       }
     }

@@ -271,9 +271,11 @@ function compareContents(
     case "arena": {
       const d = agent.data as {
         userStart: string;
+        pageSize?: number;
         expected: [number, string][];
         live: [number, string, string][];
       };
+      const stride = BigInt(d.pageSize ?? 4096);
       const mem = guest.readArenaPages(info);
       const memPages = new Map(mem.pages.map((p) => [p.index, p]));
       const expected = new Map(d.expected);
@@ -290,11 +292,11 @@ function compareContents(
         same(`${tag} page ${index}`, v, hexOf(page?.bytes));
         if (
           page &&
-          page.userAddress !== BigInt(d.userStart) + BigInt(index) * 4096n
+          page.userAddress !== BigInt(d.userStart) + BigInt(index) * stride
         ) {
           bad(
             `${tag} page ${index}: user address ${page.userAddress} vs ${
-              BigInt(d.userStart) + BigInt(index) * 4096n
+              BigInt(d.userStart) + BigInt(index) * stride
             }`,
           );
         }

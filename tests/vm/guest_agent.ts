@@ -25,6 +25,7 @@ import {
   mapUpdateElem,
   pidfdOpen,
 } from "../../src/sys/bpf.ts";
+import { pageSize } from "../../src/sys/elem.ts";
 import { getLibc } from "../../src/sys/ffi.ts";
 import type { OwnedFd } from "../../src/sys/fd.ts";
 
@@ -393,20 +394,23 @@ function main(args: string[]): void {
       name: "t_arena",
       flags: MapFlag.MMAPABLE,
     });
-    const len = 16 * 4096;
+    // the kernel's page size: 16K on the arm64-16k guest
+    const ps = pageSize();
+    const len = 16 * ps;
     const pointer = getLibc().mmap(0n, BigInt(len), 3, 1, fd.fd, 0n);
     if (pointer === null) throw new Error("arena mmap failed");
     const bytes = new Uint8Array(
       Deno.UnsafePointerView.getArrayBuffer(pointer, len),
     );
     const touched = [0, 3, 9];
-    for (const page of touched) bytes.set(pattern(30, page, 4096), page * 4096);
+    for (const page of touched) bytes.set(pattern(30, page, ps), page * ps);
     const live = accessor.readArenaPages(info);
     emit("arena", info, {
       userStart: String(Deno.UnsafePointer.value(pointer)),
+      pageSize: ps,
       expected: touched.map((
         p,
-      ) => [p, hexOf(bytes.subarray(p * 4096, p * 4096 + 4096))]),
+      ) => [p, hexOf(bytes.subarray(p * ps, p * ps + ps))]),
       live: live.pages.map((
         p,
       ) => [p.index, String(p.userAddress), hexOf(p.bytes)]),
