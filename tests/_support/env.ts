@@ -32,7 +32,9 @@ export type Capability =
   /** That clang emits BTF_KIND_ENUM64 (LLVM 15+): the fixture's 64-bit enums. */
   | "clang-enum64"
   /** QEMU boots the kernel `tools/vm/setup.sh` cached (TCG, serial console). */
-  | "qemu";
+  | "qemu"
+  /** qemu-system-aarch64 boots the arm64 kernel `tools/vm/setup_arm64.sh` cached (`virt`, TCG). */
+  | "qemu-aarch64";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
@@ -158,12 +160,16 @@ export function bpfClang(): string {
 }
 
 /**
- * An x86-64 kernel image `tools/vm/setup.sh` cached, or null. The cache also
- * holds other architectures' kernels, which qemu-system-x86_64 cannot boot:
- * the x86-64 ones are named, not taken as whatever sorts first.
+ * A kernel image `tools/vm/setup.sh` cached for `arch`, or null. The cache
+ * holds several architectures' kernels and QEMU boots only its own: they are
+ * named, not taken as whatever sorts first (arm64 ones live in
+ * `.vm-cache/arm64/`, `tools/vm/setup_arm64.sh`).
  */
-function cachedKernel(): string | null {
-  for (const name of ["k612", "k61", "k73"]) {
+function cachedKernel(arch: "x86_64" | "aarch64"): string | null {
+  const names = arch === "aarch64"
+    ? ["arm64/a612", "arm64/a612k16"]
+    : ["k612", "k61", "k73"];
+  for (const name of names) {
     const path = `${ROOT}.vm-cache/${name}/vmlinuz`;
     try {
       if (Deno.statSync(path).isFile) return path;
@@ -175,15 +181,16 @@ function cachedKernel(): string | null {
 }
 
 /**
- * Boots the cached kernel without a root file system until it prints its
+ * Boots a cached kernel without a root file system until it prints its
  * banner on the serial console: proves QEMU, TCG and the image together.
  */
-function probeQemu(): boolean {
-  const kernel = cachedKernel();
+function probeQemu(arch: "x86_64" | "aarch64"): boolean {
+  const kernel = cachedKernel(arch);
   if (!kernel) return false;
   try {
-    const child = new Deno.Command("qemu-system-x86_64", {
+    const child = new Deno.Command(`qemu-system-${arch}`, {
       args: [
+        ...(arch === "aarch64" ? ["-machine", "virt"] : []),
         "-accel",
         "tcg",
         "-cpu",
@@ -198,7 +205,7 @@ function probeQemu(): boolean {
         "-kernel",
         kernel,
         "-append",
-        "console=ttyS0 panic=-1",
+        `console=${arch === "aarch64" ? "ttyAMA0" : "ttyS0"} panic=-1`,
       ],
       stdin: "null",
       stdout: "piped",
@@ -218,7 +225,8 @@ const probes: Record<Capability, () => boolean> = {
   bpftool: () => succeeds("bpftool", ["-j", "map", "list"]).ok,
   clang: () => probeClang().command !== null,
   "clang-enum64": () => probeClang().enum64,
-  qemu: probeQemu,
+  qemu: () => probeQemu("x86_64"),
+  "qemu-aarch64": () => probeQemu("aarch64"),
 };
 const known = new Map<Capability, boolean>();
 

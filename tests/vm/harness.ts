@@ -43,6 +43,41 @@ export interface BootOptions {
    * in `__schedule` (1 of 5 qmap runs).
    */
   singleThreadTcg?: boolean;
+  /**
+   * The guest's architecture; default x86_64. `aarch64` boots
+   * `qemu-system-aarch64 -machine virt` with the arm64 Deno, busybox and
+   * glibc that `tools/vm/setup_arm64.sh` put in `.vm-cache/arm64-root`.
+   */
+  arch?: "x86_64" | "aarch64";
+}
+
+/** The arm64 userland `tools/vm/setup_arm64.sh` unpacks for aarch64 guests. */
+export const ARM64_ROOT: string = `${CACHE}/arm64-root`;
+
+/** What differs between the architectures' QEMU command lines. */
+function machineArgs(options: BootOptions): {
+  qemu: string;
+  args: string[];
+  console: string;
+} {
+  if (options.arch === "aarch64") {
+    return {
+      qemu: "qemu-system-aarch64",
+      // pauth-impdef: QEMU's own PAC hash; the architected QARMA is far slower under TCG
+      args: [
+        "-machine",
+        "virt,memory-backend=mem",
+        "-cpu",
+        "max,pauth-impdef=on",
+      ],
+      console: "ttyAMA0",
+    };
+  }
+  return {
+    qemu: "qemu-system-x86_64",
+    args: ["-cpu", "max", "-machine", "memory-backend=mem"],
+    console: "ttyS0",
+  };
 }
 
 /** A running guest. Dispose to quit QEMU and remove its files. */
@@ -107,31 +142,32 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
   const spareQmpPath = `${dir}/qmp-spare.sock`;
   const build = await new Deno.Command("sh", {
     args: [`${ROOT}/tools/vm/build_initramfs.sh`, initrd, options.agent],
-    env: { BPFMAP_GUEST_BINARIES: (options.binaries ?? []).join(" ") },
+    env: {
+      BPFMAP_GUEST_BINARIES: (options.binaries ?? []).join(" "),
+      BPFMAP_GUEST_SYSROOT: options.arch === "aarch64" ? ARM64_ROOT : "",
+    },
     stdout: "inherit",
     stderr: "inherit",
   }).output();
   if (!build.success) throw new Error("build_initramfs.sh failed");
   const memory = options.memoryMiB ?? 1024;
+  const machine = machineArgs(options);
   const args = [
     "-accel",
     options.singleThreadTcg ? "tcg,thread=single" : "tcg",
-    "-cpu",
-    "max",
+    ...machine.args,
     "-smp",
     String(options.cpus ?? 2),
     "-m",
     `${memory}M`,
     "-object",
     `memory-backend-file,id=mem,size=${memory}M,mem-path=${ramPath},share=on`,
-    "-machine",
-    "memory-backend=mem",
     "-kernel",
     `${CACHE}/${options.kernel}/vmlinuz`,
     "-initrd",
     initrd,
     "-append",
-    `console=ttyS0 panic=-1 quiet cryptomgr.notests bpfmap.args=${
+    `console=${machine.console} panic=-1 quiet cryptomgr.notests bpfmap.args=${
       (options.agentArgs ?? []).join(",")
     }`,
     "-nographic",
@@ -145,7 +181,7 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
     `unix:${spareQmpPath},server,nowait`,
   ];
   const started = performance.now();
-  const child = new Deno.Command("qemu-system-x86_64", {
+  const child = new Deno.Command(machine.qemu, {
     args,
     stdin: "null",
     stdout: "piped",

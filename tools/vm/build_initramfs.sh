@@ -6,14 +6,18 @@
 # Usage: build_initramfs.sh OUT.cpio AGENT.ts
 # BPFMAP_GUEST_BINARIES="a b ...": more dynamically linked programs (e.g. sched_ext loaders), put in
 #   /scx/ with the libraries ldd lists.
+# BPFMAP_GUEST_SYSROOT=DIR: a foreign-architecture guest (setup_arm64.sh's arm64-root): DIR/bin/deno,
+#   DIR/bin/busybox and DIR/lib/ (its glibc) replace the host's, since ldd cannot read their binaries.
 # The agent runs as `deno run -A --no-config /bpfmap/tests/vm/agent.ts ARGS`
 # where the args come from the kernel command line (`bpfmap.args=...`).
 set -eu
 OUT=$1
 AGENT=$2
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+SYSROOT=${BPFMAP_GUEST_SYSROOT:-}
 DENO=$(readlink -f "$(command -v deno)")
 BUSYBOX=/bin/busybox
+if [ -n "$SYSROOT" ]; then DENO="$SYSROOT/bin/deno" BUSYBOX="$SYSROOT/bin/busybox"; fi
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 mkdir -p "$W/bin" "$W/proc" "$W/sys" "$W/dev" "$W/tmp" "$W/bpfmap" "$W/etc"
@@ -26,14 +30,14 @@ copy_libs() { # binary
     cp -L "$lib" "$W$lib"
   done
 }
-copy_libs "$DENO"
+if [ -n "$SYSROOT" ]; then cp -a "$SYSROOT/lib" "$W/lib"; else copy_libs "$DENO"; fi
 for bin in ${BPFMAP_GUEST_BINARIES:-}; do
   mkdir -p "$W/scx"
   cp "$bin" "$W/scx/"
   copy_libs "$bin"
 done
 # ld.so is looked up at /lib64 by the binary's interpreter path
-[ -e "$W/lib64/ld-linux-x86-64.so.2" ] || { mkdir -p "$W/lib64"; cp -L /lib64/ld-linux-x86-64.so.2 "$W/lib64/"; }
+[ -n "$SYSROOT" ] || [ -e "$W/lib64/ld-linux-x86-64.so.2" ] || { mkdir -p "$W/lib64"; cp -L /lib64/ld-linux-x86-64.so.2 "$W/lib64/"; }
 [ -f "$ROOT/mod.ts" ] && cp "$ROOT/mod.ts" "$W/bpfmap/"
 cp -r "$ROOT/src" "$W/bpfmap/src"
 mkdir -p "$W/bpfmap/tests/vm"

@@ -10,6 +10,7 @@
 #   * the 7.3 kernel's own tools/sched_ext schedulers (scx_simple, scx_qmap, scx_sdt, ...), built
 #     by the kernel's Makefile from linux-source-7.3 into .vm-cache/scx73/build/bin/ with clang-22
 #     (scx_qmap's arena code passes the 7.3 verifier only when built by clang 22).
+#   * the aarch64 guests (tools/vm/setup_arm64.sh)
 # Run as root (CI: `sh tools/vm/setup.sh`). Safe to re-run: finished steps are skipped.
 set -eu
 
@@ -137,5 +138,8 @@ if [ -z "$built" ]; then
     [ -x "$SCX/build/bin/$s" ] || { echo "setup.sh: $s was not built; see $SCX/build.log" >&2; exit 1; }
   done
 fi
+
+# aarch64 guests: qemu-system-aarch64, Debian's arm64 6.12 kernels (4K, 16K), arm64 Deno + glibc
+sh "$ROOT/tools/vm/setup_arm64.sh"
 
 echo "setup.sh: ready: $(cat "$CACHE/k61/PACKAGE") $(cat "$CACHE/k612/PACKAGE") $(cat "$K73/PACKAGE") + $(echo $SCHEDULERS | wc -w) sched_ext schedulers"
