@@ -11,7 +11,8 @@ import assert from "node:assert/strict";
 import { prng as rng } from "../btf_fixture.ts";
 import { GuestMemMapAccessor } from "../../src/accessor/guest.ts";
 import type { BpfMapInfo } from "../../src/accessor/types.ts";
-import { BytesMemory, qemuX86Layout } from "../../src/guest/phys.ts";
+import { detectArch } from "../../src/guest/arch/mod.ts";
+import { BytesMemory } from "../../src/guest/phys.ts";
 import { MapType } from "../../src/sys/constants.ts";
 import { findVmcoreinfo } from "../../src/guest/vmcoreinfo.ts";
 
@@ -86,10 +87,23 @@ export function mutationSweep(
   seed = 1,
 ): SweepResult {
   const bytes = Deno.readFileSync(ramPath);
+  const size = BigInt(bytes.byteLength);
+  // the layout of the architecture whose VMCOREINFO is in the file (RAM at
+  // 1 GiB on arm64 virt): file offsets and guest physical addresses differ
+  const located = findVmcoreinfo(
+    new BytesMemory(bytes, [{ gpa: 0n, size, fileOffset: 0 }]),
+  );
+  assert.ok(located, `no VMCOREINFO in ${ramPath}`);
   const memory = new BytesMemory(
     bytes,
-    qemuX86Layout(BigInt(bytes.byteLength)),
+    detectArch(located).defaultLayout(size),
   );
+  /** The offset in `bytes` of a guest physical address. */
+  const fileAt = (pa: bigint): number => {
+    const at = memory.offsetOf(pa, 8);
+    assert.ok(at >= 0, `guest physical ${pa.toString(16)} not in the file`);
+    return at;
+  };
   const view = new DataView(bytes.buffer);
   const clean = GuestMemMapAccessor.fromMemory(memory);
   const baseline = readEverything(clean);
@@ -100,7 +114,7 @@ export function mutationSweep(
   const pa = (va: bigint): number => {
     const p = space.translate(va);
     assert.ok(p !== null, `translate ${va.toString(16)}`);
-    return Number(p);
+    return fileAt(p);
   };
   const withU64 = <T>(at: number, value: bigint, fn: () => T): T => {
     const old = view.getBigUint64(at, true);
@@ -180,7 +194,7 @@ export function mutationSweep(
     found && copies.length < 8;
     found = findVmcoreinfo(memory)
   ) {
-    const at = Number(found.foundAt!);
+    const at = fileAt(found.foundAt!);
     copies.push({ at, old: view.getBigUint64(at, true) });
     view.setBigUint64(at, 0x5858585858585858n, true);
   }
@@ -225,8 +239,9 @@ export function mutationSweep(
     const target = pick(targets);
     const offset = Math.floor(random() * (target.len / 8)) * 8;
     const va = target.va + BigInt(offset);
-    const at = space.translate(va);
-    if (at === null) continue;
+    const pa = space.translate(va);
+    if (pa === null) continue;
+    const at = fileAt(pa);
     const values = [
       0n,
       0xffffffffffffffffn,
@@ -234,12 +249,12 @@ export function mutationSweep(
       target.va,
       BigInt(Math.floor(random() * 2 ** 32)) << 32n |
       BigInt(Math.floor(random() * 2 ** 32)),
-      view.getBigUint64(Number(at), true) ^
+      view.getBigUint64(at, true) ^
       (1n << BigInt(Math.floor(random() * 64))),
       0x7fffffffn,
     ];
     const started = performance.now();
-    withU64(Number(at), pick(values), () => {
+    withU64(at, pick(values), () => {
       guest.refresh();
       try {
         readEverything(guest);

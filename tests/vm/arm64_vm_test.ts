@@ -1,0 +1,221 @@
+/**
+ * The proof for aarch64 guests, and for the live backend on an arm64 host:
+ * boot Debian's arm64 6.12 kernels (4K pages, and 16K pages) under
+ * `qemu-system-aarch64 -machine virt -cpu max -accel tcg`, let bpfmap's live
+ * backend (running on arm64 inside) create and read maps of every type, freeze
+ * the VM, and read the same maps from its RAM file on the x86-64 host. Every
+ * map, key and CPU must match byte for byte. Then the host-side read time is
+ * set against the x86-64 6.12 guest's for the same agent's maps.
+ *
+ * Needs `sh tools/vm/setup.sh` (root; it calls `tools/vm/setup_arm64.sh`).
+ */
+
+import assert from "node:assert/strict";
+import { runCli as cli } from "../_support/cli.ts";
+import { GuestMemMapAccessor } from "../../src/accessor/guest.ts";
+import { ignoreUnless, REQUIRE_ALL } from "../_support/env.ts";
+import { agentMaps, compareGuest } from "./compare.ts";
+import {
+  ARM64_ROOT,
+  bootUntil,
+  CACHE,
+  type Guest,
+  kernelsReady,
+  ROOT,
+} from "./harness.ts";
+import { mutationSweep, readEverything } from "./mutate.ts";
+
+const AGENT = `${ROOT}/tests/vm/guest_agent.ts`;
+const ARM_KERNELS = [
+  { dir: "a612", pageSize: 4096, levels: 5 },
+  { dir: "a612k16", pageSize: 16384, levels: 4 },
+] as const;
+
+function arm64Ready(): boolean {
+  try {
+    return ARM_KERNELS.every((k) =>
+      Deno.statSync(`${CACHE}/${k.dir}/vmlinuz`).isFile
+    ) && Deno.statSync(`${ARM64_ROOT}/bin/deno`).isFile;
+  } catch {
+    return false;
+  }
+}
+
+const ignore = ignoreUnless("qemu-aarch64") ||
+  (!REQUIRE_ALL && !arm64Ready());
+
+/**
+ * Host-side work alone: open the frozen RAM file (VMCOREINFO scan, kallsyms,
+ * BTF) and read every map's contents; the fastest of `runs`, since the
+ * cores are shared and only the floor says what the code costs.
+ */
+function hostReadMs(ramPath: string, runs = 5): number {
+  let best = Infinity;
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    using memory = GuestMemMapAccessor.openRamFile(ramPath);
+    assert.ok(readEverything(memory) > 0);
+    best = Math.min(best, performance.now() - t0);
+  }
+  return best;
+}
+
+/** Boots `kernel`, waits for the agent, freezes the guest. */
+async function frozenGuest(
+  kernel: string,
+  arch: "x86_64" | "aarch64",
+): Promise<{ guest: Guest; bootMs: number }> {
+  const started = performance.now();
+  const guest = await bootUntil(
+    { kernel, agent: AGENT, arch },
+    /BPFMAP-AGENT-(READY|ERROR)/,
+    300_000,
+  );
+  const bootMs = performance.now() - started;
+  const text = guest.console();
+  assert.ok(
+    !text.includes("BPFMAP-AGENT-ERROR"),
+    text.slice(text.indexOf("BPFMAP-AGENT")),
+  );
+  await guest.qmp.stop();
+  assert.equal(await guest.qmp.status(), "paused");
+  return { guest, bootMs };
+}
+
+/** The 4K guest's host read time, for the comparison with x86-64. */
+let arm4kReadMs: number | null = null;
+
+for (const { dir, pageSize, levels } of ARM_KERNELS) {
+  Deno.test({
+    name:
+      `GuestMemMapAccessor reads every map of a frozen aarch64 ${dir} guest (${
+        pageSize / 1024
+      }K pages) exactly as bpf() does inside it`,
+    ignore,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async () => {
+      assert.ok(
+        arm64Ready(),
+        "arm64 kernels or userland missing: run `sh tools/vm/setup.sh` first",
+      );
+      const { guest, bootMs } = await frozenGuest(dir, "aarch64");
+      await using _guest = guest;
+      const consoleText = guest.console();
+      // the agent ran bpfmap's live backend on arm64 (bpf() is syscall 280 there)
+      assert.match(consoleText, /BPFMAP-AGENT cpus=2 kernel=6\.12\.\S+-arm64/);
+
+      using memory = GuestMemMapAccessor.openRamFile(guest.ramPath);
+      assert.equal(memory.kernel.arch.name, "aarch64");
+      assert.equal(memory.kernel.space.addressing.pageSize, pageSize);
+      // QEMU -cpu max has LPA2: the 52-bit build runs 52-bit tables
+      assert.equal(
+        memory.kernel.vmcoreinfo.numbers.get("TCR_EL1_T1SZ"),
+        12n,
+        `T1SZ 12 means ${levels} levels of ${pageSize / 1024}K tables`,
+      );
+      const t0 = performance.now();
+      const result = compareGuest(consoleText, memory);
+      const readMs = performance.now() - t0;
+      assert.deepEqual(result.mismatches, []);
+      const agent = agentMaps(consoleText);
+      assert.equal(result.maps, agent.length);
+      assert.equal(agent.length, 12, "every map kind, the arena included");
+      assert.ok(result.keys >= 490, `only ${result.keys} keys compared`);
+      assert.ok(
+        result.cpuValues >= 350,
+        `only ${result.cpuValues} per-CPU values compared`,
+      );
+      assert.equal(result.pages, 3, "arena pages");
+      // the live backend found the arena's pages in the kernel's page size
+      // (through /proc/PID/pagemap), so they were compared too
+      const arena = agent.find((m) => m.kind === "arena")!.data as {
+        pageSize: number;
+        live: [number, string, string][];
+      };
+      assert.equal(arena.pageSize, pageSize);
+      assert.deepEqual(arena.live.map(([index]) => index), [0, 3, 9]);
+      assert.equal(memory.cpuCount, 2);
+      assert.deepEqual(memory.problems(), []);
+
+      // The CLI finds the arm64 layout (RAM at 1 GiB) from VMCOREINFO alone.
+      const listed = await cli("list", "--json", "--guest-mem", guest.ramPath);
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.deepEqual(
+        (JSON.parse(listed.stdout) as { id: number }[]).map((m) => m.id),
+        memory.maps().map((m) => m.id),
+      );
+
+      const hostMs = hostReadMs(guest.ramPath);
+      if (pageSize === 4096) arm4kReadMs = hostMs;
+      console.log(
+        `${memory.release}: ${result.maps} maps, ${result.keys} keys, ${result.cpuValues} per-CPU values, ` +
+          `${result.pages} arena pages, ${result.bytes} bytes identical; boot+agent ${
+            Math.round(bootMs)
+          } ms, compare ${Math.round(readMs)} ms, open+read everything ${
+            hostMs.toFixed(0)
+          } ms (best of 5)`,
+      );
+
+      // Corrupted copies of this arm64 image: errors or data, never a hang.
+      const sweep = mutationSweep(guest.ramPath, 300, pageSize);
+      assert.equal(sweep.runs, 300);
+      assert.ok(
+        sweep.maxMs < 5000,
+        `slowest mutated read took ${Math.round(sweep.maxMs)} ms`,
+      );
+      console.log(
+        `${memory.release}: ${sweep.runs} mutated images: ${sweep.errors} clean errors, ` +
+          `${sweep.completed} complete reads, slowest ${
+            Math.round(sweep.maxMs)
+          } ms`,
+      );
+
+      if (pageSize === 4096) {
+        // The same through an ELF core QEMU writes (PT_LOADs at 1 GiB).
+        const dirPath = Deno.makeTempDirSync({ prefix: "bpfmap-core-" });
+        try {
+          await guest.qmp.execute("dump-guest-memory", {
+            paging: false,
+            protocol: `file:${dirPath}/guest.core`,
+          }, { timeoutMs: 120_000 });
+          using fromCore = GuestMemMapAccessor.openCore(
+            `${dirPath}/guest.core`,
+          );
+          const again = compareGuest(consoleText, fromCore);
+          assert.deepEqual(again.mismatches, []);
+          assert.equal(again.keys, result.keys);
+          console.log(
+            `${memory.release}: ELF core: ${again.maps} maps, ${again.keys} keys identical`,
+          );
+        } finally {
+          Deno.removeSync(dirPath, { recursive: true });
+        }
+      }
+    },
+  });
+}
+
+Deno.test({
+  name:
+    "The aarch64 guest's maps read from the host within 1.5x of the x86-64 guest's",
+  ignore: ignore || ignoreUnless("qemu") || (!REQUIRE_ALL && !kernelsReady()),
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    assert.ok(
+      arm4kReadMs !== null,
+      "the aarch64 a612 test must run first (same file)",
+    );
+    const { guest } = await frozenGuest("k612", "x86_64");
+    await using _guest = guest;
+    const x86Ms = hostReadMs(guest.ramPath);
+    const ratio = arm4kReadMs / x86Ms;
+    console.log(
+      `host-side open+read of the agent's maps: aarch64 6.12 ${
+        arm4kReadMs.toFixed(0)
+      } ms, x86-64 6.12 ${x86Ms.toFixed(0)} ms: ${ratio.toFixed(2)}x`,
+    );
+    assert.ok(ratio <= 1.5, `aarch64 read is ${ratio.toFixed(2)}x x86-64's`);
+  },
+});
