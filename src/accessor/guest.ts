@@ -74,7 +74,7 @@ import type {
 
 /** Options for opening a guest image. */
 export interface GuestMemOptions extends GuestKernelOptions {
-  /** Physical layout of a RAM file; default: the usual VMM layout of the architecture VMCOREINFO names (x86-64: QEMU, RAM above 3 GiB at 4 GiB). */
+  /** Physical layout of a RAM file; default: the usual VMM layout of the architecture VMCOREINFO names (x86-64: QEMU, RAM above 3 GiB at 4 GiB; aarch64: QEMU virt, RAM at 1 GiB). */
   regions?: readonly PhysRegion[];
   /**
    * Struct offsets; default read from the guest's BTF.
