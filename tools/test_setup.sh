@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 missing_pkgs=""
 for pair in clang:clang clang-16:clang-16 llc:llvm bpftool:bpftool \
-  qemu-system-x86_64:qemu-system-x86 cpio:cpio setpriv:util-linux; do
+  qemu-system-x86_64:qemu-system-x86 qemu-system-aarch64:qemu-system-arm cpio:cpio setpriv:util-linux; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing_pkgs="$missing_pkgs ${pair#*:}"
 done
 [ -f /usr/include/bpf/bpf_helpers.h ] || missing_pkgs="$missing_pkgs libbpf-dev"
