@@ -16,9 +16,9 @@ import { GuestMemMapAccessor } from "../../src/accessor/guest.ts";
 import { ignoreUnless, REQUIRE_ALL } from "../_support/env.ts";
 import { agentMaps, compareGuest } from "./compare.ts";
 import {
+  ARM64_CACHE,
   ARM64_ROOT,
   bootUntil,
-  CACHE,
   type Guest,
   kernelsReady,
   ROOT,
@@ -34,7 +34,7 @@ const ARM_KERNELS = [
 function arm64Ready(): boolean {
   try {
     return ARM_KERNELS.every((k) =>
-      Deno.statSync(`${CACHE}/${k.dir}/vmlinuz`).isFile
+      Deno.statSync(`${ARM64_CACHE}/${k.dir}/vmlinuz`).isFile
     ) && Deno.statSync(`${ARM64_ROOT}/bin/deno`).isFile;
   } catch {
     return false;

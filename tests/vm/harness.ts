@@ -46,23 +46,29 @@ export interface BootOptions {
   /**
    * The guest's architecture; default x86_64. `aarch64` boots
    * `qemu-system-aarch64 -machine virt` with the arm64 Deno, busybox and
-   * glibc that `tools/vm/setup_arm64.sh` put in `.vm-cache/arm64-root`.
+   * glibc that `tools/vm/setup_arm64.sh` put in `.vm-cache/arm64/root`;
+   * `kernel` then names a directory of `.vm-cache/arm64/`.
    */
   arch?: "x86_64" | "aarch64";
 }
 
 /** The arm64 userland `tools/vm/setup_arm64.sh` unpacks for aarch64 guests. */
-export const ARM64_ROOT: string = `${CACHE}/arm64-root`;
+export const ARM64_ROOT: string = `${CACHE}/arm64/root`;
+
+/** Where `tools/vm/setup_arm64.sh` unpacks arm64 kernels (apart, so nothing boots them as x86). */
+export const ARM64_CACHE: string = `${CACHE}/arm64`;
 
 /** What differs between the architectures' QEMU command lines. */
 function machineArgs(options: BootOptions): {
   qemu: string;
   args: string[];
   console: string;
+  kernel: string;
 } {
   if (options.arch === "aarch64") {
     return {
       qemu: "qemu-system-aarch64",
+      kernel: `${ARM64_CACHE}/${options.kernel}/vmlinuz`,
       // pauth-impdef: QEMU's own PAC hash; the architected QARMA is far slower under TCG
       args: [
         "-machine",
@@ -75,6 +81,7 @@ function machineArgs(options: BootOptions): {
   }
   return {
     qemu: "qemu-system-x86_64",
+    kernel: `${CACHE}/${options.kernel}/vmlinuz`,
     args: ["-cpu", "max", "-machine", "memory-backend=mem"],
     console: "ttyS0",
   };
@@ -163,7 +170,7 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
     "-object",
     `memory-backend-file,id=mem,size=${memory}M,mem-path=${ramPath},share=on`,
     "-kernel",
-    `${CACHE}/${options.kernel}/vmlinuz`,
+    machine.kernel,
     "-initrd",
     initrd,
     "-append",

@@ -6,7 +6,7 @@
 # Usage: build_initramfs.sh OUT.cpio AGENT.ts
 # BPFMAP_GUEST_BINARIES="a b ...": more dynamically linked programs (e.g. sched_ext loaders), put in
 #   /scx/ with the libraries ldd lists.
-# BPFMAP_GUEST_SYSROOT=DIR: a foreign-architecture guest (setup_arm64.sh's arm64-root): DIR/bin/deno,
+# BPFMAP_GUEST_SYSROOT=DIR: a foreign-architecture guest (setup_arm64.sh's .vm-cache/arm64/root): DIR/bin/deno,
 #   DIR/bin/busybox and DIR/lib/ (its glibc) replace the host's, since ldd cannot read their binaries.
 # The agent runs as `deno run -A --no-config /bpfmap/tests/vm/agent.ts ARGS`
 # where the args come from the kernel command line (`bpfmap.args=...`).

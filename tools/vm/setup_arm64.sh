@@ -2,28 +2,30 @@
 # Prepares the aarch64 guest for the VM tests, idempotently (called by setup.sh; run as root):
 #   * qemu-system-arm (it provides qemu-system-aarch64)
 #   * dpkg's arm64 foreign architecture, so `apt-get download` can fetch arm64 packages
-#   * .vm-cache/a612/    newest linux-image-6.12.*+deb12-cloud-arm64-unsigned (4K pages),
+# Everything lands under .vm-cache/arm64/, out of reach of scans of .vm-cache/*/vmlinuz (older
+# branches' QEMU probes boot the first such kernel with qemu-system-x86_64):
+#   * .vm-cache/arm64/a612/    newest linux-image-6.12.*+deb12-cloud-arm64-unsigned (4K pages),
 #                        `vmlinuz` is the uncompressed arm64 Image QEMU's -kernel loads
-#   * .vm-cache/a612k16/ newest linux-image-6.12.*+deb12-arm64-16k-unsigned (16K pages), same layout
-#   * .vm-cache/arm64-root/ the guest's userland: Deno for arm64 from npm (@deno/linux-arm64-glibc,
+#   * .vm-cache/arm64/a612k16/ newest linux-image-6.12.*+deb12-arm64-16k-unsigned (16K pages), same layout
+#   * .vm-cache/arm64/root/ the guest's userland: Deno for arm64 from npm (@deno/linux-arm64-glibc,
 #                        the host deno's version or the newest of its minor), busybox-static:arm64 and the glibc libraries
 #                        (libc6:arm64, libgcc-s1:arm64) Deno links, as a sysroot for build_initramfs.sh
 # Kernels come from bookworm-backports (setup.sh's apt source); nothing arm64 is installed on the host.
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-CACHE="$ROOT/.vm-cache"
+CACHE="$ROOT/.vm-cache/arm64"
 mkdir -p "$CACHE"
 
 command -v qemu-system-aarch64 >/dev/null 2>&1 \
   || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm qemu-system-arm >/dev/null
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   dpkg --add-architecture arm64
-  rm -f "$CACHE/.apt-updated-arm64"
+  rm -f "$CACHE/.apt-updated"
 fi
-if [ ! -f "$CACHE/.apt-updated-arm64" ]; then
+if [ ! -f "$CACHE/.apt-updated" ]; then
   apt-get update -qq
-  touch "$CACHE/.apt-updated-arm64"
+  touch "$CACHE/.apt-updated"
 fi
 
 newest_arm64() { # flavour-regex
@@ -57,10 +59,10 @@ fetch_arm64() { # dir flavour
 fetch_arm64 a612 "cloud-arm64"
 fetch_arm64 a612k16 "arm64-16k"
 
-SYSROOT="$CACHE/arm64-root"
+SYSROOT="$CACHE/root"
 if [ ! -x "$SYSROOT/bin/deno" ] || [ ! -x "$SYSROOT/bin/busybox" ] || [ ! -e "$SYSROOT/lib/ld-linux-aarch64.so.1" ]; then
   version=$(deno --version | sed -n 's/^deno \([0-9.]*\).*/\1/p')
-  echo "setup_arm64.sh: arm64-root <- @deno/linux-arm64-glibc@$version busybox-static libc6 libgcc-s1 (arm64)"
+  echo "setup_arm64.sh: arm64/root <- @deno/linux-arm64-glibc@$version busybox-static libc6 libgcc-s1 (arm64)"
   tmp=$(mktemp -d) && chmod 755 "$tmp"
   # the host's version when npm has it for arm64, else the newest of the same minor
   (cd "$tmp" && { npm pack --silent "@deno/linux-arm64-glibc@$version" || npm pack --silent "@deno/linux-arm64-glibc@~${version%.*}.0"; } >/dev/null 2>&1) \
