@@ -21,13 +21,14 @@ import { hold } from "./commands/hold.ts";
 import { list } from "./commands/list.ts";
 import { pin } from "./commands/pin.ts";
 import { show } from "./commands/show.ts";
+import { write } from "./commands/write.ts";
 
 export { UsageError } from "./args.ts";
 export type { CliIo } from "./context.ts";
 
 const COMMANDS: Readonly<
   Record<string, (context: Context, args: string[]) => number | Promise<number>>
-> = { list, show, dump, find, pin, hold, diff };
+> = { list, show, dump, find, pin, hold, diff, write };
 
 /** Commands that write only to stderr, so a closed stdout does not matter. */
 const STDERR_ONLY = new Set(["pin", "hold"]);
