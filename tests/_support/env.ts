@@ -157,6 +157,23 @@ export function bpfClang(): string {
   return probeClang().command ?? "clang";
 }
 
+/**
+ * Whether `path` is an x86 bzImage (`HdrS` at 0x202): the cache also holds
+ * arm64 kernels, which qemu-system-x86_64 would sit on until the probe's
+ * timeout and then report QEMU missing.
+ */
+function isX86BzImage(path: string): boolean {
+  using file = Deno.openSync(path);
+  const header = new Uint8Array(0x206);
+  let done = 0;
+  while (done < header.length) {
+    const n = file.readSync(header.subarray(done));
+    if (n === null) return false;
+    done += n;
+  }
+  return new TextDecoder().decode(header.subarray(0x202, 0x206)) === "HdrS";
+}
+
 /** A kernel image `tools/vm/setup.sh` cached, or null. */
 function cachedKernel(): string | null {
   try {
@@ -167,7 +184,7 @@ function cachedKernel(): string | null {
     for (const name of names) {
       const path = `${ROOT}.vm-cache/${name}/vmlinuz`;
       try {
-        if (Deno.statSync(path).isFile) return path;
+        if (Deno.statSync(path).isFile && isX86BzImage(path)) return path;
       } catch {
         // not unpacked
       }
