@@ -405,3 +405,26 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name:
+    "live writeFields warns when a field does not read back (the kernel skips a bpf_spin_lock)",
+  ignore: ignoreUnless("clang", "bpf", "bpftool"),
+  fn(): void {
+    using fixture = loadFixture("knobs");
+    const accessor = new BpfSyscallAccessor();
+    const map = byId(accessor, fixture.info.get("knobs_locked")!.id);
+    const data = accessor.writeField(map, "count", "5");
+    deepEqual(data.warnings, []);
+    deepEqual([...accessor.readArray(map, 0)!.subarray(4, 8)], [5, 0, 0, 0]);
+    const lock = accessor.writeField(map, "lock.val", "1");
+    deepEqual(
+      lock.changes.map((c) => [c.path, c.old, c.new]),
+      [["lock.val", "0", "1"]],
+    );
+    deepEqual(lock.warnings, [
+      "lock.val does not read back as 1 right after the update: a kernel-owned field (the kernel skips those) or a BPF program stored to it",
+    ]);
+    deepEqual([...accessor.readArray(map, 0)!], [0, 0, 0, 0, 5, 0, 0, 0]);
+  },
+});

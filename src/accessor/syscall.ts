@@ -1260,12 +1260,27 @@ export class BpfSyscallAccessor implements BpfMapAccessor, BpfMapFieldWriter {
     } catch (error) {
       throw frozenHint(error, opened.fd.fd, real);
     }
-    return {
-      map,
-      key,
-      changes,
-      warnings: [],
-    };
+    // The kernel skips kernel-owned fields (locks, timers, kptrs) in an
+    // update without a word, and a program may store in between: say so
+    // rather than report a change that is not there.
+    const warnings: string[] = [];
+    const now = new Uint8Array(new ArrayBuffer(real.valueSize));
+    if (mapLookupElem(opened.fd.fd, key, now)) {
+      for (const change of changes) {
+        const end = change.byteOffset + change.byteSize;
+        if (
+          !sameBytes(
+            now.subarray(change.byteOffset, end),
+            value.subarray(change.byteOffset, end),
+          )
+        ) {
+          warnings.push(
+            `${change.path} does not read back as ${change.new} right after the update: a kernel-owned field (the kernel skips those) or a BPF program stored to it`,
+          );
+        }
+      }
+    }
+    return { map, key, changes, warnings };
   }
 
   /** {@linkcode writeFields} with one field. */
