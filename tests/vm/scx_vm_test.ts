@@ -25,6 +25,10 @@ import { agentLine, agentMaps, compareGuest } from "./compare.ts";
 import { bootUntil, ROOT, schedulersReady, SCX_BIN } from "./harness.ts";
 
 const AGENT = `${ROOT}/tests/vm/scx_agent.ts`;
+// Far above any vtime a few seconds of guest time reach: scx_simple only
+// ever raises vtime_now, so once this is written its later values sit just
+// above it, and a write that did not land cannot pass.
+const VTIME_WRITTEN = 1n << 60n;
 const SCHEDULERS = ["simple", "qmap", "sdt"] as const;
 
 const ignore = ignoreUnlessCommands("qemu-system-x86_64") ||
@@ -153,7 +157,7 @@ for (const scheduler of SCHEDULERS) {
               assert.fail(`${map.name}: unexpected map type ${map.type}`);
           }
         }
-        assert.deepEqual(memory.problems, []);
+        assert.deepEqual(memory.problems(), []);
         // Compared with bpf()'s read just before the freeze: maps the running
         // scheduler writes may differ, but never rodata or the ops map.
         const live = compareGuest(consoleText, memory, "RUNMAP");
@@ -188,6 +192,24 @@ for (const scheduler of SCHEDULERS) {
           }
         }
       }
+      // A host write while frozen: scx_simple's vtime_now, set through the RAM
+      // file; the scheduler must carry on from it (read by bpf() in phase 2).
+      let vtimeWrite: { id: number; offset: number; old: string } | null = null;
+      if (scheduler === "simple") {
+        using writable = GuestMemMapAccessor.openRamFile(guest.ramPath, {
+          writable: true,
+        });
+        const bss = writable.findMap("scx_simp.bss");
+        assert.ok(bss, "scx_simp.bss not in guest memory");
+        const written = writable.writeField(
+          bss,
+          "vtime_now",
+          VTIME_WRITTEN,
+        );
+        const change = written.changes[0]!;
+        assert.equal(change.new, String(VTIME_WRITTEN));
+        vtimeWrite = { id: bss.id, offset: change.byteOffset, old: change.old };
+      }
       await guest.qmp.cont();
 
       // Phase 2: quiesced, compared with bpf() byte for byte.
@@ -221,6 +243,21 @@ for (const scheduler of SCHEDULERS) {
         "the quiesced read covers every map the scheduler created",
       );
       assert.equal(result.maps, running.maps.length);
+      let vtimeAfter = 0n;
+      if (vtimeWrite !== null) {
+        const bss = agent.find((m) => m.meta.id === vtimeWrite.id);
+        assert.ok(bss, "the agent did not read scx_simp.bss");
+        const hex = (bss.data as string[])[0]!.slice(
+          vtimeWrite.offset * 2,
+          vtimeWrite.offset * 2 + 16,
+        );
+        vtimeAfter = BigInt(`0x${hex.match(/../g)!.reverse().join("")}`);
+        assert.ok(
+          vtimeAfter >= VTIME_WRITTEN &&
+            vtimeAfter < VTIME_WRITTEN + (1n << 50n),
+          `vtime_now read by bpf() in the guest is ${vtimeAfter}, not just above the ${VTIME_WRITTEN} written from the host (was ${vtimeWrite.old})`,
+        );
+      }
 
       // Same-named maps (qmap's five .data.qa_q_lock<N>): told apart only by their BTF.
       const sections = new Map<string, string[]>();
@@ -271,6 +308,9 @@ for (const scheduler of SCHEDULERS) {
             ? `; same-named: ${
               duplicated.map(([n, l]) => `${l.length}x ${n}`).join(", ")
             }`
+            : "") +
+          (vtimeWrite
+            ? `; host wrote vtime_now ${vtimeWrite.old} -> ${VTIME_WRITTEN} while frozen, bpf() in the guest then read ${vtimeAfter}`
             : "") +
           (runningDifferences.length
             ? `\n  while running, e.g. ${
