@@ -21,6 +21,7 @@ import {
 import type { GuestMapRecord } from "../../src/guest/maps.ts";
 import { MapType } from "../../src/sys/constants.ts";
 import { ignoreUnlessCommands, REQUIRE_ALL } from "../_support/env.ts";
+import { runCli } from "../_support/cli.ts";
 import { agentLine, agentMaps, compareGuest } from "./compare.ts";
 import { bootUntil, ROOT, schedulersReady, SCX_BIN } from "./harness.ts";
 
@@ -29,6 +30,8 @@ const AGENT = `${ROOT}/tests/vm/scx_agent.ts`;
 // ever raises vtime_now, so once this is written its later values sit just
 // above it, and a write that did not land cannot pass.
 const VTIME_WRITTEN = 1n << 60n;
+// Then `bpfmap write` raises it again: the guest must carry on from this one.
+const VTIME_CLI = VTIME_WRITTEN + (1n << 40n);
 const SCHEDULERS = ["simple", "qmap", "sdt"] as const;
 
 const ignore = ignoreUnlessCommands("qemu-system-x86_64") ||
@@ -210,6 +213,21 @@ for (const scheduler of SCHEDULERS) {
         assert.equal(change.new, String(VTIME_WRITTEN));
         vtimeWrite = { id: bss.id, offset: change.byteOffset, old: change.old };
       }
+      if (vtimeWrite !== null) {
+        const cli = await runCli(
+          "write",
+          "--guest-mem",
+          guest.ramPath,
+          "--name",
+          "scx_simp.bss",
+          `vtime_now=${VTIME_CLI}`,
+        );
+        assert.equal(cli.code, 0, cli.stderr);
+        assert.equal(
+          cli.stdout,
+          `map "scx_simp.bss" (id ${vtimeWrite.id}), element 0:\n  vtime_now: ${VTIME_WRITTEN} -> ${VTIME_CLI}\n`,
+        );
+      }
       await guest.qmp.cont();
 
       // Phase 2: quiesced, compared with bpf() byte for byte.
@@ -253,9 +271,8 @@ for (const scheduler of SCHEDULERS) {
         );
         vtimeAfter = BigInt(`0x${hex.match(/../g)!.reverse().join("")}`);
         assert.ok(
-          vtimeAfter >= VTIME_WRITTEN &&
-            vtimeAfter < VTIME_WRITTEN + (1n << 50n),
-          `vtime_now read by bpf() in the guest is ${vtimeAfter}, not just above the ${VTIME_WRITTEN} written from the host (was ${vtimeWrite.old})`,
+          vtimeAfter >= VTIME_CLI && vtimeAfter < VTIME_CLI + (1n << 40n),
+          `vtime_now read by bpf() in the guest is ${vtimeAfter}, not just above the ${VTIME_CLI} written from the host (was ${vtimeWrite.old})`,
         );
       }
 
@@ -310,7 +327,7 @@ for (const scheduler of SCHEDULERS) {
             }`
             : "") +
           (vtimeWrite
-            ? `; host wrote vtime_now ${vtimeWrite.old} -> ${VTIME_WRITTEN} while frozen, bpf() in the guest then read ${vtimeAfter}`
+            ? `; host wrote vtime_now ${vtimeWrite.old} -> ${VTIME_WRITTEN} (library) -> ${VTIME_CLI} (bpfmap write) while frozen, bpf() in the guest then read ${vtimeAfter}`
             : "") +
           (runningDifferences.length
             ? `\n  while running, e.g. ${
