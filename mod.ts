@@ -51,12 +51,29 @@ export {
 } from "./src/accessor/syscall.ts";
 export { percpuStride } from "./src/accessor/percpu.ts";
 export {
+  type BpfMapFieldWriter,
+  type FieldChange,
+  type FieldValue,
+  type FieldWriteResult,
+  isFieldWriter,
+  type WriteFieldOptions,
+} from "./src/accessor/field_write.ts";
+export {
+  cTypeName,
+  encodeFieldValue,
+  type FieldLocation,
+  formatFieldValue,
+  resolveFieldPath,
+} from "./src/btf/field_path.ts";
+export {
   BpfmapError,
   type BpfmapErrorOptions,
+  FieldError,
   MapArgumentError,
   MapChangedError,
   MapGoneError,
   type MapIdentity,
+  MapReadOnlyError,
   MapTypeError,
   MapUnreadableError,
 } from "./src/errors.ts";

@@ -188,3 +188,76 @@ export class MapUnreadableError extends BpfmapError {
     this.mapId = map.id;
   }
 }
+
+/**
+ * A field path or value given to a field write does not fit the map's value
+ * type: no such member, an index past the array, a value out of range for the
+ * field's size and signedness, a type bpfmap does not write by text. It is a
+ * {@linkcode MapArgumentError} (raised before anything is written), with the
+ * field and its C type apart so a harness can report them without parsing.
+ */
+export class FieldError extends MapArgumentError {
+  /** The path as given, e.g. `"cfg.slice_ns"`. */
+  readonly field: string;
+  /** The field's C type (`"unsigned int"`, `"enum mode"`, `"char[16]"`), or `""` when the path named no field. */
+  readonly typeName: string;
+  /** What is wrong, without the field or map. */
+  readonly problem: string;
+
+  /**
+   * Builds the one-line message.
+   *
+   * @param map the map (null while only a type is known)
+   * @param field the path as given
+   * @param typeName the field's C type, `""` when unknown
+   * @param problem what is wrong, e.g. `"cannot hold 300: range is 0..255"`
+   * @param options cause and advice
+   */
+  constructor(
+    map: MapIdentity | null,
+    field: string,
+    typeName: string,
+    problem: string,
+    options: BpfmapErrorOptions = {},
+  ) {
+    super(
+      map,
+      `field "${field}"${typeName ? ` (${typeName})` : ""}`,
+      problem,
+      options,
+    );
+    this.field = field;
+    this.typeName = typeName;
+    this.problem = problem;
+  }
+
+  /** The same error, naming `map` (the BTF layer raises it before a map is known). */
+  forMap(map: MapIdentity): FieldError {
+    return new FieldError(map, this.field, this.typeName, this.problem, {
+      cause: this.cause,
+      hint: this.hint,
+    });
+  }
+}
+
+/**
+ * A write was refused because the map is read-only to user space: frozen
+ * (`BPF_MAP_FREEZE`, as libbpf does to `.rodata`). The same class on every
+ * backend; the guest backend raises it unless told `allowReadonly`.
+ */
+export class MapReadOnlyError extends BpfmapError {
+  /** The map's id. */
+  readonly mapId: number;
+
+  /**
+   * Builds the one-line message.
+   *
+   * @param map the map
+   * @param why why it is read-only, e.g. `"is frozen (BPF_MAP_FREEZE)"`
+   * @param options cause and advice
+   */
+  constructor(map: MapIdentity, why: string, options: BpfmapErrorOptions = {}) {
+    super(`${describeMap(map)} ${why}`, options);
+    this.mapId = map.id;
+  }
+}

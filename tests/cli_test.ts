@@ -28,7 +28,9 @@ Deno.test("OutputWriter writes bpftool's quoted hex and plain hex across chunk b
   assert.equal(sink.text(), '["0x00","0x01","0xab","0xff"] 10 0f é');
 });
 
-for (const command of ["list", "show", "dump", "find", "pin", "hold"]) {
+for (
+  const command of ["list", "show", "dump", "find", "pin", "hold", "write"]
+) {
   Deno.test(`bpfmap ${command} --help prints its usage and exits 0`, async () => {
     const { code, stdout } = await run(command, "--help");
     assert.equal(code, 0);
@@ -39,7 +41,9 @@ for (const command of ["list", "show", "dump", "find", "pin", "hold"]) {
 Deno.test("bpfmap --help lists every command", async () => {
   const { code, stdout } = await run("--help");
   assert.equal(code, 0);
-  for (const command of ["list", "show", "dump", "find", "pin", "hold"]) {
+  for (
+    const command of ["list", "show", "dump", "find", "pin", "hold", "write"]
+  ) {
     assert.match(stdout, new RegExp(`\\n  ${command} `));
   }
 });

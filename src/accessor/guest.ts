@@ -17,10 +17,22 @@ import {
 } from "../btf/special_fields.ts";
 import { recoverFullMapName } from "../btf/map_name.ts";
 import {
+  describeMap,
+  FieldError,
   MapGoneError,
   type MapIdentity,
+  MapReadOnlyError,
   MapUnreadableError,
 } from "../errors.ts";
+import {
+  arrayIndexOf,
+  type BpfMapFieldWriter,
+  type FieldValue,
+  type FieldWriteResult,
+  prepareFieldWrite,
+  type WriteFieldOptions,
+} from "./field_write.ts";
+import { arrayElementAddress, writeKernelBytes } from "../guest/write.ts";
 import {
   GuestKernelError,
   GuestMemoryError,
@@ -90,6 +102,11 @@ export interface GuestMemOptions extends GuestKernelOptions {
    * @internal
    */
   programLayout?: ProgramLayout;
+  /**
+   * Open a RAM file read-write so `writeFields` can store into the guest
+   * (freeze it first). An ELF core cannot be opened writable.
+   */
+  writable?: boolean;
 }
 
 /** Files a caller may have for the guest kernel. */
@@ -163,6 +180,9 @@ function toInfo(record: GuestMapRecord): BpfMapInfo {
   };
 }
 
+const CORE_NOT_WRITABLE =
+  "is an ELF core, a copy of the guest's memory: writing it would change the file, never the guest";
+
 const ONE_VALUE_TYPES: ReadonlySet<number> = new Set([
   MapType.ARRAY,
   MapType.STRUCT_OPS,
@@ -181,7 +201,8 @@ const PERCPU_ARRAY_TYPES: ReadonlySet<number> = new Set([MapType.PERCPU_ARRAY]);
  * for (const map of guest.maps()) console.log(map.id, map.name, guest.release);
  * ```
  */
-export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
+export class GuestMemMapAccessor
+  implements BpfMapAccessor, BpfMapFieldWriter, Disposable {
   /**
    * The located kernel (symbols, address space, BTF).
    *
@@ -266,6 +287,7 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     options: GuestMemOptions = {},
   ): GuestMemMapAccessor {
     const source = openRamFile(path, {
+      ...(options.writable ? { writable: true } : {}),
       ...(options.regions ? { regions: options.regions } : {}),
       ...(options.vmcoreinfo !== undefined
         ? { vmcoreinfo: options.vmcoreinfo }
@@ -277,7 +299,16 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
         source.vmcoreinfo !== null && options.vmcoreinfo === undefined
           ? { ...options, vmcoreinfo: source.vmcoreinfo }
           : options;
-      return GuestMemMapAccessor.#build(source.memory, withInfo, source);
+      const accessor = GuestMemMapAccessor.#build(
+        source.memory,
+        withInfo,
+        source,
+      );
+      if (!options.writable) {
+        accessor.#writeRefusal =
+          "was opened read-only: open it with { writable: true } (the CLI's write command does) to write";
+      }
+      return accessor;
     } catch (error) {
       source.close();
       throw error;
@@ -294,13 +325,24 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
     path: string,
     options: GuestMemOptions = {},
   ): GuestMemMapAccessor {
+    if (options.writable) {
+      throw new GuestSourceError(path, CORE_NOT_WRITABLE, {
+        hint: "write through the running guest's RAM file (--guest-mem)",
+      });
+    }
     const source = openElfCore(path);
     try {
       const withInfo =
         source.vmcoreinfo !== null && options.vmcoreinfo === undefined
           ? { ...options, vmcoreinfo: source.vmcoreinfo }
           : options;
-      return GuestMemMapAccessor.#build(source.memory, withInfo, source);
+      const accessor = GuestMemMapAccessor.#build(
+        source.memory,
+        withInfo,
+        source,
+      );
+      accessor.#writeRefusal = CORE_NOT_WRITABLE;
+      return accessor;
     } catch (error) {
       source.close();
       throw error;
@@ -758,6 +800,120 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
   loadProgramBtf(map: BpfMapInfo, base?: Btf): Btf | null {
     const bytes = this.loadProgramBtfBytes(map);
     return bytes === null ? null : Btf.parse(bytes, base ? { base } : {});
+  }
+
+  // Writes: field stores into the frozen guest's memory (see field_write.ts).
+
+  /** Why this accessor cannot write, or null when it can (memory permitting). */
+  #writeRefusal: string | null = null;
+
+  /**
+   * Sets fields of one element of an ARRAY map (global data included) by
+   * BTF path, storing only the fields' bytes at the element's place in the
+   * guest's memory: the rest of the element, the map and the kernel are not
+   * touched, and nothing is written past the element. Freeze the guest first
+   * (QMP `stop`): a running guest may be writing the same element.
+   *
+   * A frozen map (`.rodata`) is refused unless `allowReadonly`; even then
+   * the result warns that `const volatile` knobs are usually folded into the
+   * programs by the verifier at load time, so writing them later changes
+   * nothing.
+   *
+   * @throws {MapTypeError} for maps other than ARRAY
+   * @throws {MapReadOnlyError} for a frozen map without `allowReadonly`
+   * @throws {FieldError} for a bad path, a value that does not fit, or a
+   *   field holding kernel-owned state (a lock, timer, kptr)
+   * @throws {GuestSourceError} when the image cannot be written (an ELF
+   *   core, or a RAM file opened read-only)
+   */
+  writeFields(
+    map: BpfMapInfo,
+    assignments: Iterable<readonly [string, FieldValue]>,
+    options: WriteFieldOptions = {},
+  ): FieldWriteResult {
+    const record = this.#record(map);
+    const who = { id: record.id, name: record.name };
+    expectMapType(
+      record,
+      ARRAY_TYPES,
+      "an ARRAY map (the guest backend writes array elements and global data)",
+    );
+    const memory = this.kernel.space.memory;
+    const refusal = this.#writeRefusal ??
+      (memory.write === undefined ? "cannot be written" : null);
+    if (refusal !== null) {
+      throw new GuestSourceError(this.#source?.path ?? "guest memory", refusal);
+    }
+    const warnings: string[] = [];
+    if (record.frozen) {
+      if (!options.allowReadonly) {
+        throw new MapReadOnlyError(
+          who,
+          "is frozen (BPF_MAP_FREEZE, as libbpf does to .rodata): its const volatile knobs were usually folded into the programs by the verifier at load time, so writing them changes nothing",
+          { hint: "pass allowReadonly (--allow-rodata) to write it anyway" },
+        );
+      }
+      warnings.push(
+        `${
+          describeMap(who)
+        } is frozen (.rodata): the verifier usually folds const volatile knobs into the programs at load time, so the programs may never read the value written`,
+      );
+    }
+    const btf = record.btfAddress === 0n ? null : this.#programBtf(record);
+    const prepared = prepareFieldWrite(
+      who,
+      btf,
+      record.btfValueTypeId,
+      record.valueSize,
+      assignments,
+    );
+    const owned = btf === null ? [] : this.#specialFields(record);
+    for (const field of prepared.fields) {
+      const clash = owned.find((o) =>
+        o.offset < field.byteOffset + field.byteSize &&
+        field.byteOffset < o.offset + o.size
+      );
+      if (clash) {
+        throw new FieldError(
+          who,
+          field.path,
+          field.typeName,
+          `overlaps a ${clash.kind} at byte ${clash.offset}: kernel-owned state is never written`,
+        );
+      }
+    }
+    const index = arrayIndexOf(record, options.key);
+    const space = this.kernel.space;
+    return this.#guard(map, () => {
+      const va = arrayElementAddress(space, this.reader.layout, record, index);
+      const what = `value ${index} of map ${record.id} ("${record.name}")`;
+      const element = space.mustRead(va, record.valueSize, what).slice();
+      const changes = prepared.apply(element);
+      for (const change of changes) {
+        writeKernelBytes(
+          space,
+          va + BigInt(change.byteOffset),
+          element.subarray(
+            change.byteOffset,
+            change.byteOffset + change.byteSize,
+          ),
+          `${change.path} of ${what}`,
+        );
+      }
+      const key = new Uint8Array(4);
+      new DataView(key.buffer).setUint32(0, index, true);
+      return { map, key, changes, warnings };
+    });
+  }
+
+  /** {@linkcode writeFields} with one field. */
+  writeField(
+    map: BpfMapInfo,
+    path: string,
+    value: FieldValue,
+    options: WriteFieldOptions = {},
+  ): FieldWriteResult {
+    return this.writeFields(map, [[path, value]], options);
   }
 
   /** Closes the image file if this accessor opened it. */

@@ -39,9 +39,11 @@ import {
   BpfCommand,
   Errno,
   LOCAL_STORAGE_MAP_TYPES,
+  MapFlag,
   MapType,
   mapTypeName,
   PERCPU_MAP_TYPES,
+  UpdateFlag,
 } from "../sys/constants.ts";
 import { possibleCpuCount } from "../sys/cpus.ts";
 import { BpfError } from "../sys/errors.ts";
@@ -51,7 +53,16 @@ import {
   MapChangedError,
   MapGoneError,
   type MapIdentity,
+  MapReadOnlyError,
 } from "../errors.ts";
+import {
+  type BpfMapFieldWriter,
+  type FieldValue,
+  fieldWriteKey,
+  type FieldWriteResult,
+  prepareFieldWrite,
+  type WriteFieldOptions,
+} from "./field_write.ts";
 import type { Btf } from "../btf/btf.ts";
 import { loadBtfById } from "../btf/load.ts";
 import { recoverFullMapName } from "../btf/map_name.ts";
@@ -314,7 +325,7 @@ const MAP_WIDE_ERRNOS: ReadonlySet<number> = new Set([
  * for (const map of accessor.maps()) console.log(map.id, map.name);
  * ```
  */
-export class BpfSyscallAccessor implements BpfMapAccessor {
+export class BpfSyscallAccessor implements BpfMapAccessor, BpfMapFieldWriter {
   readonly #btfCache = new Map<number, Btf | null>();
   readonly #problems: ReadProblem[] = [];
   #possibleCpus: number | undefined;
@@ -1194,6 +1205,110 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     }
   }
 
+  /**
+   * Sets fields of one element by BTF path (see `BpfMapFieldWriter`): the
+   * element is looked up, changed in a copy and written back whole with
+   * `BPF_MAP_UPDATE_ELEM` (`BPF_EXIST`: a hash element is never created).
+   * bpf() has no partial update, so a BPF program's own store to another
+   * field of the same element between the lookup and the update is lost.
+   *
+   * @throws {MapTypeError} for maps other than ARRAY, HASH and LRU_HASH
+   * @throws {MapReadOnlyError} for a frozen or `BPF_F_RDONLY` map
+   * @throws {FieldError} for a bad path or a value that does not fit
+   * @throws {MapArgumentError} for a key that is not in the map
+   */
+  writeFields(
+    map: BpfMapInfo,
+    assignments: Iterable<readonly [string, FieldValue]>,
+    options: WriteFieldOptions = {},
+  ): FieldWriteResult {
+    using opened = this.#openReal(map, OpenFlag.READ_WRITE);
+    const real = opened.real;
+    const who = identity(real);
+    expectMapType(
+      real,
+      FIELD_WRITE_TYPES,
+      "an ARRAY, HASH or LRU_HASH map (fields are written in one value per key)",
+    );
+    if ((real.flags & MapFlag.RDONLY) !== 0) {
+      throw new MapReadOnlyError(
+        who,
+        "was created BPF_F_RDONLY: user space cannot write it",
+      );
+    }
+    if (readFdinfo(opened.fd.fd).get("frozen") === "1") {
+      throw new MapReadOnlyError(
+        who,
+        "is frozen (BPF_MAP_FREEZE, as libbpf does to .rodata after load): the kernel refuses every write from user space",
+        {
+          hint:
+            "write a knob in .bss or .data instead; a frozen guest's .rodata can be written with allowReadonly (--allow-rodata), usually to no effect",
+        },
+      );
+    }
+    const prepared = prepareFieldWrite(
+      who,
+      real.btfId === 0 ? null : this.#cachedBtf(real.btfId),
+      real.btfValueTypeId,
+      real.valueSize,
+      assignments,
+    );
+    const key = fieldWriteKey(
+      {
+        ...who,
+        type: real.type,
+        keySize: real.keySize,
+        maxEntries: real.maxEntries,
+      },
+      options.key,
+    );
+    const value = new Uint8Array(new ArrayBuffer(real.valueSize));
+    if (!mapLookupElem(opened.fd.fd, key, value)) {
+      throw new MapArgumentError(
+        who,
+        "key",
+        `${hexKey(key)} is not in the map`,
+      );
+    }
+    const changes = prepared.apply(value);
+    try {
+      mapUpdateElem(opened.fd.fd, key, value, BigInt(UpdateFlag.EXIST));
+    } catch (error) {
+      throw frozenHint(error, opened.fd.fd, real);
+    }
+    // The kernel skips kernel-owned fields (locks, timers, kptrs) in an
+    // update without a word, and a program may store in between: say so
+    // rather than report a change that is not there.
+    const warnings: string[] = [];
+    const now = new Uint8Array(new ArrayBuffer(real.valueSize));
+    if (mapLookupElem(opened.fd.fd, key, now)) {
+      for (const change of changes) {
+        const end = change.byteOffset + change.byteSize;
+        if (
+          !sameBytes(
+            now.subarray(change.byteOffset, end),
+            value.subarray(change.byteOffset, end),
+          )
+        ) {
+          warnings.push(
+            `${change.path} does not read back as ${change.new} right after the update: a kernel-owned field (the kernel skips those) or a BPF program stored to it`,
+          );
+        }
+      }
+    }
+    return { map, key, changes, warnings };
+  }
+
+  /** {@linkcode writeFields} with one field. */
+  writeField(
+    map: BpfMapInfo,
+    path: string,
+    value: FieldValue,
+    options: WriteFieldOptions = {},
+  ): FieldWriteResult {
+    return this.writeFields(map, [[path, value]], options);
+  }
+
   /** Freezes the map: user space can no longer write it. */
   freeze(map: BpfMapInfo): void {
     using fd = this.open(map, OpenFlag.READ_WRITE);
@@ -1206,6 +1321,13 @@ export class BpfSyscallAccessor implements BpfMapAccessor {
     objPin(fd.fd, path);
   }
 }
+
+/** Map types whose one value per key `writeFields` changes. */
+const FIELD_WRITE_TYPES: ReadonlySet<number> = new Set([
+  MapType.ARRAY,
+  MapType.HASH,
+  MapType.LRU_HASH,
+]);
 
 /** Copies of the last (up to 8) keys of a batch, oldest first. */
 function lastKeys(

@@ -23,6 +23,7 @@ Commands:
   hold  NAME... [-- CMD ...] Keep maps alive while CMD runs, or until SIGINT/SIGTERM
   diff  BEFORE.json AFTER.json  What changed between two failure-dump reports
   progs                      List every BPF program (table, or --json like bpftool prog show -j)
+  write (--id N | --name NAME) FIELD=VALUE...  Set fields of one element by BTF path
   help  [COMMAND]            Show help for a command
 
 Options:
@@ -139,6 +140,38 @@ Options:
                    load_time_ns (since the guest's boot) for loaded_at
 ${PARTIAL_HELP}
   -h, --help       Show this help
+
+${SOURCE_HELP}`,
+  write:
+    `Usage: bpfmap write (--id N | --name NAME) [--key K] [--allow-rodata] FIELD=VALUE... [SOURCE]
+
+Set fields of one map element, named by BTF path as in the program's C source:
+a global variable of a .bss/.data map (g_counter=0, cfg.mode=MODE_RR), a
+member of a struct value (stats.slots[3].pid=7), through anonymous structs and
+unions. Every FIELD=VALUE is checked before anything is written; then each
+changed field is printed as "FIELD: OLD -> NEW".
+
+Values: integers (decimal, 0x, 0o, 0b; range-checked for the field's size and
+signedness, bitfields included), enums by enumerator name or number, bools
+(true, false, 1, 0), floats, and char arrays from a string (NUL-padded, at
+most one byte shorter than the array). Structs, pointers and kernel-owned
+fields (locks, timers, kptrs) are refused.
+
+Live, the element is read, changed and written back whole (BPF_MAP_UPDATE_ELEM):
+a program's store to another field in between is lost. Frozen maps (.rodata)
+are refused. In a guest (--guest-mem), only the fields' bytes are stored in
+its RAM file; give --qmp to freeze it for the write.
+
+Options:
+      --id N          Map id
+      --name NAME     Kernel-visible map name (must name one map)
+      --key K         Which element: an ARRAY index (default 0, the global
+                      data's one element), or a HASH key as an integer
+                      (little-endian in the key size) or bytes ("0x01 0 0 0")
+      --allow-rodata  Guest only: write a frozen map (.rodata) anyway. The
+                      verifier usually folds const volatile knobs into the
+                      programs at load time, so this often changes nothing
+  -h, --help          Show this help
 
 ${SOURCE_HELP}`,
   diff: `Usage: bpfmap diff BEFORE.json AFTER.json [--json]

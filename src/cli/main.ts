@@ -22,13 +22,14 @@ import { list } from "./commands/list.ts";
 import { pin } from "./commands/pin.ts";
 import { progs } from "./commands/progs.ts";
 import { show } from "./commands/show.ts";
+import { write } from "./commands/write.ts";
 
 export { UsageError } from "./args.ts";
 export type { CliIo } from "./context.ts";
 
 const COMMANDS: Readonly<
   Record<string, (context: Context, args: string[]) => number | Promise<number>>
-> = { list, show, dump, find, pin, hold, diff, progs };
+> = { list, show, dump, find, pin, hold, diff, progs, write };
 
 /** Commands that write only to stderr, so a closed stdout does not matter. */
 const STDERR_ONLY = new Set(["pin", "hold"]);

@@ -62,6 +62,7 @@ export async function withSource<T>(
   context: Context,
   values: Record<string, string | boolean | undefined>,
   body: (source: Source) => T | Promise<T>,
+  access: { writable?: boolean } = {},
 ): Promise<T> {
   const mem = values["guest-mem"] as string | undefined;
   const core = values["guest-core"] as string | undefined;
@@ -119,7 +120,11 @@ export async function withSource<T>(
   const { GuestMemMapAccessor, loadGuestKernelFiles } = await import(
     "../accessor/guest.ts"
   );
-  const options = loadGuestKernelFiles(files);
+  const options = {
+    ...loadGuestKernelFiles(files),
+    // only `write` opens the guest's RAM read-write
+    ...(access.writable ? { writable: true } : {}),
+  };
   using accessor = mem !== undefined
     ? GuestMemMapAccessor.openRamFile(path, options)
     : GuestMemMapAccessor.openCore(path, options);

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { openReadOnly, preadFd } from "../sys/bpf.ts";
+import { openReadOnly, openReadWrite, preadFd, pwriteFd } from "../sys/bpf.ts";
 import type { OwnedFd } from "../sys/fd.ts";
 import { dataRuns } from "../sys/holes.ts";
 import { GuestMemoryError, hex } from "./errors.ts";
@@ -74,6 +74,22 @@ export interface PhysicalMemory {
    * holes, as a sparse file does).
    */
   dataRuns(region: PhysRegion): { start: bigint; end: bigint }[];
+  /**
+   * Writes `bytes` at `pa` (stitched across regions) so that the image and
+   * later reads hold them. Absent on memory that can never be written; throws
+   * a GuestMemoryError when some byte is not backed (nothing is written then)
+   * or the source was opened read-only.
+   */
+  write?(pa: bigint, bytes: Uint8Array): void;
+}
+
+/** A write outside the backed memory: refused before any byte is written. */
+function unbackedWrite(pa: bigint, len: number): GuestMemoryError {
+  return new GuestMemoryError(
+    `write ${len} bytes of guest memory`,
+    pa,
+    "some byte is not backed by the image",
+  );
 }
 
 function sortRegions(
@@ -250,12 +266,29 @@ export class BytesMemory implements PhysicalMemory {
   dataRuns(region: PhysRegion): { start: bigint; end: bigint }[] {
     return [{ start: region.gpa, end: region.gpa + region.size }];
   }
+
+  /** Copies `bytes` into the image at `pa`; nothing is written unless every byte is backed. */
+  write(pa: bigint, bytes: Uint8Array): void {
+    if (!covered(this.regions, pa, bytes.length)) {
+      throw unbackedWrite(pa, bytes.length);
+    }
+    let done = 0;
+    stitch(this.regions, pa, new Uint8Array(bytes.length), (offset, into) => {
+      this.bytes.set(bytes.subarray(done, done + into.length), offset);
+      done += into.length;
+    });
+  }
 }
 
 /** Options for {@linkcode FileMemory.open}. */
 export interface FileMemoryOptions {
   /** Bytes of page cache (4 KiB pages); default 256 MiB, allocated as used. */
   cacheBytes?: number;
+  /**
+   * Open the file read-write so `write` works (a RAM file of a frozen guest).
+   * Default false: reading never needs write access.
+   */
+  writable?: boolean;
 }
 
 const PAGE = 4096;
@@ -292,6 +325,7 @@ export class FileMemory implements PhysicalMemory, Disposable {
   readonly #scratch = new Uint8Array(8);
   readonly #scratchView = new DataView(this.#scratch.buffer);
   #used = 0;
+  readonly #writable: boolean;
 
   private constructor(
     path: string,
@@ -299,9 +333,11 @@ export class FileMemory implements PhysicalMemory, Disposable {
     size: number,
     regions: readonly PhysRegion[],
     cacheBytes: number,
+    writable: boolean,
   ) {
     this.path = path;
     this.#fd = fd;
+    this.#writable = writable;
     this.size = size;
     this.regions = sortRegions(regions, size, `${path}`);
     const pages = Math.max(16, Math.floor(cacheBytes / PAGE));
@@ -322,7 +358,8 @@ export class FileMemory implements PhysicalMemory, Disposable {
     regions: readonly PhysRegion[],
     options: FileMemoryOptions = {},
   ): FileMemory {
-    const fd = openReadOnly(path);
+    const writable = options.writable === true;
+    const fd = writable ? openReadWrite(path) : openReadOnly(path);
     try {
       return new FileMemory(
         path,
@@ -330,6 +367,7 @@ export class FileMemory implements PhysicalMemory, Disposable {
         size,
         regions,
         options.cacheBytes ?? 256 << 20,
+        writable,
       );
     } catch (error) {
       fd.close();
@@ -477,6 +515,53 @@ export class FileMemory implements PhysicalMemory, Disposable {
       start: region.gpa + BigInt(run.start - start),
       end: region.gpa + BigInt(run.end - start),
     }));
+  }
+
+  /**
+   * pwrites `bytes` at `pa` and updates any cached copy of the pages touched,
+   * so reads through this object see the write. Nothing is written unless
+   * every byte is backed. The file must have been opened `writable`.
+   */
+  write(pa: bigint, bytes: Uint8Array): void {
+    if (this.#fd === null || !this.#writable) {
+      throw new GuestMemoryError(
+        `write ${bytes.length} bytes of ${this.path}`,
+        pa,
+        this.#fd === null ? "the file was closed" : "it was opened read-only",
+      );
+    }
+    if (!this.has(pa, bytes.length)) throw unbackedWrite(pa, bytes.length);
+    const fd = this.#fd.fd;
+    let done = 0;
+    stitch(this.regions, pa, new Uint8Array(bytes.length), (offset, into) => {
+      const chunk = bytes.subarray(done, done + into.length);
+      for (let written = 0; written < chunk.length;) {
+        const n = pwriteFd(
+          fd,
+          chunk.subarray(written),
+          BigInt(offset + written),
+        );
+        if (n <= 0) {
+          throw new GuestMemoryError(
+            `write ${chunk.length} bytes of ${this.path} (file offset)`,
+            BigInt(offset + written),
+            n < 0 ? `pwrite failed with errno ${-n}` : "pwrite wrote nothing",
+          );
+        }
+        written += n;
+      }
+      done += into.length;
+    });
+    for (let i = 0; i < bytes.length;) {
+      const at = pa + BigInt(i);
+      const inPage = Number(at & 0xfffn);
+      const n = Math.min(bytes.length - i, PAGE - inPage);
+      const slot = this.#slots.get(Number(at >> 12n));
+      if (slot !== undefined) {
+        this.bytes.set(bytes.subarray(i, i + n), slot * PAGE + inPage);
+      }
+      i += n;
+    }
   }
 
   /** Closes the file; later reads throw. */

@@ -36,6 +36,8 @@ export interface RamFileOptions {
   vmcoreinfo?: string;
   /** Page-cache bytes (see {@linkcode FileMemory}). */
   cacheBytes?: number;
+  /** Open the file read-write, so the guest's memory can be written (freeze it first). */
+  writable?: boolean;
 }
 
 class FileSource implements GuestMemorySource {
@@ -136,12 +138,12 @@ export function openRamFile(
     (text === null
       ? ARCHES[0]!.defaultLayout(BigInt(size))
       : detectArch(parseVmcoreinfo(text)).defaultLayout(BigInt(size)));
-  const memory = FileMemory.open(
-    path,
-    size,
-    regions,
-    options.cacheBytes === undefined ? {} : { cacheBytes: options.cacheBytes },
-  );
+  const memory = FileMemory.open(path, size, regions, {
+    ...(options.cacheBytes === undefined
+      ? {}
+      : { cacheBytes: options.cacheBytes }),
+    ...(options.writable ? { writable: true } : {}),
+  });
   return new FileSource(memory, text);
 }
 

@@ -661,6 +661,41 @@ export function preadFd(
   return result < 0 ? -lastErrno() : result;
 }
 
+/**
+ * open(2) read-write (with O_CLOEXEC), never creating: for writing into a
+ * guest RAM file that must already exist.
+ */
+export function openReadWrite(path: string): OwnedFd {
+  const O_RDWR = 2;
+  const O_CLOEXEC = 0o2000000;
+  const result = getLibc().open(
+    pathBytes(path) as Uint8Array<ArrayBuffer>,
+    O_RDWR | O_CLOEXEC,
+    0,
+  );
+  if (result < 0) {
+    throw new SyscallError(`open ${path} for writing`, lastErrno());
+  }
+  return new OwnedFd(result);
+}
+
+/** pwrite(2) of `buffer` at `offset`; returns bytes written, or -errno. */
+export function pwriteFd(
+  fd: number,
+  buffer: Uint8Array,
+  offset: bigint,
+): number {
+  const result = Number(
+    getLibc().pwrite(
+      fd,
+      buffer as Uint8Array<ArrayBuffer>,
+      BigInt(buffer.byteLength),
+      offset,
+    ),
+  );
+  return result < 0 ? -lastErrno() : result;
+}
+
 /** The key/value lines of `/proc/self/fdinfo/FD` (memlock, frozen, map_id, ...). */
 export function readFdinfo(
   fd: number,

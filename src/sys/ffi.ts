@@ -37,6 +37,8 @@ const symbols = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   /** ssize_t pread(int fd, void *buf, size_t count, off_t offset) */
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "i64" },
+  /** ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset) — writes into a frozen guest's RAM file */
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "i64" },
   /** uid_t geteuid(void) */
   geteuid: { parameters: [], result: "u32" },
   /** off_t lseek(int fd, off_t offset, int whence) — SEEK_DATA/SEEK_HOLE for sparse guest RAM files */

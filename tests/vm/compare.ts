@@ -6,9 +6,9 @@
  */
 
 import { Btf } from "../../src/btf/mod.ts";
+import { MapArgumentError } from "../../src/errors.ts";
 import type { GuestMemMapAccessor } from "../../src/accessor/guest.ts";
 import type { BpfMapInfo } from "../../src/accessor/types.ts";
-import { MapArgumentError } from "../../src/errors.ts";
 
 /** Counts of what was compared, and every difference found. */
 export interface Comparison {

@@ -21,11 +21,18 @@ import {
 import type { GuestMapRecord } from "../../src/guest/maps.ts";
 import { MapType } from "../../src/sys/constants.ts";
 import { ignoreUnlessCommands, REQUIRE_ALL } from "../_support/env.ts";
+import { runCli } from "../_support/cli.ts";
 import { agentLine, agentMaps, compareGuest } from "./compare.ts";
 import { comparePrograms } from "./compare_programs.ts";
 import { bootUntil, ROOT, schedulersReady, SCX_BIN } from "./harness.ts";
 
 const AGENT = `${ROOT}/tests/vm/scx_agent.ts`;
+// Far above any vtime a few seconds of guest time reach: scx_simple only
+// ever raises vtime_now, so once this is written its later values sit just
+// above it, and a write that did not land cannot pass.
+const VTIME_WRITTEN = 1n << 60n;
+// Then `bpfmap write` raises it again: the guest must carry on from this one.
+const VTIME_CLI = VTIME_WRITTEN + (1n << 40n);
 const SCHEDULERS = ["simple", "qmap", "sdt"] as const;
 
 const ignore = ignoreUnlessCommands("qemu-system-x86_64") ||
@@ -199,6 +206,39 @@ for (const scheduler of SCHEDULERS) {
           }
         }
       }
+      // A host write while frozen: scx_simple's vtime_now, set through the RAM
+      // file; the scheduler must carry on from it (read by bpf() in phase 2).
+      let vtimeWrite: { id: number; offset: number; old: string } | null = null;
+      if (scheduler === "simple") {
+        using writable = GuestMemMapAccessor.openRamFile(guest.ramPath, {
+          writable: true,
+        });
+        const bss = writable.findMap("scx_simp.bss");
+        assert.ok(bss, "scx_simp.bss not in guest memory");
+        const written = writable.writeField(
+          bss,
+          "vtime_now",
+          VTIME_WRITTEN,
+        );
+        const change = written.changes[0]!;
+        assert.equal(change.new, String(VTIME_WRITTEN));
+        vtimeWrite = { id: bss.id, offset: change.byteOffset, old: change.old };
+      }
+      if (vtimeWrite !== null) {
+        const cli = await runCli(
+          "write",
+          "--guest-mem",
+          guest.ramPath,
+          "--name",
+          "scx_simp.bss",
+          `vtime_now=${VTIME_CLI}`,
+        );
+        assert.equal(cli.code, 0, cli.stderr);
+        assert.equal(
+          cli.stdout,
+          `map "scx_simp.bss" (id ${vtimeWrite.id}), element 0:\n  vtime_now: ${VTIME_WRITTEN} -> ${VTIME_CLI}\n`,
+        );
+      }
       await guest.qmp.cont();
 
       // Phase 2: quiesced, compared with bpf() byte for byte.
@@ -232,6 +272,20 @@ for (const scheduler of SCHEDULERS) {
         "the quiesced read covers every map the scheduler created",
       );
       assert.equal(result.maps, running.maps.length);
+      let vtimeAfter = 0n;
+      if (vtimeWrite !== null) {
+        const bss = agent.find((m) => m.meta.id === vtimeWrite.id);
+        assert.ok(bss, "the agent did not read scx_simp.bss");
+        const hex = (bss.data as string[])[0]!.slice(
+          vtimeWrite.offset * 2,
+          vtimeWrite.offset * 2 + 16,
+        );
+        vtimeAfter = BigInt(`0x${hex.match(/../g)!.reverse().join("")}`);
+        assert.ok(
+          vtimeAfter >= VTIME_CLI && vtimeAfter < VTIME_CLI + (1n << 40n),
+          `vtime_now read by bpf() in the guest is ${vtimeAfter}, not just above the ${VTIME_CLI} written from the host (was ${vtimeWrite.old})`,
+        );
+      }
 
       // Same-named maps (qmap's five .data.qa_q_lock<N>): told apart only by their BTF.
       const sections = new Map<string, string[]>();
@@ -282,6 +336,9 @@ for (const scheduler of SCHEDULERS) {
             ? `; same-named: ${
               duplicated.map(([n, l]) => `${l.length}x ${n}`).join(", ")
             }`
+            : "") +
+          (vtimeWrite
+            ? `; host wrote vtime_now ${vtimeWrite.old} -> ${VTIME_WRITTEN} (library) -> ${VTIME_CLI} (bpfmap write) while frozen, bpf() in the guest then read ${vtimeAfter}`
             : "") +
           (runningDifferences.length
             ? `\n  while running, e.g. ${
