@@ -41,6 +41,8 @@ done
 [ -f "$ROOT/mod.ts" ] && cp "$ROOT/mod.ts" "$W/bpfmap/"
 cp -r "$ROOT/src" "$W/bpfmap/src"
 mkdir -p "$W/bpfmap/tests/vm"
+# the contract agent runs the contract test files and their helpers in the guest
+cp -r "$ROOT/tests/contract" "$ROOT/tests/_support" "$W/bpfmap/tests/"
 cp "$AGENT" "$W/bpfmap/tests/vm/agent.ts"
 echo "root:x:0:0:root:/tmp:/bin/sh" >"$W/etc/passwd"
 cat >"$W/init" <<'INIT'
