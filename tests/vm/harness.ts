@@ -128,6 +128,7 @@ export function schedulersReady(names: readonly string[]): boolean {
 }
 
 let unique = 0;
+const VM_LOCK = "/tmp/bpfmap-vm.lock";
 
 /**
  * Builds the initramfs and boots one kernel with `-accel tcg -cpu max`, RAM
@@ -141,6 +142,23 @@ let unique = 0;
  * ```
  */
 export async function bootGuest(options: BootOptions): Promise<Guest> {
+  // One guest at a time on this machine: two TCG guests on 2 cores (as
+  // `deno test --parallel` ran them) slowed a boot to 128 s and starved a
+  // third QEMU past its QMP timeout. The lock lives until the guest is disposed.
+  const slot = await Deno.open(VM_LOCK, { create: true, write: true });
+  await slot.lock(true);
+  try {
+    return await startGuest(options, slot);
+  } catch (error) {
+    slot.close();
+    throw error;
+  }
+}
+
+async function startGuest(
+  options: BootOptions,
+  slot: Deno.FsFile,
+): Promise<Guest> {
   const name = `bpfmap-${options.kernel}-${Deno.pid}-${unique++}`;
   const dir = await Deno.makeTempDir({ prefix: "bpfmap-vm-" });
   const initrd = `${dir}/initrd.cpio`;
@@ -213,7 +231,7 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
   });
   let qmp: QmpClient;
   try {
-    qmp = await QmpClient.connect(qmpPath, { timeoutMs: 15_000 });
+    qmp = await QmpClient.connect(qmpPath, { timeoutMs: 60_000 });
   } catch (error) {
     try {
       child.kill("SIGKILL");
@@ -259,6 +277,7 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
       await Promise.allSettled([pump, errors]);
       await Deno.remove(ramPath).catch(() => {});
       await Deno.remove(dir, { recursive: true }).catch(() => {});
+      slot.close();
     },
   };
 }
