@@ -16,7 +16,7 @@
 
 import { openReadOnly, preadFd } from "../sys/bpf.ts";
 import type { OwnedFd } from "../sys/fd.ts";
-import { dataRuns } from "../sys/holes.ts";
+import { type DataRun, dataRuns } from "../sys/holes.ts";
 import { GuestMemoryError, hex } from "./errors.ts";
 
 /** One contiguous run of guest physical memory inside the image. */
@@ -256,6 +256,13 @@ export class BytesMemory implements PhysicalMemory {
 export interface FileMemoryOptions {
   /** Bytes of page cache (4 KiB pages); default 256 MiB, allocated as used. */
   cacheBytes?: number;
+  /**
+   * Where data may lie in `[start, end)` of the file, for a source lseek
+   * cannot tell (a process's memory: its page map can). Default: SEEK_DATA.
+   */
+  dataRuns?: (start: number, end: number) => DataRun[];
+  /** Why a read came up short, for a source that is not a plain file (default: it shrank). */
+  shortRead?: () => string;
 }
 
 const PAGE = 4096;
@@ -292,14 +299,17 @@ export class FileMemory implements PhysicalMemory, Disposable {
   readonly #scratch = new Uint8Array(8);
   readonly #scratchView = new DataView(this.#scratch.buffer);
   #used = 0;
+  readonly #options: FileMemoryOptions;
 
   private constructor(
     path: string,
     fd: OwnedFd,
     size: number,
     regions: readonly PhysRegion[],
-    cacheBytes: number,
+    options: FileMemoryOptions,
   ) {
+    const cacheBytes = options.cacheBytes ?? 256 << 20;
+    this.#options = options;
     this.path = path;
     this.#fd = fd;
     this.size = size;
@@ -324,13 +334,7 @@ export class FileMemory implements PhysicalMemory, Disposable {
   ): FileMemory {
     const fd = openReadOnly(path);
     try {
-      return new FileMemory(
-        path,
-        fd,
-        size,
-        regions,
-        options.cacheBytes ?? 256 << 20,
-      );
+      return new FileMemory(path, fd, size, regions, options);
     } catch (error) {
       fd.close();
       throw error;
@@ -364,6 +368,13 @@ export class FileMemory implements PhysicalMemory, Disposable {
           `read ${into.length} bytes of ${this.path} (file offset)`,
           BigInt(offset),
           `pread failed with errno ${-n}`,
+        );
+      }
+      if (n === 0 && this.#options.shortRead) {
+        throw new GuestMemoryError(
+          `read ${into.length} bytes of ${this.path} (file offset)`,
+          BigInt(offset),
+          this.#options.shortRead(),
         );
       }
       if (n === 0) {
@@ -471,7 +482,10 @@ export class FileMemory implements PhysicalMemory, Disposable {
   dataRuns(region: PhysRegion): { start: bigint; end: bigint }[] {
     if (this.#fd === null) return [];
     const start = region.fileOffset;
-    return dataRuns(this.#fd.fd, start, start + Number(region.size)).map((
+    const end = start + Number(region.size);
+    const runs = this.#options.dataRuns?.(start, end) ??
+      dataRuns(this.#fd.fd, start, end);
+    return runs.map((
       run,
     ) => ({
       start: region.gpa + BigInt(run.start - start),
