@@ -43,12 +43,16 @@ export interface BootOptions {
    * in `__schedule` (1 of 5 qmap runs).
    */
   singleThreadTcg?: boolean;
+  /** Back guest RAM with a `/dev/shm` file (default); false: QEMU's anonymous memory, no file. */
+  ramFile?: boolean;
 }
 
 /** A running guest. Dispose to quit QEMU and remove its files. */
 export interface Guest extends AsyncDisposable {
-  /** Host file backing guest RAM. */
+  /** Host file backing guest RAM ("" when booted with `ramFile: false`). */
   ramPath: string;
+  /** The QEMU process. */
+  pid: number;
   /** QMP session. */
   qmp: QmpClient;
   /** A second, unconnected QMP socket, for a CLI run with `--qmp`. */
@@ -102,7 +106,7 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
   const name = `bpfmap-${options.kernel}-${Deno.pid}-${unique++}`;
   const dir = await Deno.makeTempDir({ prefix: "bpfmap-vm-" });
   const initrd = `${dir}/initrd.cpio`;
-  const ramPath = `/dev/shm/${name}`;
+  const ramPath = options.ramFile === false ? "" : `/dev/shm/${name}`;
   const qmpPath = `${dir}/qmp.sock`;
   const spareQmpPath = `${dir}/qmp-spare.sock`;
   const build = await new Deno.Command("sh", {
@@ -122,10 +126,12 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
     String(options.cpus ?? 2),
     "-m",
     `${memory}M`,
-    "-object",
-    `memory-backend-file,id=mem,size=${memory}M,mem-path=${ramPath},share=on`,
-    "-machine",
-    "memory-backend=mem",
+    ...(ramPath === "" ? [] : [
+      "-object",
+      `memory-backend-file,id=mem,size=${memory}M,mem-path=${ramPath},share=on`,
+      "-machine",
+      "memory-backend=mem",
+    ]),
     "-kernel",
     `${CACHE}/${options.kernel}/vmlinuz`,
     "-initrd",
@@ -180,6 +186,7 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
   }
   return {
     ramPath,
+    pid: child.pid,
     qmp,
     spareQmpPath,
     console: () => text,
@@ -214,7 +221,7 @@ export async function bootGuest(options: BootOptions): Promise<Guest> {
       await status;
       clearTimeout(timer);
       await Promise.allSettled([pump, errors]);
-      await Deno.remove(ramPath).catch(() => {});
+      if (ramPath !== "") await Deno.remove(ramPath).catch(() => {});
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };
