@@ -139,7 +139,7 @@ export interface EntryBatchOptions {
 /** Something a read had to skip, recorded instead of silently dropped. */
 export interface ReadProblem {
   /** What was skipped. */
-  what: "map" | "bucket" | "element" | "page" | "owner" | "program" | "source";
+  what: "map" | "bucket" | "element" | "page" | "owner" | "program";
   /** The map it belongs to, when known. */
   mapId?: number;
   /** The kernel (guest) address involved, when there is one. */

@@ -263,6 +263,11 @@ export interface FileMemoryOptions {
   dataRuns?: (start: number, end: number) => DataRun[];
   /** Why a read came up short, for a source that is not a plain file (default: it shrank). */
   shortRead?: () => string;
+  /**
+   * Maps a region's offset to the file offset read: `/proc/kcore` under
+   * 5-level paging puts RAM past 2^53, beyond what a number offset can say.
+   */
+  fileOffsetOf?: (offset: number) => bigint;
 }
 
 const PAGE = 4096;
@@ -361,7 +366,7 @@ export class FileMemory implements PhysicalMemory, Disposable {
       const n = preadFd(
         this.#fd.fd,
         into.subarray(done),
-        BigInt(offset + done),
+        this.#options.fileOffsetOf?.(offset + done) ?? BigInt(offset + done),
       );
       if (n < 0) {
         throw new GuestMemoryError(
