@@ -303,7 +303,7 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
   /**
    * Opens the guest RAM of a running QEMU process through `/proc/PID/mem`
    * (no RAM file needed). Stop the guest (QMP `stop`) around the read and
-   * say so with `frozen: true`; otherwise `problems()` notes that the view
+   * say so with `frozen: true`; otherwise `notes` says that the view
    * may be torn. `ram` (from QMP: {@linkcode qemuRamLayout}) places RAM
    * exactly; without it QEMU's command line and the machine's rules do.
    *
@@ -322,7 +322,7 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
   /**
    * Reads this machine's own maps through `/proc/kcore` with the guest
    * walkers (root; no lockdown=confidentiality). The kernel runs meanwhile:
-   * `problems()` notes that a map changing during the read may be torn.
+   * `notes` says that a map changing during the read may be torn.
    */
   static openKcore(options: GuestMemOptions = {}): GuestMemMapAccessor {
     return GuestMemMapAccessor.#fromSource(openKcore(), options);
@@ -342,6 +342,14 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
       source.close();
       throw error;
     }
+  }
+
+  /**
+   * What the source says about the whole view (nothing skipped): a guest or
+   * kernel read while it ran may show a map torn by a concurrent update.
+   */
+  get notes(): readonly string[] {
+    return this.#source?.notes ?? [];
   }
 
   /** The guest's `OSRELEASE`. */
@@ -369,12 +377,7 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
    * oldest first, each with the map id and guest address involved.
    */
   problems(): readonly ReadProblem[] {
-    const notes = this.#source?.notes ?? [];
-    if (notes.length === 0) return this.reader.problems;
-    return [
-      ...notes.map((message) => ({ what: "source" as const, message })),
-      ...this.reader.problems,
-    ];
+    return this.reader.problems;
   }
 
   #records(): GuestMapRecord[] {

@@ -263,6 +263,7 @@ async function withProcessSource<T>(
       frozen: frozen !== undefined,
       ...(frozen ? { ram: await frozen.ask(qemuRamLayout) } : {}),
     });
+  for (const note of accessor.notes) context.note(note);
   return await body({
     accessor,
     cpus: accessor.cpuCount,

@@ -35,6 +35,8 @@ export interface KcoreLayout {
   regions: PhysRegion[];
   /** The direct-map base the segments agree on (`vaddr - paddr`). */
   directMapBase: bigint;
+  /** The kcore file offset of a region's `fileOffset`. */
+  fileOffsetOf: (offset: number) => bigint;
   /** VMCOREINFO from the core's note, or null. */
   vmcoreinfo: string | null;
 }
@@ -74,6 +76,7 @@ export function parseKcore(read: ReadAt, name = KCORE): KcoreLayout {
     size: bigint;
   }[] = [];
   let vmcoreinfo: string | null = null;
+  let loadCount = 0;
   for (let i = 0; i < phnum; i++) {
     const at = i * phentsize;
     const type = ph.getUint32(at, true);
@@ -84,12 +87,10 @@ export function parseKcore(read: ReadAt, name = KCORE): KcoreLayout {
     if (type === PT_NOTE && vmcoreinfo === null && size <= BigInt(MAX_NOTES)) {
       vmcoreinfo = findVmcoreinfoNote(read(offset, Number(size)));
     }
-    // offsets of far-away segments (the kernel image under 5-level paging)
-    // exceed 2^53; the direct map's never do
-    if (
-      type === PT_LOAD && paddr !== NO_PADDR && size > 0n &&
-      offset + size <= BigInt(Number.MAX_SAFE_INTEGER)
-    ) loads.push({ paddr, vaddr, offset, size });
+    if (type === PT_LOAD) loadCount++;
+    if (type === PT_LOAD && paddr !== NO_PADDR && size > 0n) {
+      loads.push({ paddr, vaddr, offset, size });
+    }
   }
   // the direct-map base is the offset most of the RAM segments share
   const votes = new Map<bigint, bigint>();
@@ -104,14 +105,41 @@ export function parseKcore(read: ReadAt, name = KCORE): KcoreLayout {
   }
   if (directMapBase < 0n) {
     throw new GuestKernelError(
-      `${name} has no RAM segments (no PT_LOAD with a physical address): cannot read physical memory through it`,
+      `${name} has no RAM segments (none of its ${loadCount} PT_LOADs has a physical address): cannot read physical memory through it`,
     );
   }
-  const regions = loads
-    .filter((l) => BigInt.asUintN(64, l.vaddr - l.paddr) === directMapBase)
-    .map((l) => ({ gpa: l.paddr, size: l.size, fileOffset: Number(l.offset) }))
-    .sort((a, b) => (a.gpa < b.gpa ? -1 : a.gpa > b.gpa ? 1 : 0));
-  return { regions, directMapBase, vmcoreinfo };
+  const ram = loads.filter((l) =>
+    BigInt.asUintN(64, l.vaddr - l.paddr) === directMapBase
+  );
+  const pieces = ram.map((l) => ({
+    gpa: l.paddr,
+    size: l.size,
+    offset: l.offset,
+  }));
+  pieces.sort((a, b) => (a.gpa < b.gpa ? -1 : a.gpa > b.gpa ? 1 : 0));
+  // kcore offsets pass 2^53 under 5-level paging: regions count in a packed
+  // numbering (piece after piece) that fileOffsetOf maps back
+  const regions: PhysRegion[] = [];
+  const packed: { from: number; to: number; offset: bigint }[] = [];
+  let next = 0;
+  for (const piece of pieces) {
+    const size = Number(piece.size);
+    if (!Number.isSafeInteger(next + size)) {
+      throw new GuestKernelError(
+        `${name}: RAM segments add up to more than bpfmap can address`,
+      );
+    }
+    regions.push({ gpa: piece.gpa, size: piece.size, fileOffset: next });
+    packed.push({ from: next, to: next + size, offset: piece.offset });
+    next += size;
+  }
+  const fileOffsetOf = (at: number): bigint => {
+    for (const p of packed) {
+      if (at >= p.from && at < p.to) return p.offset + BigInt(at - p.from);
+    }
+    return BigInt(at); // not reached: reads stay inside regions
+  };
+  return { regions, directMapBase, fileOffsetOf, vmcoreinfo };
 }
 
 function lockdownMode(): string | null {
@@ -243,6 +271,9 @@ export function openKcore(
       ...(options.cacheBytes === undefined
         ? {}
         : { cacheBytes: options.cacheBytes }),
+      fileOffsetOf: layout.fileOffsetOf,
+      // SEEK_DATA on kcore knows nothing of holes: every byte may be data
+      dataRuns: (start, end) => [{ start, end }],
       shortRead: () =>
         "kcore ended early (memory hot-unplugged during the read?)",
     },

@@ -246,6 +246,12 @@ function readProcText(path: string, pid: number, limit: number): string {
   try {
     bytes = Deno.readFileSync(path);
   } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new GuestSourceError(`PID ${pid}`, "is not a running process", {
+        cause: error,
+        hint: NEEDED,
+      });
+    }
     throw new GuestSourceError(
       `PID ${pid}`,
       `cannot be inspected (${path}: ${
