@@ -259,6 +259,21 @@ async function kcoreStep(): Promise<void> {
         : null,
     };
   };
+  // the bytes kcore's parser reads (ELF header, program headers, notes), for
+  // the host to corrupt: real headers, not made-up ones
+  const { parseKcore } = await import("../../src/guest/kcore.ts");
+  const { openReadOnly, preadFd } = await import("../../src/sys/bpf.ts");
+  const pieces: [string, string][] = [];
+  {
+    using fd = openReadOnly("/proc/kcore");
+    parseKcore((offset, len) => {
+      const out = new Uint8Array(len);
+      if (preadFd(fd.fd, out, offset) !== len) throw new Error("short read");
+      pieces.push([String(offset), hexOf(out)!]);
+      return out;
+    });
+  }
+  console.log("BPFMAP-KCORE-HEAD " + JSON.stringify(pieces));
   const live = await run("dump", "--json");
   const kcore = await run("dump", "--json", "--kcore");
   const differences: string[] = [];
