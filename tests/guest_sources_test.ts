@@ -89,96 +89,108 @@ Deno.test("QEMU's -m and machine rules place RAM as QEMU does", () => {
   );
 });
 
-Deno.test({
-  name:
-    "a running QEMU's RAM is found in /proc/PID/maps and read at the right guest-physical addresses",
-  ignore: !REQUIRE_ALL && !qemuRuns(),
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    const dir = await Deno.makeTempDir({ prefix: "bpfmap-qemu-pid-" });
-    const low = pattern(1, 8192);
-    const high = pattern(2, 8192);
-    Deno.writeFileSync(`${dir}/low.bin`, low);
-    Deno.writeFileSync(`${dir}/high.bin`, high);
-    const qmpPath = `${dir}/qmp.sock`;
-    // 3840 MiB on pc: 3 GiB below 4 GiB, 768 MiB at 4 GiB. Untouched guest
-    // RAM costs the host nothing; the loader writes only its two blobs.
-    const child = new Deno.Command("qemu-system-x86_64", {
-      args: [
-        "-accel",
-        "tcg",
-        "-m",
-        "3840M",
-        "-nographic",
-        "-nodefaults",
-        "-S",
-        "-device",
-        `loader,file=${dir}/low.bin,addr=0x200000,force-raw=on`,
-        "-device",
-        `loader,file=${dir}/high.bin,addr=0x120000000,force-raw=on`,
-        "-qmp",
-        `unix:${qmpPath},server,nowait`,
-      ],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    try {
-      const qmp = await QmpClient.connect(qmpPath, { timeoutMs: 15_000 });
+for (const backing of ["anonymous", "shared-file"] as const) {
+  Deno.test({
+    name:
+      `a running QEMU's ${backing} RAM is found in /proc/PID/maps and read at the right guest-physical addresses`,
+    ignore: !REQUIRE_ALL && !qemuRuns(),
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async () => {
+      const dir = await Deno.makeTempDir({ prefix: "bpfmap-qemu-pid-" });
+      const low = pattern(1, 8192);
+      const high = pattern(2, 8192);
+      Deno.writeFileSync(`${dir}/low.bin`, low);
+      Deno.writeFileSync(`${dir}/high.bin`, high);
+      const qmpPath = `${dir}/qmp.sock`;
+      // 3840 MiB on pc: 3 GiB below 4 GiB, 768 MiB at 4 GiB. Untouched guest
+      // RAM costs the host nothing; the loader writes only its two blobs.
+      const child = new Deno.Command("qemu-system-x86_64", {
+        args: [
+          "-accel",
+          "tcg",
+          "-m",
+          "3840M",
+          // a RAM file is sparse on tmpfs: the loader's blobs are its only data
+          ...(backing === "shared-file"
+            ? [
+              "-object",
+              `memory-backend-file,id=mem,size=3840M,mem-path=/dev/shm/bpfmap-pid-${Deno.pid},share=on`,
+              "-machine",
+              "memory-backend=mem",
+            ]
+            : []),
+          "-nographic",
+          "-nodefaults",
+          "-S",
+          "-device",
+          `loader,file=${dir}/low.bin,addr=0x200000,force-raw=on`,
+          "-device",
+          `loader,file=${dir}/high.bin,addr=0x120000000,force-raw=on`,
+          "-qmp",
+          `unix:${qmpPath},server,nowait`,
+        ],
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
       try {
-        // the loader writes its blobs at machine reset, done before QMP answers
-        const ram = await qemuRamLayout(qmp);
-        assert.equal(ram.ramSize, 3840n << 20n);
-        for (
-          const options of [{}, { ram, frozen: true }] as const
-        ) {
-          using source = openQemuProcess(child.pid, options);
-          assert.deepEqual(source.memory.read(0x200000n, 8192), low);
-          assert.deepEqual(source.memory.read(0x120000000n, 8192), high);
-          // the 768 MiB above 4 GiB start at offset 3 GiB of the RAM block
-          assert.ok(source.memory.has(4n * GIB + (767n << 20n)));
-          assert.ok(!source.memory.has(0xd0000000n));
-          assert.equal(source.notes?.length, "frozen" in options ? 0 : 1);
-          // page-map runs: the blobs are there, untouched gigabytes are not
-          const runs = source.memory.regions.flatMap((r) =>
-            source.memory.dataRuns(r)
+        const qmp = await QmpClient.connect(qmpPath, { timeoutMs: 15_000 });
+        try {
+          // the loader writes its blobs at machine reset, done before QMP answers
+          const ram = await qemuRamLayout(qmp);
+          assert.equal(ram.ramSize, 3840n << 20n);
+          for (
+            const options of [{}, { ram, frozen: true }] as const
+          ) {
+            using source = openQemuProcess(child.pid, options);
+            assert.deepEqual(source.memory.read(0x200000n, 8192), low);
+            assert.deepEqual(source.memory.read(0x120000000n, 8192), high);
+            // the 768 MiB above 4 GiB start at offset 3 GiB of the RAM block
+            assert.ok(source.memory.has(4n * GIB + (767n << 20n)));
+            assert.ok(!source.memory.has(0xd0000000n));
+            assert.equal(source.notes?.length, "frozen" in options ? 0 : 1);
+            // page-map runs: the blobs are there, untouched gigabytes are not
+            const runs = source.memory.regions.flatMap((r) =>
+              source.memory.dataRuns(r)
+            );
+            const bytes = runs.reduce((n, r) => n + (r.end - r.start), 0n);
+            assert.ok(
+              runs.some((r) => r.start <= 0x120000000n && r.end > 0x120000000n),
+            );
+            assert.ok(bytes < 64n << 20n, `${bytes} bytes in data runs`);
+          }
+          // a RAM size QEMU does not have: one line naming what was looked for
+          assert.throws(
+            () =>
+              openQemuProcess(child.pid, {
+                ram: { ramSize: 3n << 20n, regions: ram.regions },
+              }),
+            new RegExp(
+              `^GuestSourceError: PID ${child.pid} has no guest RAM mapping: none of its \\d+ mappings is a rw- region of 3 MiB followed by QEMU's guard page`,
+            ),
           );
-          const bytes = runs.reduce((n, r) => n + (r.end - r.start), 0n);
-          assert.ok(
-            runs.some((r) => r.start <= 0x120000000n && r.end > 0x120000000n),
-          );
-          assert.ok(bytes < 64n << 20n, `${bytes} bytes in data runs`);
+          // the CLI: a guest with no kernel is found, and the error says so
+          const cli = await runCli("list", "--guest-pid", String(child.pid));
+          assert.equal(cli.code, 1);
+          assert.match(cli.stderr, /VMCOREINFO|kernel/i);
+          const bad = await runCli("list", "--guest-pid", "self");
+          assert.match(bad.stderr, /--guest-pid wants the numeric PID/);
+        } finally {
+          await qmp.quit();
         }
-        // a RAM size QEMU does not have: one line naming what was looked for
-        assert.throws(
-          () =>
-            openQemuProcess(child.pid, {
-              ram: { ramSize: 3n << 20n, regions: ram.regions },
-            }),
-          new RegExp(
-            `^GuestSourceError: PID ${child.pid} has no guest RAM mapping: none of its \\d+ mappings is a rw- region of 3 MiB followed by QEMU's guard page`,
-          ),
-        );
-        // the CLI: a guest with no kernel is found, and the error says so
-        const cli = await runCli("list", "--guest-pid", String(child.pid));
-        assert.equal(cli.code, 1);
-        assert.match(cli.stderr, /VMCOREINFO|kernel/i);
-        const bad = await runCli("list", "--guest-pid", "self");
-        assert.match(bad.stderr, /--guest-pid wants the numeric PID/);
       } finally {
-        await qmp.quit();
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+        await child.status;
+        await child.stderr.cancel();
+        await Deno.remove(dir, { recursive: true });
+        await Deno.remove(`/dev/shm/bpfmap-pid-${Deno.pid}`).catch(() => {});
       }
-    } finally {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-      await child.status;
-      await child.stderr.cancel();
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
-});
+    },
+  });
+}
 
 let kcoreReadable = false;
 try {

@@ -18,7 +18,7 @@
 
 import { openReadOnly, preadFd } from "../sys/bpf.ts";
 import type { OwnedFd } from "../sys/fd.ts";
-import type { DataRun } from "../sys/holes.ts";
+import { type DataRun, dataRuns } from "../sys/holes.ts";
 import { GuestSourceError } from "./errors.ts";
 import { FileMemory, type PhysRegion } from "./phys.ts";
 import type { QmpClient } from "./qmp.ts";
@@ -32,6 +32,8 @@ export interface ProcMapping {
   end: number;
   /** `rw-p` and the like. */
   perms: string;
+  /** Offset in the backing file of `start`. */
+  offset: number;
   /** The backing file, `[heap]`, or "" for anonymous memory. */
   path: string;
 }
@@ -43,13 +45,15 @@ const MAX_CMDLINE_BYTES = 1 << 20;
 export function parseProcMaps(text: string): ProcMapping[] {
   const out: ProcMapping[] = [];
   for (const line of text.split("\n")) {
-    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \S+\s*(.*)$/.exec(line);
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) \S+ \S+\s*(.*)$/
+      .exec(line);
     if (!m) continue;
     out.push({
       start: parseInt(m[1]!, 16),
       end: parseInt(m[2]!, 16),
       perms: m[3]!,
-      path: m[4]!.trim(),
+      offset: parseInt(m[4]!, 16),
+      path: m[5]!.trim(),
     });
   }
   return out;
@@ -345,23 +349,23 @@ class ProcessSource implements GuestMemorySource {
   readonly memory: FileMemory;
   readonly vmcoreinfo = null;
   readonly notes: readonly string[];
-  readonly #pagemap: OwnedFd;
+  readonly #runs: OwnedFd | null;
 
   constructor(
     path: string,
     memory: FileMemory,
-    pagemap: OwnedFd,
+    runs: OwnedFd | null,
     notes: string[],
   ) {
     this.path = path;
     this.memory = memory;
-    this.#pagemap = pagemap;
+    this.#runs = runs;
     this.notes = notes;
   }
 
   close(): void {
     this.memory.close();
-    this.#pagemap.close();
+    this.#runs?.close();
   }
 
   [Symbol.dispose](): void {
@@ -419,19 +423,43 @@ export function openQemuProcess(
     fileOffset: ram.start + r.fileOffset,
   }));
   const memPath = `/proc/${pid}/mem`;
-  const pagemap = openOrExplain(`/proc/${pid}/pagemap`, pid);
+  // Where guest pages may hold data. Anonymous RAM: QEMU's page map (a page
+  // never touched reads as zeros). RAM shared with a file: the file's holes
+  // (they read as zeros through the mapping; its pages may be in the page
+  // cache but not in QEMU's page tables, so the page map would miss them).
+  // A private file mapping may hold written copies the file does not show:
+  // all of it is read.
+  const anonymous = ram.path === "";
+  let runs: OwnedFd | null = null;
+  if (anonymous) runs = openOrExplain(`/proc/${pid}/pagemap`, pid);
+  else if (ram.perms[3] === "s" && ram.path.startsWith("/")) {
+    try {
+      runs = openReadOnly(
+        `/proc/${pid}/map_files/${ram.start.toString(16)}-${
+          ram.end.toString(16)
+        }`,
+      );
+    } catch { /* no CAP_SYS_ADMIN: read it all */ }
+  }
+  const fileRuns = (s: number, e: number): DataRun[] => {
+    const shift = ram.offset - ram.start;
+    return dataRuns(runs!.fd, s + shift, e + shift).map((r) => ({
+      start: r.start - shift,
+      end: r.end - shift,
+    }));
+  };
   try {
     // the "file" is the whole address space: offsets are process addresses
-    const anonymous = ram.path === "";
     const memory = FileMemory.open(memPath, Number.MAX_SAFE_INTEGER, regions, {
       ...(options.cacheBytes === undefined
         ? {}
         : { cacheBytes: options.cacheBytes }),
-      // pages of a shared RAM file may be in the page cache but not in
-      // QEMU's page tables: only anonymous RAM can skip absent pages
-      ...(anonymous
-        ? { dataRuns: (s: number, e: number) => pagemapRuns(pagemap.fd, s, e) }
-        : {}),
+      dataRuns: (s: number, e: number): DataRun[] =>
+        runs === null
+          ? [{ start: s, end: e }]
+          : anonymous
+          ? pagemapRuns(runs.fd, s, e)
+          : fileRuns(s, e),
       shortRead: () =>
         `QEMU process ${pid} exited or unmapped its RAM at 0x${
           ram.start.toString(16)
@@ -440,9 +468,9 @@ export function openQemuProcess(
     const notes = options.frozen ? [] : [
       `guest memory of QEMU process ${pid} was read while the guest ran (no --qmp to stop it): values may be torn`,
     ];
-    return new ProcessSource(memPath, memory, pagemap, notes);
+    return new ProcessSource(memPath, memory, runs, notes);
   } catch (error) {
-    pagemap.close();
+    runs?.close();
     if (error instanceof GuestSourceError) throw error;
     throw new GuestSourceError(
       `PID ${pid}`,
