@@ -146,6 +146,11 @@ export {
   GuestSourceError,
 } from "./src/guest/errors.ts";
 export { type PhysRegion, qemuX86Layout } from "./src/guest/phys.ts";
+export {
+  type QemuProcessOptions,
+  type QemuRamLayout,
+  qemuRamLayout,
+} from "./src/guest/qemu_process.ts";
 export type { GuestKernelOptions } from "./src/guest/kernel.ts";
 export type { GuestMapLimits } from "./src/guest/maps.ts";
 export * from "./src/accessor/maptypes/mod.ts";

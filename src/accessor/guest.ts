@@ -59,6 +59,11 @@ import {
   openElfCore,
   openRamFile,
 } from "../guest/source.ts";
+import {
+  openQemuProcess,
+  type QemuProcessOptions,
+} from "../guest/qemu_process.ts";
+import { openKcore } from "../guest/kcore.ts";
 import { parseSystemMap, readVmlinux } from "../guest/symbol_files.ts";
 import { MapType } from "../sys/constants.ts";
 import {
@@ -347,6 +352,58 @@ export class GuestMemMapAccessor
       source.close();
       throw error;
     }
+  }
+
+  /**
+   * Opens the guest RAM of a running QEMU process through `/proc/PID/mem`
+   * (no RAM file needed). Stop the guest (QMP `stop`) around the read and
+   * say so with `frozen: true`; otherwise `notes` says that the view
+   * may be torn. `ram` (from QMP: {@linkcode qemuRamLayout}) places RAM
+   * exactly; without it QEMU's command line and the machine's rules do.
+   *
+   * @param pid a `qemu-system-*` process
+   */
+  static openQemuProcess(
+    pid: number,
+    options: GuestMemOptions & QemuProcessOptions = {},
+  ): GuestMemMapAccessor {
+    return GuestMemMapAccessor.#fromSource(
+      openQemuProcess(pid, options),
+      options,
+    );
+  }
+
+  /**
+   * Reads this machine's own maps through `/proc/kcore` with the guest
+   * walkers (root; no lockdown=confidentiality). The kernel runs meanwhile:
+   * `notes` says that a map changing during the read may be torn.
+   */
+  static openKcore(options: GuestMemOptions = {}): GuestMemMapAccessor {
+    return GuestMemMapAccessor.#fromSource(openKcore(), options);
+  }
+
+  static #fromSource(
+    source: GuestMemorySource,
+    options: GuestMemOptions,
+  ): GuestMemMapAccessor {
+    try {
+      const withInfo =
+        source.vmcoreinfo !== null && options.vmcoreinfo === undefined
+          ? { ...options, vmcoreinfo: source.vmcoreinfo }
+          : options;
+      return GuestMemMapAccessor.#build(source.memory, withInfo, source);
+    } catch (error) {
+      source.close();
+      throw error;
+    }
+  }
+
+  /**
+   * What the source says about the whole view (nothing skipped): a guest or
+   * kernel read while it ran may show a map torn by a concurrent update.
+   */
+  get notes(): readonly string[] {
+    return this.#source?.notes ?? [];
   }
 
   /** The guest's `OSRELEASE`. */

@@ -27,6 +27,8 @@ export interface Source {
 export const SOURCE_OPTIONS = {
   "guest-mem": { type: "string" },
   "guest-core": { type: "string" },
+  "guest-pid": { type: "string" },
+  kcore: { type: "boolean" },
   qmp: { type: "string" },
   "guest-system-map": { type: "string" },
   "guest-vmlinux": { type: "string" },
@@ -38,6 +40,9 @@ export const SOURCE_HELP = `Source (default: the live kernel through bpf()):
       --guest-mem FILE   Read a guest VM's RAM file (QEMU memory-backend-file
                          share=on, RAM above 3 GiB at 4 GiB); no vmlinux needed
       --guest-core FILE  Read an ELF core (QEMU dump-guest-memory, kdump vmcore)
+      --guest-pid PID    Read a running QEMU's guest RAM through /proc/PID/mem
+                         (no RAM file; without --qmp the view may be torn)
+      --kcore            Read this kernel's own maps through /proc/kcore
       --qmp SOCKET       Freeze the guest with QMP "stop" for the read, "cont" after
       --guest-system-map FILE, --guest-vmlinux FILE, --guest-btf FILE
                          Take symbols / vmlinux BTF from files instead of the
@@ -66,11 +71,22 @@ export async function withSource<T>(
 ): Promise<T> {
   const mem = values["guest-mem"] as string | undefined;
   const core = values["guest-core"] as string | undefined;
+  const pidText = values["guest-pid"] as string | undefined;
+  const kcore = values.kcore === true;
   const qmpPath = values.qmp as string | undefined;
-  if (mem !== undefined && core !== undefined) {
+  const sources = [
+    mem !== undefined ? "--guest-mem" : null,
+    core !== undefined ? "--guest-core" : null,
+    pidText !== undefined ? "--guest-pid" : null,
+    kcore ? "--kcore" : null,
+  ].filter((g) => g !== null);
+  if (sources.length > 1) {
     throw new SourceUsageError(
-      "give either --guest-mem or --guest-core, not both",
+      `give one source, not ${sources.join(" and ")}`,
     );
+  }
+  if (pidText !== undefined || kcore) {
+    return await withProcessSource(context, pidText, qmpPath, body);
   }
   const files = {
     ...(values["guest-system-map"] !== undefined
@@ -192,6 +208,14 @@ class FrozenGuest implements AsyncDisposable {
     })();
   }
 
+  /** Runs `query` on the connection while the guest is paused. */
+  async ask<T>(query: (qmp: QmpClient) => Promise<T>): Promise<T> {
+    await this.#inFlight.catch(() => {});
+    const answer = query(this.#qmp);
+    this.#inFlight = answer;
+    return await answer;
+  }
+
   /** Resumes the guest and closes the connection. */
   async [Symbol.asyncDispose](): Promise<void> {
     try {
@@ -202,4 +226,54 @@ class FrozenGuest implements AsyncDisposable {
       }
     }
   }
+}
+
+/**
+ * `--guest-pid PID` (a running QEMU, frozen through `--qmp` when given) or
+ * `--kcore` (this kernel, always live).
+ */
+async function withProcessSource<T>(
+  context: Context,
+  pidText: string | undefined,
+  qmpPath: string | undefined,
+  body: (source: Source) => T | Promise<T>,
+): Promise<T> {
+  if (pidText === undefined && qmpPath !== undefined) {
+    throw new SourceUsageError(
+      "--qmp freezes a guest: --kcore reads this machine, which cannot be frozen",
+    );
+  }
+  const pid = pidText === undefined ? 0 : Number(pidText);
+  if (pidText !== undefined && !(/^\d+$/.test(pidText) && pid > 0)) {
+    throw new SourceUsageError(
+      `--guest-pid wants the numeric PID of a qemu-system-* process, not "${pidText}"`,
+    );
+  }
+  if (context.io.accessor !== undefined) {
+    const accessor = context.io.accessor;
+    return await body({
+      accessor,
+      cpus: accessor.possibleCpus,
+      description: "the accessor given to the CLI",
+    });
+  }
+  await using frozen = qmpPath === undefined
+    ? undefined
+    : await FrozenGuest.freeze(qmpPath);
+  const { GuestMemMapAccessor } = await import("../accessor/guest.ts");
+  const { qemuRamLayout } = await import("../guest/qemu_process.ts");
+  using accessor = pidText === undefined
+    ? GuestMemMapAccessor.openKcore()
+    : GuestMemMapAccessor.openQemuProcess(pid, {
+      frozen: frozen !== undefined,
+      ...(frozen ? { ram: await frozen.ask(qemuRamLayout) } : {}),
+    });
+  for (const note of accessor.notes) context.note(note);
+  return await body({
+    accessor,
+    cpus: accessor.cpuCount,
+    description: pidText === undefined
+      ? `kcore /proc/kcore (kernel ${accessor.release})`
+      : `guest process ${pid} (kernel ${accessor.release})`,
+  });
 }

@@ -16,7 +16,7 @@
 
 import { openReadOnly, openReadWrite, preadFd, pwriteFd } from "../sys/bpf.ts";
 import type { OwnedFd } from "../sys/fd.ts";
-import { dataRuns } from "../sys/holes.ts";
+import { type DataRun, dataRuns } from "../sys/holes.ts";
 import { GuestMemoryError, hex } from "./errors.ts";
 
 /** One contiguous run of guest physical memory inside the image. */
@@ -289,6 +289,18 @@ export interface FileMemoryOptions {
    * Default false: reading never needs write access.
    */
   writable?: boolean;
+  /**
+   * Where data may lie in `[start, end)` of the file, for a source lseek
+   * cannot tell (a process's memory: its page map can). Default: SEEK_DATA.
+   */
+  dataRuns?: (start: number, end: number) => DataRun[];
+  /** Why a read came up short, for a source that is not a plain file (default: it shrank). */
+  shortRead?: () => string;
+  /**
+   * Maps a region's offset to the file offset read: `/proc/kcore` under
+   * 5-level paging puts RAM past 2^53, beyond what a number offset can say.
+   */
+  fileOffsetOf?: (offset: number) => bigint;
 }
 
 const PAGE = 4096;
@@ -326,18 +338,20 @@ export class FileMemory implements PhysicalMemory, Disposable {
   readonly #scratchView = new DataView(this.#scratch.buffer);
   #used = 0;
   readonly #writable: boolean;
+  readonly #options: FileMemoryOptions;
 
   private constructor(
     path: string,
     fd: OwnedFd,
     size: number,
     regions: readonly PhysRegion[],
-    cacheBytes: number,
-    writable: boolean,
+    options: FileMemoryOptions,
   ) {
+    const cacheBytes = options.cacheBytes ?? 256 << 20;
+    this.#options = options;
     this.path = path;
     this.#fd = fd;
-    this.#writable = writable;
+    this.#writable = options.writable === true;
     this.size = size;
     this.regions = sortRegions(regions, size, `${path}`);
     const pages = Math.max(16, Math.floor(cacheBytes / PAGE));
@@ -361,14 +375,7 @@ export class FileMemory implements PhysicalMemory, Disposable {
     const writable = options.writable === true;
     const fd = writable ? openReadWrite(path) : openReadOnly(path);
     try {
-      return new FileMemory(
-        path,
-        fd,
-        size,
-        regions,
-        options.cacheBytes ?? 256 << 20,
-        writable,
-      );
+      return new FileMemory(path, fd, size, regions, options);
     } catch (error) {
       fd.close();
       throw error;
@@ -395,13 +402,20 @@ export class FileMemory implements PhysicalMemory, Disposable {
       const n = preadFd(
         this.#fd.fd,
         into.subarray(done),
-        BigInt(offset + done),
+        this.#options.fileOffsetOf?.(offset + done) ?? BigInt(offset + done),
       );
       if (n < 0) {
         throw new GuestMemoryError(
           `read ${into.length} bytes of ${this.path} (file offset)`,
           BigInt(offset),
           `pread failed with errno ${-n}`,
+        );
+      }
+      if (n === 0 && this.#options.shortRead) {
+        throw new GuestMemoryError(
+          `read ${into.length} bytes of ${this.path} (file offset)`,
+          BigInt(offset),
+          this.#options.shortRead(),
         );
       }
       if (n === 0) {
@@ -509,7 +523,10 @@ export class FileMemory implements PhysicalMemory, Disposable {
   dataRuns(region: PhysRegion): { start: bigint; end: bigint }[] {
     if (this.#fd === null) return [];
     const start = region.fileOffset;
-    return dataRuns(this.#fd.fd, start, start + Number(region.size)).map((
+    const end = start + Number(region.size);
+    const runs = this.#options.dataRuns?.(start, end) ??
+      dataRuns(this.#fd.fd, start, end);
+    return runs.map((
       run,
     ) => ({
       start: region.gpa + BigInt(run.start - start),
@@ -539,7 +556,8 @@ export class FileMemory implements PhysicalMemory, Disposable {
         const n = pwriteFd(
           fd,
           chunk.subarray(written),
-          BigInt(offset + written),
+          this.#options.fileOffsetOf?.(offset + written) ??
+            BigInt(offset + written),
         );
         if (n <= 0) {
           throw new GuestMemoryError(

@@ -24,6 +24,8 @@ export interface GuestMemorySource extends Disposable {
    * (null when there is none).
    */
   readonly vmcoreinfo: string | null;
+  /** What the reader should know about the view, e.g. that it was read live (may be torn). */
+  readonly notes?: readonly string[];
   /** Releases the file. */
   close(): void;
 }
@@ -284,7 +286,8 @@ function dropOverlaps(regions: PhysRegion[]): PhysRegion[] {
   return kept;
 }
 
-function findVmcoreinfoNote(notes: Uint8Array): string | null {
+/** The VMCOREINFO text in a run of ELF notes, or null. */
+export function findVmcoreinfoNote(notes: Uint8Array): string | null {
   const view = new DataView(notes.buffer, notes.byteOffset, notes.byteLength);
   let at = 0;
   for (let guard = 0; guard < 4096 && at + 12 <= notes.byteLength; guard++) {

@@ -3,7 +3,8 @@
  * maps of every type with known contents through bpfmap's live backend,
  * prints what `BpfSyscallAccessor` reads back as one JSON line per map
  * (`BPFMAP-MAP {...}`), prints `BPFMAP-AGENT-READY`, then keeps every map
- * alive until the VM is stopped. Args: `bench=N` fills one N-entry hash only.
+ * alive until the VM is stopped. Args: `bench=N` fills one N-entry hash only;
+ * `kcore=1` also compares `bpfmap dump --json --kcore` with the live dump.
  *
  * @module
  */
@@ -234,7 +235,95 @@ function bench(n: number): void {
   );
 }
 
-function main(args: string[]): void {
+/**
+ * The kcore proof, inside the guest: the CLI's dump of every map through
+ * /proc/kcore (guest walkers over the kernel's own memory) against its dump
+ * through bpf(). Prints `BPFMAP-KCORE {...}` with every map that differs.
+ */
+async function kcoreStep(): Promise<void> {
+  const { main: cli } = await import("../../src/cli/main.ts");
+  const { MemorySink } = await import("../../src/cli/writer.ts");
+  const run = async (...args: string[]) => {
+    const stdout = new MemorySink();
+    const stderr = new MemorySink();
+    const started = performance.now();
+    const code = await cli(args, { stdout, stderr, stderrIsTerminal: false });
+    return {
+      code,
+      stderr: stderr.text(),
+      ms: Math.round(performance.now() - started),
+      dump: code === 0
+        ? JSON.parse(stdout.text()) as {
+          maps: { id: number }[];
+          errors: unknown[];
+        }
+        : null,
+    };
+  };
+  // the bytes kcore's parser reads (ELF header, program headers, notes), for
+  // the host to corrupt: real headers, not made-up ones
+  const { parseKcore } = await import("../../src/guest/kcore.ts");
+  const { openReadOnly, preadFd } = await import("../../src/sys/bpf.ts");
+  const pieces: [string, string][] = [];
+  {
+    using fd = openReadOnly("/proc/kcore");
+    parseKcore((offset, len) => {
+      const out = new Uint8Array(len);
+      if (preadFd(fd.fd, out, offset) !== len) throw new Error("short read");
+      pieces.push([String(offset), hexOf(out)!]);
+      return out;
+    });
+  }
+  console.log("BPFMAP-KCORE-HEAD " + JSON.stringify(pieces));
+  const live = await run("dump", "--json");
+  const kcore = await run("dump", "--json", "--kcore");
+  const differences: string[] = [];
+  let bytes = 0;
+  const kcoreMaps = new Map(kcore.dump?.maps.map((m) => [m.id, m]) ?? []);
+  // What the two backends say differently by design, whatever the source:
+  // bpf() names a task-storage owner by pid, memory by its task_struct
+  // address (so values are compared as a sorted list), and only the live
+  // backend notes which arena pages user space cannot see.
+  const comparable = (map: unknown): string => {
+    if (map === null || map === undefined) return "null";
+    const m = { ...(map as Record<string, unknown>) };
+    if (m.kind === "local-storage") {
+      m.entries = (m.entries as { value: unknown }[])
+        .map((e) => JSON.stringify(e.value)).sort();
+    }
+    if (m.kind === "arena") delete m.notes;
+    return JSON.stringify(m);
+  };
+  for (const map of live.dump?.maps ?? []) {
+    const a = comparable(map);
+    const b = comparable(kcoreMaps.get(map.id));
+    bytes += a.length;
+    if (a !== b) {
+      differences.push(
+        `map ${map.id}: ${a.slice(0, 300)} vs ${b.slice(0, 300)}`,
+      );
+    }
+    kcoreMaps.delete(map.id);
+  }
+  for (const id of kcoreMaps.keys()) {
+    differences.push(`map ${id} only through kcore`);
+  }
+  console.log(
+    "BPFMAP-KCORE " + JSON.stringify({
+      maps: live.dump?.maps.length ?? 0,
+      jsonBytes: bytes,
+      differences,
+      liveCode: live.code,
+      kcoreCode: kcore.code,
+      kcoreStderr: kcore.stderr.slice(0, 2000),
+      kcoreErrors: kcore.dump?.errors ?? null,
+      liveMs: live.ms,
+      kcoreMs: kcore.ms,
+    }),
+  );
+}
+
+async function main(args: string[]): Promise<void> {
   const opts = Object.fromEntries(
     args.map((a) => a.split("=") as [string, string]),
   );
@@ -457,11 +546,12 @@ function main(args: string[]): void {
       }),
     );
   }
+  if (opts.kcore) await kcoreStep();
   console.log("BPFMAP-AGENT-READY");
 }
 
 try {
-  main(Deno.args);
+  await main(Deno.args);
 } catch (error) {
   console.log("BPFMAP-AGENT-ERROR " + String((error as Error)?.stack ?? error));
 }

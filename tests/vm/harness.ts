@@ -50,6 +50,8 @@ export interface BootOptions {
    * `kernel` then names a directory of `.vm-cache/arm64/`.
    */
   arch?: "x86_64" | "aarch64";
+  /** Back guest RAM with a `/dev/shm` file (default); false: QEMU's anonymous memory, no file. */
+  ramFile?: boolean;
 }
 
 /** The arm64 userland `tools/vm/setup_arm64.sh` unpacks for aarch64 guests. */
@@ -59,7 +61,7 @@ export const ARM64_ROOT: string = `${CACHE}/arm64/root`;
 export const ARM64_CACHE: string = `${CACHE}/arm64`;
 
 /** What differs between the architectures' QEMU command lines. */
-function machineArgs(options: BootOptions): {
+function machineArgs(options: BootOptions, ramFile: boolean): {
   qemu: string;
   args: string[];
   console: string;
@@ -72,7 +74,7 @@ function machineArgs(options: BootOptions): {
       // pauth-impdef: QEMU's own PAC hash; the architected QARMA is far slower under TCG
       args: [
         "-machine",
-        "virt,memory-backend=mem",
+        ramFile ? "virt,memory-backend=mem" : "virt",
         "-cpu",
         "max,pauth-impdef=on",
       ],
@@ -82,15 +84,21 @@ function machineArgs(options: BootOptions): {
   return {
     qemu: "qemu-system-x86_64",
     kernel: `${CACHE}/${options.kernel}/vmlinuz`,
-    args: ["-cpu", "max", "-machine", "memory-backend=mem"],
+    args: [
+      "-cpu",
+      "max",
+      ...(ramFile ? ["-machine", "memory-backend=mem"] : []),
+    ],
     console: "ttyS0",
   };
 }
 
 /** A running guest. Dispose to quit QEMU and remove its files. */
 export interface Guest extends AsyncDisposable {
-  /** Host file backing guest RAM. */
+  /** Host file backing guest RAM ("" when booted with `ramFile: false`). */
   ramPath: string;
+  /** The QEMU process. */
+  pid: number;
   /** QMP session. */
   qmp: QmpClient;
   /** A second, unconnected QMP socket, for a CLI run with `--qmp`. */
@@ -162,7 +170,7 @@ async function startGuest(
   const name = `bpfmap-${options.kernel}-${Deno.pid}-${unique++}`;
   const dir = await Deno.makeTempDir({ prefix: "bpfmap-vm-" });
   const initrd = `${dir}/initrd.cpio`;
-  const ramPath = `/dev/shm/${name}`;
+  const ramPath = options.ramFile === false ? "" : `/dev/shm/${name}`;
   const qmpPath = `${dir}/qmp.sock`;
   const spareQmpPath = `${dir}/qmp-spare.sock`;
   const build = await new Deno.Command("sh", {
@@ -176,7 +184,7 @@ async function startGuest(
   }).output();
   if (!build.success) throw new Error("build_initramfs.sh failed");
   const memory = options.memoryMiB ?? 1024;
-  const machine = machineArgs(options);
+  const machine = machineArgs(options, ramPath !== "");
   const args = [
     "-accel",
     options.singleThreadTcg ? "tcg,thread=single" : "tcg",
@@ -185,8 +193,10 @@ async function startGuest(
     String(options.cpus ?? 2),
     "-m",
     `${memory}M`,
-    "-object",
-    `memory-backend-file,id=mem,size=${memory}M,mem-path=${ramPath},share=on`,
+    ...(ramPath === "" ? [] : [
+      "-object",
+      `memory-backend-file,id=mem,size=${memory}M,mem-path=${ramPath},share=on`,
+    ]),
     "-kernel",
     machine.kernel,
     "-initrd",
@@ -241,6 +251,7 @@ async function startGuest(
   }
   return {
     ramPath,
+    pid: child.pid,
     qmp,
     spareQmpPath,
     console: () => text,
@@ -275,7 +286,7 @@ async function startGuest(
       await status;
       clearTimeout(timer);
       await Promise.allSettled([pump, errors]);
-      await Deno.remove(ramPath).catch(() => {});
+      if (ramPath !== "") await Deno.remove(ramPath).catch(() => {});
       await Deno.remove(dir, { recursive: true }).catch(() => {});
       slot.close();
     },
