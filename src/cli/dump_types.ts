@@ -9,8 +9,11 @@
  * map-of-maps slots left out, as bpftool does). Where bpftool cannot dump
  * the type, the shapes are bpfmap's own, documented in the README:
  * - ringbuf: `{"type","capacity","consumer_pos","producer_pos","pending_bytes","records":[{"position","length","busy","discarded","data":[hex]}],"problems":[...]}`
- * - queue/stack: `{"type","max_entries","head":[hex]|null,"note"}`
- * - bloom filter: `{"type","hashes","value_size","note"}`
+ * - queue/stack: `{"type","max_entries","head":[hex]|null,"note"}`, plus
+ *   `"elements":[[hex],...]` in pop order when the backend sees them all
+ *   (guest memory)
+ * - bloom filter: `{"type","hashes","value_size","note"}`, plus
+ *   `"bits","bits_set"` when the backend sees the bitset (guest memory)
  *
  * Every reader returns its whole result before anything is written, so a
  * failed read never leaves a partial JSON document on stdout.
@@ -200,15 +203,29 @@ function writeJson(
       out.text(
         `{"type":"${q.kind}","max_entries":${q.maxEntries},"head":${
           q.head ? hexJson(q.head) : "null"
+        }${
+          q.elements
+            ? `,"elements":[${
+              q.elements.slice(0, Math.min(q.elements.length, limit)).map(
+                hexJson,
+              ).join(",")
+            }]`
+            : ""
         },"note":${json(q.note)}}\n`,
       );
+      if (q.elements) {
+        const shown = Math.min(q.elements.length, limit);
+        return { written: shown, omitted: q.elements.length - shown };
+      }
       return { written: q.head ? 1 : 0, omitted: 0 };
     }
     case "bloom":
       out.text(
-        `{"type":"bloom_filter","hashes":${dump.bloom.hashes},"value_size":${dump.bloom.valueSize},"note":${
-          json(dump.bloom.note)
-        }}\n`,
+        `{"type":"bloom_filter","hashes":${dump.bloom.hashes},"value_size":${dump.bloom.valueSize}${
+          dump.bloom.bits !== undefined
+            ? `,"bits":${dump.bloom.bits},"bits_set":${dump.bloom.bitsSet}`
+            : ""
+        },"note":${json(dump.bloom.note)}}\n`,
       );
       return { written: 0, omitted: 0 };
     case "slots":
@@ -368,6 +385,22 @@ function writeText(
     case "queue": {
       const q = dump.queue;
       out.text(`# ${q.note}\n`);
+      if (q.elements) {
+        const shown = Math.min(q.elements.length, limit);
+        for (let i = 0; i < shown; i++) {
+          out.ascii(`${i === 0 ? "head" : `[${i}]`}: `);
+          out.plainHex(q.elements[i]!);
+          out.ascii("\n");
+        }
+        out.ascii(
+          `Found ${plural(q.elements.length, "element")}${
+            shown < q.elements.length
+              ? ` (${q.elements.length - shown} more not shown)`
+              : ""
+          }\n`,
+        );
+        return { written: shown, omitted: q.elements.length - shown };
+      }
       if (q.head) {
         out.ascii("head: ");
         out.plainHex(q.head);
@@ -381,7 +414,13 @@ function writeText(
       out.text(
         `# ${dump.bloom.note}\n${
           dump.bloom.hashes || 5
-        } hash functions, ${dump.bloom.valueSize}-byte values; test one with bpfmap contains (not yet)\n`,
+        } hash functions, ${dump.bloom.valueSize}-byte values${
+          dump.bloom.bits !== undefined
+            ? `, ${dump.bloom.bitsSet} of ${dump.bloom.bits} bits set (${
+              (100 * dump.bloom.bitsSet! / dump.bloom.bits).toFixed(2)
+            }% full)`
+            : ""
+        }; test one with bpfmap contains --id ${map.id} KEY\n`,
       );
       return { written: 0, omitted: 0 };
     case "slots":

@@ -21,7 +21,7 @@ export class KernelSymbols {
    * between would name a return address after the wrong thing.
    */
   static parse(text: string): KernelSymbols {
-    const entries: [bigint, string][] = [];
+    const entries: { address: bigint; type: string; name: string }[] = [];
     for (const line of text.split("\n")) {
       const first = line.indexOf(" ");
       if (first !== 16 || line.length < 20) continue;
@@ -34,7 +34,28 @@ export class KernelSymbols {
       if (address === 0n) continue;
       const rest = line.slice(19);
       const tab = rest.indexOf("\t");
-      entries.push([address, tab < 0 ? rest : rest.slice(0, tab)]);
+      entries.push({
+        address,
+        type,
+        name: tab < 0 ? rest : rest.slice(0, tab),
+      });
+    }
+    return KernelSymbols.fromSymbols(entries);
+  }
+
+  /**
+   * A table from decoded symbols (a guest's kallsyms); like {@linkcode parse},
+   * only text symbols are kept.
+   */
+  static fromSymbols(
+    symbols: Iterable<{ address: bigint; type: string; name: string }>,
+  ): KernelSymbols {
+    const entries: [bigint, string][] = [];
+    for (const { address, type, name } of symbols) {
+      if (address === 0n || !"tTwW".includes(type) || type.length !== 1) {
+        continue;
+      }
+      entries.push([address, name]);
     }
     entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     const addresses = new BigUint64Array(entries.length);
