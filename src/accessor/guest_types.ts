@@ -12,7 +12,15 @@
 
 import { Btf } from "../btf/mod.ts";
 import type { GuestMapRecord } from "../guest/map_records.ts";
-import { readGuestBloom } from "../guest/maptypes/bloom.ts";
+import {
+  guestBloomContains as bitsContain,
+  readGuestBloom,
+} from "../guest/maptypes/bloom.ts";
+import {
+  MapArgumentError,
+  MapTypeError,
+  MapUnreadableError,
+} from "../errors.ts";
 import { objectBehind, readGuestFdArray } from "../guest/maptypes/fd_arrays.ts";
 import {
   type MapTypeLayouts,
@@ -421,4 +429,40 @@ function readGuestInner(
     }
   }
   return { map, dump: { reader: "keyed", keyed } };
+}
+
+/**
+ * Whether `value` may be in the guest bloom filter `map`, answered from its
+ * bits and seed as the guest kernel would (`bloom_map_peek_elem`).
+ *
+ * @throws {MapTypeError} when `map` is not a bloom filter
+ * @throws {MapArgumentError} when `value` is not `value_size` bytes
+ */
+export function guestBloomContains(
+  accessor: GuestMemMapAccessor,
+  map: BpfMapInfo,
+  value: Uint8Array,
+): boolean {
+  if (map.type !== MapType.BLOOM_FILTER) {
+    throw new MapTypeError(map, map.type, "a BLOOM_FILTER map");
+  }
+  if (value.byteLength !== map.valueSize) {
+    throw new MapArgumentError(
+      map,
+      "value",
+      `is ${value.byteLength} bytes but the value size is ${map.valueSize}`,
+    );
+  }
+  const layout = stateOf(accessor).layouts.bloom;
+  if (!layout || map.kernelAddress === undefined) {
+    throw new MapUnreadableError(
+      map,
+      "the guest's BTF has no struct bpf_bloom_filter",
+    );
+  }
+  const record = accessor.reader.readMap(map.kernelAddress);
+  return bitsContain(
+    readGuestBloom(accessor.kernel.space, layout, record),
+    value,
+  );
 }

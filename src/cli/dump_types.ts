@@ -172,6 +172,27 @@ function innerJson(inner: InnerMap): string {
   }
 }
 
+function innerSummary(inner: InnerMap): string {
+  const dump = inner.dump;
+  switch (dump.reader) {
+    case "keyed": {
+      const n = dump.keyed.entries.length + dump.keyed.omitted;
+      return `${n} entr${n === 1 ? "y" : "ies"}`;
+    }
+    case "slots":
+      return plural(dump.slots.slots.length, "slot");
+    case "maps_of_maps":
+      return plural(
+        dump.mapsOfMaps.slots.filter((s) => s.innerMapId !== undefined).length,
+        "inner map",
+      );
+    case "unreadable":
+      return dump.unreadable.reason;
+    default:
+      return `read by the ${dump.reader} reader`;
+  }
+}
+
 function writeJson(
   out: OutputWriter,
   map: BpfMapInfo,
@@ -425,8 +446,22 @@ function writeText(
       return { written: 0, omitted: 0 };
     case "slots":
       return writeSlotsText(out, map.type, dump.slots.slots, limit);
-    case "maps_of_maps":
-      return writeSlotsText(out, map.type, dump.mapsOfMaps.slots, limit);
+    case "maps_of_maps": {
+      const count = writeSlotsText(out, map.type, dump.mapsOfMaps.slots, limit);
+      // with --recurse: one line per inner map read in place (its contents are in --json)
+      for (const slot of dump.mapsOfMaps.slots) {
+        if (slot.inner) {
+          out.text(
+            `inner map ${slot.inner.map.id} "${slot.inner.map.name}": ${
+              innerSummary(slot.inner)
+            }\n`,
+          );
+        } else if (slot.innerSkipped) {
+          out.text(`inner map ${slot.innerMapId}: ${slot.innerSkipped}\n`);
+        }
+      }
+      return count;
+    }
     case "struct_ops": {
       const ops = dump.structOps;
       out.text(
