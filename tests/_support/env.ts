@@ -161,7 +161,9 @@ export function bpfClang(): string {
 function cachedKernel(): string | null {
   try {
     const names = [...Deno.readDirSync(`${ROOT}.vm-cache`)]
-      .filter((entry) => entry.isDirectory)
+      // the probe boots it with qemu-system-x86_64: only the x86-64 images
+      // (k*), not an aarch64 one (a*) that sorts first and never prints
+      .filter((entry) => entry.isDirectory && entry.name.startsWith("k"))
       .map((entry) => entry.name)
       .sort();
     for (const name of names) {
