@@ -26,6 +26,10 @@ import {
   type MapTypeLayouts,
   mapTypeLayoutsFromBtf,
 } from "../guest/maptypes/layout.ts";
+import {
+  bpfKsymLayoutFromBtf,
+  readBpfKsyms,
+} from "../guest/maptypes/bpf_ksyms.ts";
 import { readGuestLpm } from "../guest/maptypes/lpm.ts";
 import { readGuestQueueStack } from "../guest/maptypes/queue_stack.ts";
 import { readGuestRingbuf } from "../guest/maptypes/ringbuf.ts";
@@ -52,6 +56,7 @@ import type { GuestMemMapAccessor } from "./guest.ts";
 /** What one accessor's type readers keep between calls. */
 interface GuestTypeState {
   layouts: MapTypeLayouts;
+  btf?: Btf;
   symbols?: KernelSymbols;
 }
 
@@ -72,13 +77,15 @@ function stateOf(accessor: GuestMemMapAccessor): GuestTypeState {
   let state = states.get(accessor);
   if (!state) {
     let layouts = NO_LAYOUTS;
+    let btf: Btf | undefined;
     try {
-      layouts = mapTypeLayoutsFromBtf(Btf.parse(accessor.kernel.btfBytes()));
+      btf = Btf.parse(accessor.kernel.btfBytes());
+      layouts = mapTypeLayoutsFromBtf(btf);
     } catch {
       // an image opened with a caller-supplied layout may carry no BTF:
       // every type below then reports itself unreadable, with the reason
     }
-    state = { layouts };
+    state = btf ? { layouts, btf } : { layouts };
     states.set(accessor, state);
   }
   return state;
@@ -103,14 +110,31 @@ function symbolsOf(
 ): KernelSymbols | undefined {
   if (state.symbols === undefined) {
     try {
-      state.symbols = KernelSymbols.fromSymbols(
-        accessor.kernel.kallsyms().all(),
-      );
+      const image = accessor.kernel.kallsyms().all();
+      state.symbols = KernelSymbols.fromSymbols([
+        ...image,
+        ...jitSymbols(accessor, state.btf),
+      ]);
     } catch {
       return undefined; // frames stay raw addresses: still the same bytes as bpf()
     }
   }
   return state.symbols;
+}
+
+/** BPF programs' own symbols, which /proc/kallsyms lists and the image's tables lack. */
+function jitSymbols(
+  accessor: GuestMemMapAccessor,
+  btf: Btf | undefined,
+): { address: bigint; type: string; name: string }[] {
+  try {
+    const head = accessor.kernel.findSymbol("bpf_kallsyms");
+    const layout = btf ? bpfKsymLayoutFromBtf(btf) : null;
+    if (head === undefined || layout === null) return [];
+    return readBpfKsyms(accessor.kernel.space, layout, head);
+  } catch {
+    return []; // frames in BPF programs then stay unnamed
+  }
 }
 
 function unreadable(type: number, reason: string): TypeDump {
@@ -149,6 +173,7 @@ function emptySlot(key: Uint8Array): Slot {
 const REFUSED_SLOTS = new Map<number, number>([
   [MapType.PERF_EVENT_ARRAY, Errno.ENOTSUPP],
   [MapType.CGROUP_ARRAY, Errno.ENOTSUPP],
+  [MapType.XSKMAP, Errno.EOPNOTSUPP],
 ]);
 
 /** Every LPM trie entry as keyed entries (the keyed path's shape). */
