@@ -15,6 +15,7 @@ import { Btf } from "../../src/btf/mod.ts";
 import { specialFieldRulesFor } from "../../src/btf/special_fields.ts";
 import { ignoreUnlessCommands, REQUIRE_ALL } from "../_support/env.ts";
 import { agentLine, agentMaps, compareGuest } from "./compare.ts";
+import { compareTypedGuest } from "./compare_types.ts";
 import { bootUntil, KERNELS, kernelsReady, ROOT } from "./harness.ts";
 import { mutationSweep } from "./mutate.ts";
 
@@ -76,6 +77,15 @@ for (const kernel of KERNELS) {
       const result = compareGuest(consoleText, memory);
       const readMs = performance.now() - t0;
       assert.deepEqual(result.mismatches, []);
+      // maps with a type reader: bpf() in the guest vs the frozen RAM
+      const typed = compareTypedGuest(consoleText, memory);
+      console.log(
+        `${kernel}: typed maps ${typed.maps} (${
+          typed.kinds.join(", ")
+        }), ${typed.items} items compared`,
+      );
+      assert.deepEqual(typed.mismatches, []);
+      assert.equal(typed.maps, 11, "every typed map the agent made");
       const agent = agentMaps(consoleText);
       const arena = kernel !== "k61";
       assert.equal(result.maps, agent.length);

@@ -69,6 +69,9 @@ function readMap(
     case MapType.ARENA:
       items += guest.readArenaPages(map).pages.length;
       break;
+    default:
+      // ring buffers, queues, tries, stack and fd maps: their own readers
+      if (guest.readTypeDump(map, { recurse: true }) !== null) items++;
   }
   return items;
 }
