@@ -33,6 +33,7 @@ import { mapCreate, mapGetInfo, mapUpdateElem } from "../src/sys/bpf.ts";
 import { MapFlag, MapType } from "../src/sys/constants.ts";
 import type { KernelAddressSpace } from "../src/guest/paging.ts";
 import { parseRingbuf } from "../src/accessor/maptypes/ringbuf.ts";
+import { KernelSymbols } from "../src/accessor/maptypes/kallsyms.ts";
 import { FakeRam, PageTables, x86Space } from "./guest_fixture.ts";
 
 const P = 0xffff888000000000n;
@@ -417,4 +418,20 @@ Deno.test("jhash/jhash2 pick the bits the running kernel's bloom filter sets", {
       fd.close();
     }
   }
+});
+
+Deno.test("KernelSymbols.with: merged tables name each address after the nearest symbol below", () => {
+  const base = KernelSymbols.parse(
+    "ffffffff81000000 T _stext\nffffffff81000100 t a_func\nffffffff81000300 T b_func\n",
+  );
+  const merged = base.with([
+    { address: 0xffffffffa0000000n, type: "t", name: "bpf_prog_1_x" },
+    { address: 0xffffffff81000200n, type: "t", name: "between" },
+    { address: 0xffffffff81000250n, type: "d", name: "data_is_not_text" },
+  ]);
+  assert.equal(merged.size, 5);
+  assert.equal(merged.symbolize(0xffffffff81000210n), "between+0x10");
+  assert.equal(merged.symbolize(0xffffffff81000300n), "b_func+0x0");
+  assert.equal(merged.symbolize(0xffffffffa0000020n), "bpf_prog_1_x+0x20");
+  assert.equal(base.symbolize(0xffffffff81000210n), "a_func+0x110");
 });

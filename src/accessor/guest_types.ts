@@ -110,16 +110,16 @@ function symbolsOf(
 ): KernelSymbols | undefined {
   if (state.symbols === undefined) {
     try {
-      const image = accessor.kernel.kallsyms().all();
-      state.symbols = KernelSymbols.fromSymbols([
-        ...image,
-        ...jitSymbols(accessor, state.btf),
-      ]);
+      state.symbols = KernelSymbols.fromSymbols(
+        accessor.kernel.kallsyms().all(),
+      );
     } catch {
       return undefined; // frames stay raw addresses: still the same bytes as bpf()
     }
   }
-  return state.symbols;
+  // programs come and go while the guest runs: their symbols are read
+  // afresh each time (a short list), the image's table once
+  return state.symbols.with(jitSymbols(accessor, state.btf));
 }
 
 /** BPF programs' own symbols, which /proc/kallsyms lists and the image's tables lack. */

@@ -72,6 +72,33 @@ export class KernelSymbols {
     return KernelSymbols.parse(Deno.readTextFileSync(path));
   }
 
+  /**
+   * This table plus `extra` (text symbols only), merged in one pass: a large
+   * table kept once, with a few symbols that change (BPF programs) added per
+   * read.
+   */
+  with(
+    extra: Iterable<{ address: bigint; type: string; name: string }>,
+  ): KernelSymbols {
+    const more = KernelSymbols.fromSymbols(extra);
+    const a = this.#addresses;
+    const b = more.#addresses;
+    const addresses = new BigUint64Array(a.length + b.length);
+    const names = new Array<string>(addresses.length);
+    let i = 0;
+    let j = 0;
+    for (let k = 0; k < addresses.length; k++) {
+      if (j >= b.length || (i < a.length && a[i]! <= b[j]!)) {
+        addresses[k] = a[i]!;
+        names[k] = this.#names[i++]!;
+      } else {
+        addresses[k] = b[j]!;
+        names[k] = more.#names[j++]!;
+      }
+    }
+    return new KernelSymbols(addresses, names);
+  }
+
   /** How many symbols the table holds. */
   get size(): number {
     return this.#addresses.length;
