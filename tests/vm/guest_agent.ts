@@ -522,6 +522,34 @@ function typedMaps(): void {
     for (let i = 160; i < 220; i++) write(i);
     emitTyped("ringbuf", info);
   }
+  // USER_RINGBUF: user space is the producer. Records written as libbpf's
+  // user_ring_buffer does (header, data, then producer_pos), the last one
+  // left reserved (busy bit set); no program drains them.
+  {
+    const { fd, info } = create({
+      type: MapType.USER_RINGBUF,
+      keySize: 0,
+      valueSize: 0,
+      maxEntries: 4096,
+      name: "t_user_rb",
+    });
+    const pointer = getLibc().mmap(0n, 3n * 4096n, 3, 1, fd.fd, 4096n);
+    if (pointer === null) throw new Error("user ringbuf mmap failed");
+    const area = Deno.UnsafePointerView.getArrayBuffer(pointer, 3 * 4096);
+    const producer = new DataView(area, 0, 4096);
+    const data = new Uint8Array(area, 4096, 2 * 4096);
+    const view = new DataView(area, 4096, 2 * 4096);
+    let position = 0;
+    [5, 16, 31, 8, 12].forEach((length, i) => {
+      const at = position & 4095;
+      view.setUint32(at, length | (i === 4 ? 1 << 31 : 0), true);
+      view.setUint32(at + 4, 0, true);
+      data.set(pattern(90, i, length), at + 8);
+      position += (length + 8 + 7) & ~7;
+    });
+    producer.setBigUint64(0, BigInt(position), true);
+    emitTyped("user_ringbuf", info);
+  }
   // QUEUE / STACK of 8: 11 pushes with BPF_EXIST overwrite the oldest 3.
   for (
     const [type, name] of [[MapType.QUEUE, "t_queue"], [

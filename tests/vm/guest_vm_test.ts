@@ -85,7 +85,27 @@ for (const kernel of KERNELS) {
         }), ${typed.items} items compared`,
       );
       assert.deepEqual(typed.mismatches, []);
-      assert.equal(typed.maps, 11, "every typed map the agent made");
+      assert.equal(typed.maps, 12, "every typed map the agent made");
+      // contains from guest memory answers as the guest kernel did
+      const bloom = memory.maps().find((m) => m.name === "t_bloom4")!;
+      const bloomLine = consoleText.split("\n").find((l) =>
+        l.includes(`"kind":"bloom","id":${bloom.id},`)
+      )!;
+      const { candidates, answers } = JSON.parse(
+        bloomLine.slice(bloomLine.indexOf("{")),
+      ).extra as { candidates: string[]; answers: boolean[] };
+      for (const index of [0, answers.indexOf(false)]) {
+        const run = await cli(
+          "contains",
+          "--guest-mem",
+          guest.ramPath,
+          "--id",
+          String(bloom.id),
+          "--hex",
+          candidates[index]!,
+        );
+        assert.equal(run.code, answers[index] ? 0 : 1, run.stderr);
+      }
       const agent = agentMaps(consoleText);
       const arena = kernel !== "k61";
       assert.equal(result.maps, agent.length);
