@@ -236,6 +236,25 @@ for (const kernel of KERNELS) {
       };
       assert.match(report.source, /^guest memory /);
       assert.equal(report.maps.length, listedMaps.length);
+      // the failure dump shows what only memory holds: every queue element, bloom fill
+      const byName = (name: string): {
+        entries?: { key: unknown }[];
+        omittedEntries?: number;
+        notes?: string[];
+      } =>
+        (report.maps as unknown as {
+          name: string;
+          entries?: { key: unknown }[];
+        }[]).find((m) => m.name === name)!;
+      assert.deepEqual(
+        byName("t_queue").entries?.map((e) => e.key),
+        ["head", 1, 2, 3],
+      );
+      assert.equal(byName("t_queue").omittedEntries, 4);
+      assert.ok(
+        byName("t_bloom4").notes?.some((n) => / of \d+ bits set \(/.test(n)),
+        JSON.stringify(byName("t_bloom4").notes),
+      );
       const found = await cli(
         "find",
         "swapobj.bss",
