@@ -160,7 +160,7 @@ function* entriesOf(
 ): Generator<[Uint8Array, Uint8Array], void, undefined> {
   switch (map.type) {
     case MapType.LPM_TRIE: {
-      const dump = accessor.readTypeDump(map);
+      const dump = accessor.readTypeDump(map, { keyedEntries: true });
       if (dump?.reader !== "keyed") {
         throw new MapTypeError(
           map,

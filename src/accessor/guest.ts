@@ -428,7 +428,8 @@ export class GuestMemMapAccessor implements BpfMapAccessor, Disposable {
    * (`src/guest/maptypes/`): the same results as the live readers, plus what
    * only memory shows (every queue element, a bloom filter's fill). Null for
    * the hash, array, per-CPU, local-storage, arena and struct_ops maps (read
-   * them with the methods below); LPM tries come back as `keyed` entries.
+   * them with the methods below), and for LPM tries unless
+   * `options.keyedEntries` asks for their entries.
    */
   readTypeDump(
     map: BpfMapInfo,

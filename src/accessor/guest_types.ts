@@ -193,8 +193,9 @@ function lpmEntries(
  * Reads `map` (whose record is `record`) through its guest type reader.
  * Null for the types the accessor's keyed methods read; an `unreadable`
  * result for a type with no guest reader or whose structs the guest's BTF
- * lacks. LPM tries come back as `keyed` entries: the keyed paths read them
- * from here.
+ * lacks. LPM tries come back as `keyed` entries when `options.keyedEntries`
+ * asks (the keyed paths read them from here), else null like other keyed
+ * types.
  */
 export function readGuestTypeDump(
   accessor: GuestMemMapAccessor,
@@ -266,6 +267,8 @@ export function readGuestTypeDump(
       return { reader: "bloom", bloom: info };
     }
     case MapType.LPM_TRIE: {
+      // a keyed type: dumps list it through iterEntryBatches, which asks here
+      if (!options.keyedEntries) return null;
       const keyed = lpmEntries(accessor, layouts, record);
       return keyed === null
         ? missing(type, "struct lpm_trie")
@@ -384,6 +387,7 @@ export function readGuestTypeDump(
 
 /** Types the guest backend reads through its keyed methods (`readTypeDump` returns null). */
 export const GUEST_KEYED_TYPES: ReadonlySet<number> = new Set([
+  MapType.LPM_TRIE,
   MapType.HASH,
   MapType.ARRAY,
   MapType.PERCPU_HASH,

@@ -108,7 +108,11 @@ export function compareTypedGuest(
       }
       case "lpm": {
         // live: the keyed path (readTypeDump is null there); memory: the trie walk
-        const got = (mem?.keyed?.entries as { key: string; value: string }[])
+        if (mem !== null) bad("readTypeDump of a keyed type", null, mem);
+        const walked = plainTypeDump(
+          memory.readTypeDump(info, { keyedEntries: true }),
+        ) as Record<string, Record<string, unknown>> | null;
+        const got = (walked?.keyed?.entries as { key: string; value: string }[])
           ?.map((e) => [e.key, e.value]);
         same("entries in get_next_key order", line.extra.entries, got);
         const batched: [string, string][] = [];

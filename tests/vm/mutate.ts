@@ -71,7 +71,9 @@ function readMap(
       break;
     default:
       // ring buffers, queues, tries, stack and fd maps: their own readers
-      if (guest.readTypeDump(map, { recurse: true }) !== null) items++;
+      if (
+        guest.readTypeDump(map, { recurse: true, keyedEntries: true }) !== null
+      ) items++;
   }
   return items;
 }
