@@ -31,6 +31,13 @@ export const BATCHABLE_TYPES: ReadonlySet<number> = new Set([
   MapType.LRU_PERCPU_HASH,
 ]);
 
+/**
+ * Types a backend without per-entry reads for them lists through
+ * `readTypeDump`, which returns their entries as `keyed` (the guest's LPM
+ * trie walk).
+ */
+const KEYED_READER_TYPES: ReadonlySet<number> = new Set([MapType.LPM_TRIE]);
+
 /** The largest `batchSize` accepted: 16M entries, far past any useful batch. */
 export const MAX_BATCH_ENTRIES = 1 << 24;
 /** The largest `maxBatchBytes` accepted: 1 GiB. */
@@ -106,7 +113,7 @@ export function* entryBatchesFromReads(
   map: BpfMapInfo,
   options: EntryBatchOptions = {},
 ): Generator<EntryBatch, void, undefined> {
-  if (!BATCHABLE_TYPES.has(map.type)) {
+  if (!BATCHABLE_TYPES.has(map.type) && !KEYED_READER_TYPES.has(map.type)) {
     throw new MapTypeError(
       map,
       map.type,
@@ -152,6 +159,23 @@ function* entriesOf(
   indexView: DataView,
 ): Generator<[Uint8Array, Uint8Array], void, undefined> {
   switch (map.type) {
+    case MapType.LPM_TRIE: {
+      const dump = accessor.readTypeDump(map, { keyedEntries: true });
+      if (dump?.reader !== "keyed") {
+        throw new MapTypeError(
+          map,
+          map.type,
+          "a map whose entries this backend lists",
+          {
+            hint: dump?.reader === "unreadable"
+              ? dump.unreadable.reason
+              : "this backend has no LPM trie reader",
+          },
+        );
+      }
+      for (const entry of dump.keyed.entries) yield [entry.key, entry.value];
+      return;
+    }
     case MapType.ARRAY:
       for (let index = 0; index < map.maxEntries; index++) {
         const value = accessor.readArray(map, index);

@@ -74,9 +74,10 @@ import {
 } from "./checks.ts";
 import { entryBatchesFromReads } from "./entry_batches.ts";
 import { validateCpuCount } from "./percpu.ts";
-import type { TypeDump } from "./maptypes/mod.ts";
 import { GuestProgramLister } from "./programs_guest.ts";
 import type { ProgramLayout } from "../guest/prog_layout.ts";
+import { guestTypeDump } from "./guest_types.ts";
+import type { TypeDump, TypeReadOptions } from "./maptypes/mod.ts";
 import type {
   ArenaPages,
   BpfMapAccessor,
@@ -563,12 +564,22 @@ export class GuestMemMapAccessor
   }
 
   /**
-   * Null: the guest backend reads the hash, array, per-CPU, local-storage,
-   * arena and struct_ops maps through the methods above; readers of the
-   * other types from guest memory are not written yet.
+   * The contents of a map whose type has its own reader, from guest memory
+   * (`src/guest/maptypes/`): the same results as the live readers, plus what
+   * only memory shows (every queue element, a bloom filter's fill). Null for
+   * the hash, array, per-CPU, local-storage, arena and struct_ops maps (read
+   * them with the methods below), and for LPM tries unless
+   * `options.keyedEntries` asks for their entries.
    */
-  readTypeDump(_map: BpfMapInfo): TypeDump | null {
-    return null;
+  readTypeDump(
+    map: BpfMapInfo,
+    options: TypeReadOptions = {},
+  ): TypeDump | null {
+    const record = this.#record(map);
+    return this.#guard(
+      map,
+      () => guestTypeDump(this, record, this.#info(record), options),
+    );
   }
 
   /** Every readable map in `map_idr`, in id order; the others are in `problems()`. */

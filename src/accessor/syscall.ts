@@ -15,6 +15,7 @@
  * @module
  */
 
+import { ByteKeySet } from "./key_set.ts";
 import {
   BatchBuffers,
   btfGetFdById,
@@ -250,34 +251,23 @@ function elementError(
  * walked, and the walk stops with MapChangedError.
  */
 class KeyDedupe {
-  readonly #seen = new Set<string>();
+  readonly #seen: ByteKeySet;
   readonly #limit: number;
   /** Keys returned again (each one a sign the walk restarted). */
   duplicates = 0;
 
-  constructor(maxEntries: number) {
+  constructor(maxEntries: number, keySize: number) {
     this.#limit = maxEntries + 1;
-  }
-
-  static #text(key: Uint8Array): string {
-    let text = "";
-    for (let i = 0; i < key.length; i += 4096) {
-      text += String.fromCharCode.apply(
-        null,
-        key.subarray(i, i + 4096) as unknown as number[],
-      );
-    }
-    return text;
+    this.#seen = new ByteKeySet(keySize, Math.min(maxEntries, 1 << 20));
   }
 
   has(key: Uint8Array): boolean {
-    return this.#seen.has(KeyDedupe.#text(key));
+    return this.#seen.has(key);
   }
 
   /** Records `key`; false (and a counted duplicate) when it was listed before. */
   add(key: Uint8Array, map: MapIdentity): boolean {
-    const text = KeyDedupe.#text(key);
-    if (this.#seen.has(text)) {
+    if (this.#seen.has(key)) {
       if (++this.duplicates > this.#limit) {
         throw new MapChangedError(
           map,
@@ -294,7 +284,7 @@ class KeyDedupe {
         { hint: "read it again when it is quieter, or stop its writers" },
       );
     }
-    this.#seen.add(text);
+    this.#seen.add(key);
     return true;
   }
 }
@@ -635,7 +625,7 @@ export class BpfSyscallAccessor implements BpfMapAccessor, BpfMapFieldWriter {
     const capacity = batchEntries(real, valueStride, options);
     const dedupe = REPEAT_FREE_TYPES.has(real.type)
       ? null
-      : new KeyDedupe(real.maxEntries);
+      : new KeyDedupe(real.maxEntries, real.keySize);
     if (options.mode === "next-key") {
       yield* this.#walkByNextKey(
         map,
@@ -780,9 +770,10 @@ export class BpfSyscallAccessor implements BpfMapAccessor, BpfMapFieldWriter {
     const keySize = real.keySize;
     let kept = 0;
     const before = dedupe.duplicates;
+    const who = identity(real);
     for (let i = 0; i < count; i++) {
       const key = buffers.keys.subarray(i * keySize, (i + 1) * keySize);
-      if (!dedupe.add(key, identity(real))) continue;
+      if (!dedupe.add(key, who)) continue;
       if (kept !== i) {
         buffers.keys.copyWithin(kept * keySize, i * keySize, (i + 1) * keySize);
         buffers.values.copyWithin(
@@ -829,7 +820,7 @@ export class BpfSyscallAccessor implements BpfMapAccessor, BpfMapFieldWriter {
   ): Generator<EntryBatch, void, undefined> {
     const keySize = real.keySize;
     const who = identity(real);
-    const seen = dedupe ?? new KeyDedupe(real.maxEntries);
+    const seen = dedupe ?? new KeyDedupe(real.maxEntries, real.keySize);
     const keys = new Uint8Array(
       new ArrayBuffer(Math.max(1, capacity * keySize)),
     );

@@ -41,6 +41,8 @@ export interface EntryRenderer {
 
 /** Options for {@linkcode writeMapDump}. */
 export interface WriteMapDumpOptions {
+  /** Maps of maps: read each inner map in place. */
+  recurse?: boolean;
   /** bpftool's JSON element array instead of text. */
   json: boolean;
   /** Stop after this many entries (the rest are counted, not written). */

@@ -9,8 +9,11 @@
  * map-of-maps slots left out, as bpftool does). Where bpftool cannot dump
  * the type, the shapes are bpfmap's own, documented in the README:
  * - ringbuf: `{"type","capacity","consumer_pos","producer_pos","pending_bytes","records":[{"position","length","busy","discarded","data":[hex]}],"problems":[...]}`
- * - queue/stack: `{"type","max_entries","head":[hex]|null,"note"}`
- * - bloom filter: `{"type","hashes","value_size","note"}`
+ * - queue/stack: `{"type","max_entries","head":[hex]|null,"note"}`, plus
+ *   `"elements":[[hex],...]` in pop order when the backend sees them all
+ *   (guest memory)
+ * - bloom filter: `{"type","hashes","value_size","note"}`, plus
+ *   `"bits","bits_set"` when the backend sees the bitset (guest memory)
  *
  * Every reader returns its whole result before anything is written, so a
  * failed read never leaves a partial JSON document on stdout.
@@ -169,6 +172,27 @@ function innerJson(inner: InnerMap): string {
   }
 }
 
+function innerSummary(inner: InnerMap): string {
+  const dump = inner.dump;
+  switch (dump.reader) {
+    case "keyed": {
+      const n = dump.keyed.entries.length + dump.keyed.omitted;
+      return `${n} entr${n === 1 ? "y" : "ies"}`;
+    }
+    case "slots":
+      return plural(dump.slots.slots.length, "slot");
+    case "maps_of_maps":
+      return plural(
+        dump.mapsOfMaps.slots.filter((s) => s.innerMapId !== undefined).length,
+        "inner map",
+      );
+    case "unreadable":
+      return dump.unreadable.reason;
+    default:
+      return `read by the ${dump.reader} reader`;
+  }
+}
+
 function writeJson(
   out: OutputWriter,
   map: BpfMapInfo,
@@ -200,15 +224,29 @@ function writeJson(
       out.text(
         `{"type":"${q.kind}","max_entries":${q.maxEntries},"head":${
           q.head ? hexJson(q.head) : "null"
+        }${
+          q.elements
+            ? `,"elements":[${
+              q.elements.slice(0, Math.min(q.elements.length, limit)).map(
+                hexJson,
+              ).join(",")
+            }]`
+            : ""
         },"note":${json(q.note)}}\n`,
       );
+      if (q.elements) {
+        const shown = Math.min(q.elements.length, limit);
+        return { written: shown, omitted: q.elements.length - shown };
+      }
       return { written: q.head ? 1 : 0, omitted: 0 };
     }
     case "bloom":
       out.text(
-        `{"type":"bloom_filter","hashes":${dump.bloom.hashes},"value_size":${dump.bloom.valueSize},"note":${
-          json(dump.bloom.note)
-        }}\n`,
+        `{"type":"bloom_filter","hashes":${dump.bloom.hashes},"value_size":${dump.bloom.valueSize}${
+          dump.bloom.bits !== undefined
+            ? `,"bits":${dump.bloom.bits},"bits_set":${dump.bloom.bitsSet}`
+            : ""
+        },"note":${json(dump.bloom.note)}}\n`,
       );
       return { written: 0, omitted: 0 };
     case "slots":
@@ -368,6 +406,22 @@ function writeText(
     case "queue": {
       const q = dump.queue;
       out.text(`# ${q.note}\n`);
+      if (q.elements) {
+        const shown = Math.min(q.elements.length, limit);
+        for (let i = 0; i < shown; i++) {
+          out.ascii(`${i === 0 ? "head" : `[${i}]`}: `);
+          out.plainHex(q.elements[i]!);
+          out.ascii("\n");
+        }
+        out.ascii(
+          `Found ${plural(q.elements.length, "element")}${
+            shown < q.elements.length
+              ? ` (${q.elements.length - shown} more not shown)`
+              : ""
+          }\n`,
+        );
+        return { written: shown, omitted: q.elements.length - shown };
+      }
       if (q.head) {
         out.ascii("head: ");
         out.plainHex(q.head);
@@ -381,13 +435,33 @@ function writeText(
       out.text(
         `# ${dump.bloom.note}\n${
           dump.bloom.hashes || 5
-        } hash functions, ${dump.bloom.valueSize}-byte values; test one with bpfmap contains (not yet)\n`,
+        } hash functions, ${dump.bloom.valueSize}-byte values${
+          dump.bloom.bits !== undefined
+            ? `, ${dump.bloom.bitsSet} of ${dump.bloom.bits} bits set (${
+              (100 * dump.bloom.bitsSet! / dump.bloom.bits).toFixed(2)
+            }% full)`
+            : ""
+        }; test one with bpfmap contains --id ${map.id} KEY\n`,
       );
       return { written: 0, omitted: 0 };
     case "slots":
       return writeSlotsText(out, map.type, dump.slots.slots, limit);
-    case "maps_of_maps":
-      return writeSlotsText(out, map.type, dump.mapsOfMaps.slots, limit);
+    case "maps_of_maps": {
+      const count = writeSlotsText(out, map.type, dump.mapsOfMaps.slots, limit);
+      // with --recurse: one line per inner map read in place (its contents are in --json)
+      for (const slot of dump.mapsOfMaps.slots) {
+        if (slot.inner) {
+          out.text(
+            `inner map ${slot.inner.map.id} "${slot.inner.map.name}": ${
+              innerSummary(slot.inner)
+            }\n`,
+          );
+        } else if (slot.innerSkipped) {
+          out.text(`inner map ${slot.innerMapId}: ${slot.innerSkipped}\n`);
+        }
+      }
+      return count;
+    }
     case "struct_ops": {
       const ops = dump.structOps;
       out.text(

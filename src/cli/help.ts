@@ -18,6 +18,7 @@ Commands:
   list                       List every map (aligned table, or --json like bpftool -j)
   show  (--id N | --name NAME)  Show one map's details
   dump  [--id N | --name NAME] Dump a map's entries, or every map (bpftool's JSON with --json)
+  contains --id N KEY        Test a bloom filter for KEY (exit 0 maybe present, 1 absent)
   find  NAME                 Find the lowest-id map with this kernel-visible name
   pin   NAME PATH            Pin the map named NAME at a bpffs PATH
   hold  NAME... [-- CMD ...] Keep maps alive while CMD runs, or until SIGINT/SIGTERM
@@ -66,7 +67,7 @@ ${PARTIAL_HELP}
 
 ${SOURCE_HELP}`,
   dump:
-    `Usage: bpfmap dump [--id N | --name NAME] [--json] [--max-entries N] [--batch-size N] [--hex] [--partial] [SOURCE]
+    `Usage: bpfmap dump [--id N | --name NAME] [--json] [--max-entries N] [--batch-size N] [--hex] [--recurse] [--partial] [SOURCE]
 
 Dump a map's entries. Hash and array maps are read in LOOKUP_BATCH runs and
 written as they arrive. Per-CPU maps show one value per possible CPU. Maps
@@ -89,8 +90,32 @@ Options:
       --batch-size N     Entries per LOOKUP_BATCH call, 1 to 1048576 (default
                          4096; batches stay under 4 MiB whatever N is)
       --hex              Raw bytes only, even when the map has BTF
+      --recurse          Maps of maps: read each inner map in place (its
+                         entries, or its type's contents) under "inner";
+                         4 levels deep, each map shown once
 ${PARTIAL_HELP}
   -h, --help             Show this help
+
+${SOURCE_HELP}`,
+  contains: `Usage: bpfmap contains --id N [--hex] [--json] KEY... [SOURCE]
+
+Test whether KEY may be in the BLOOM_FILTER map N. Prints "maybe present"
+(bloom filters have false positives) or "absent" (certain). Live, the kernel
+answers (BPF_MAP_LOOKUP_ELEM); from guest memory, bpfmap hashes KEY with the
+filter's seed and reads its bits, as the guest kernel would.
+
+KEY is one integer (decimal or 0x hex, negative as two's complement), stored
+little-endian in the filter's value size; with --hex, hex bytes in memory
+order: 0a 00 00 01, 0x0a 0x00 0x00 0x01 or 0a000001.
+
+Options:
+      --id N       The bloom filter's map id
+      --hex        KEY is hex bytes, not an integer
+  -j, --json       {"id":N,"present":"maybe"|false}
+  -h, --help       Show this help
+
+Exit status: 0 maybe present, 1 absent, 2 usage error or any other error
+(as grep: a failure never reads as "absent").
 
 ${SOURCE_HELP}`,
   find: `Usage: bpfmap find NAME [--json] [--full] [--partial] [SOURCE]

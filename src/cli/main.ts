@@ -14,6 +14,7 @@ import { UsageError } from "./args.ts";
 import { type CliIo, Context } from "./context.ts";
 import { HELP, MAIN_HELP, VERSION } from "./help.ts";
 import { OutputError, writeText } from "./writer.ts";
+import { contains } from "./commands/contains.ts";
 import { diff } from "./commands/diff.ts";
 import { dump } from "./commands/dump.ts";
 import { find } from "./commands/find.ts";
@@ -29,7 +30,7 @@ export type { CliIo } from "./context.ts";
 
 const COMMANDS: Readonly<
   Record<string, (context: Context, args: string[]) => number | Promise<number>>
-> = { list, show, dump, find, pin, hold, diff, progs, write };
+> = { list, show, dump, contains, find, pin, hold, diff, progs, write };
 
 /** Commands that write only to stderr, so a closed stdout does not matter. */
 const STDERR_ONLY = new Set(["pin", "hold"]);

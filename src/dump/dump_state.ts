@@ -300,6 +300,21 @@ class MapDumper {
       }
       case "queue": {
         const head = typed.queue.head;
+        const elements = typed.queue.elements;
+        if (elements) {
+          // guest memory shows every element: the head, then pop order
+          const shown = Math.min(elements.length, limit);
+          for (let i = 0; i < shown; i++) {
+            const element = elements[i]!;
+            emit.push(() => ({
+              key: i === 0 ? "head" : i,
+              value: typer.render(map.btfValueTypeId, element),
+            }));
+          }
+          out.omittedEntries = elements.length - shown;
+          out.notes.push(capitalized(typed.queue.note));
+          return;
+        }
         if (head && limit > 0) {
           emit.push(() => ({
             key: "head",
@@ -312,6 +327,13 @@ class MapDumper {
       }
       case "bloom":
         out.notes.push(capitalized(typed.bloom.note));
+        if (typed.bloom.bits !== undefined) {
+          out.notes.push(
+            `${typed.bloom.bitsSet} of ${typed.bloom.bits} bits set (${
+              (100 * (typed.bloom.bitsSet ?? 0) / typed.bloom.bits).toFixed(2)
+            }% full)`,
+          );
+        }
         return;
       case "stack_trace": {
         const stacks = typed.stacks;

@@ -189,6 +189,8 @@ export function decodeKallsyms(
  */
 export class SymbolTable {
   readonly #byName = new Map<string, KernelSymbol>();
+  // every symbol, duplicates included: address-to-name needs them all
+  readonly #all: KernelSymbol[] = [];
   /** How many symbols were decoded. */
   readonly count: number;
 
@@ -197,6 +199,7 @@ export class SymbolTable {
     let count = 0;
     for (const symbol of symbols) {
       count++;
+      this.#all.push(symbol);
       const seen = this.#byName.get(symbol.name);
       if (
         !seen ||
@@ -207,6 +210,11 @@ export class SymbolTable {
       }
     }
     this.count = count;
+  }
+
+  /** Every decoded symbol, duplicate names included, in table order. */
+  all(): readonly KernelSymbol[] {
+    return this.#all;
   }
 
   /** The address of `name`, or undefined. */

@@ -28,6 +28,15 @@ import {
 } from "../../src/sys/bpf.ts";
 import { pageSize } from "../../src/sys/elem.ts";
 import { getLibc } from "../../src/sys/ffi.ts";
+import { bloomContains } from "../../src/accessor/maptypes/bloom.ts";
+import { progTestRun } from "../../src/sys/prog.ts";
+import {
+  loadRingbufOutputProgram,
+  loadRingbufReserveProgram,
+  loadStackIdProgram,
+  loadTrivialProgram,
+} from "../_support/bpf_prog.ts";
+import { plainTypeDump } from "./type_dump_plain.ts";
 import type { OwnedFd } from "../../src/sys/fd.ts";
 
 const held: unknown[] = [];
@@ -547,7 +556,258 @@ async function main(args: string[]): Promise<void> {
     );
   }
   if (opts.kcore) await kcoreStep();
+  typedMaps();
   console.log("BPFMAP-AGENT-READY");
+}
+
+/** One `BPFMAP-TYPED {...}` line: what bpf() shows of a map with a type reader. */
+function emitTyped(kind: string, info: BpfMapInfo, extra: unknown = {}): void {
+  console.log(
+    "BPFMAP-TYPED " + JSON.stringify({
+      kind,
+      id: info.id,
+      live: plainTypeDump(accessor.readTypeDump(info, { recurse: true })),
+      extra,
+    }),
+  );
+}
+
+/**
+ * Maps with their own reader, each with known contents, so the host can hold
+ * guest memory against what bpf() showed here: a ring buffer written by the
+ * kernel (wrapped, with a discarded record), a queue and a stack that
+ * wrapped, two bloom filters (jhash2 and jhash sizes), an LPM trie, a stack
+ * trace, a prog array, maps of maps and a perf event array.
+ */
+function typedMaps(): void {
+  const u64 = (n: number): Uint8Array => {
+    const out = new Uint8Array(8);
+    new DataView(out.buffer).setBigUint64(0, BigInt(n), true);
+    return out;
+  };
+  // RINGBUF: 100 records, a consumer that took 90, 120 more: the pending
+  // span wraps past the end of the 4 KiB data area.
+  {
+    const { fd, info } = create({
+      type: MapType.RINGBUF,
+      keySize: 0,
+      valueSize: 0,
+      maxEntries: 4096,
+      name: "t_ringbuf",
+    });
+    const out = loadRingbufOutputProgram("t_rb_out", fd.fd);
+    const drop = loadRingbufReserveProgram("t_rb_drop", fd.fd, 8, "discard");
+    held.push(out, drop);
+    const write = (n: number): void => {
+      const ctx = new Uint8Array(16);
+      new DataView(ctx.buffer).setBigUint64(0, BigInt(n), true);
+      new DataView(ctx.buffer).setBigUint64(8, BigInt(n) * 0x1000001n, true);
+      progTestRun(out.fd, { ctx });
+    };
+    for (let i = 0; i < 100; i++) write(i);
+    const consumer = getLibc().mmap(0n, 4096n, 3, 1, fd.fd, 0n);
+    if (consumer === null) throw new Error("ringbuf consumer mmap failed");
+    const page = new DataView(
+      Deno.UnsafePointerView.getArrayBuffer(consumer, 4096),
+    );
+    page.setBigUint64(0, 90n * 24n, true);
+    for (let i = 100; i < 160; i++) write(i);
+    progTestRun(drop.fd, { ctx: new Uint8Array(8) });
+    for (let i = 160; i < 220; i++) write(i);
+    emitTyped("ringbuf", info);
+  }
+  // USER_RINGBUF: user space is the producer. Records written as libbpf's
+  // user_ring_buffer does (header, data, then producer_pos), the last one
+  // left reserved (busy bit set); no program drains them.
+  {
+    const { fd, info } = create({
+      type: MapType.USER_RINGBUF,
+      keySize: 0,
+      valueSize: 0,
+      maxEntries: 4096,
+      name: "t_user_rb",
+    });
+    const pointer = getLibc().mmap(0n, 3n * 4096n, 3, 1, fd.fd, 4096n);
+    if (pointer === null) throw new Error("user ringbuf mmap failed");
+    const area = Deno.UnsafePointerView.getArrayBuffer(pointer, 3 * 4096);
+    const producer = new DataView(area, 0, 4096);
+    const data = new Uint8Array(area, 4096, 2 * 4096);
+    const view = new DataView(area, 4096, 2 * 4096);
+    let position = 0;
+    [5, 16, 31, 8, 12].forEach((length, i) => {
+      const at = position & 4095;
+      view.setUint32(at, length | (i === 4 ? 1 << 31 : 0), true);
+      view.setUint32(at + 4, 0, true);
+      data.set(pattern(90, i, length), at + 8);
+      position += (length + 8 + 7) & ~7;
+    });
+    producer.setBigUint64(0, BigInt(position), true);
+    emitTyped("user_ringbuf", info);
+  }
+  // QUEUE / STACK of 8: 11 pushes with BPF_EXIST overwrite the oldest 3.
+  for (
+    const [type, name] of [[MapType.QUEUE, "t_queue"], [
+      MapType.STACK,
+      "t_stack",
+    ]] as const
+  ) {
+    const { fd, info } = create({
+      type,
+      keySize: 0,
+      valueSize: 12,
+      maxEntries: 8,
+      name,
+    });
+    const pushed: string[] = [];
+    for (let i = 0; i < 11; i++) {
+      const value = pattern(60 + type, i, 12);
+      mapUpdateElem(fd.fd, null, value, 2n);
+      pushed.push(hexOf(value)!);
+    }
+    const kept = pushed.slice(3);
+    emitTyped(name.slice(2), info, {
+      order: type === MapType.QUEUE ? kept : kept.reverse(),
+    });
+  }
+  // BLOOM_FILTER: 4-byte values hash with jhash2, 5-byte with jhash.
+  for (const valueSize of [4, 5]) {
+    const { fd, info } = create({
+      type: MapType.BLOOM_FILTER,
+      keySize: 0,
+      valueSize,
+      maxEntries: 64,
+      name: `t_bloom${valueSize}`,
+      mapExtra: 3n,
+    });
+    for (let i = 0; i < 40; i++) {
+      mapUpdateElem(fd.fd, null, pattern(70, i, valueSize));
+    }
+    const candidates: string[] = [];
+    const answers: boolean[] = [];
+    for (let i = 0; i < 200; i++) {
+      const candidate = pattern(70, i, valueSize);
+      candidates.push(hexOf(candidate)!);
+      answers.push(bloomContains(info, candidate));
+    }
+    emitTyped("bloom", info, { candidates, answers });
+  }
+  // LPM_TRIE: nested prefixes (intermediate nodes appear between siblings).
+  {
+    const { fd, info } = create({
+      type: MapType.LPM_TRIE,
+      keySize: 8,
+      valueSize: 8,
+      maxEntries: 64,
+      name: "t_lpm",
+      flags: MapFlag.NO_PREALLOC,
+    });
+    const prefixes: [number, number[]][] = [
+      [8, [10, 0, 0, 0]],
+      [16, [10, 1, 0, 0]],
+      [16, [10, 2, 0, 0]],
+      [24, [10, 1, 7, 0]],
+      [24, [10, 1, 200, 0]],
+      [32, [10, 1, 7, 9]],
+      [12, [192, 160, 0, 0]],
+      [32, [192, 168, 1, 1]],
+      [0, [0, 0, 0, 0]],
+    ];
+    prefixes.forEach(([length, data], i) => {
+      const key = new Uint8Array(8);
+      new DataView(key.buffer).setUint32(0, length, true);
+      key.set(data, 4);
+      mapUpdateElem(fd.fd, key, u64(1000 + i));
+    });
+    const entries: [string, string][] = [];
+    for (const batch of accessor.iterEntryBatches(info)) {
+      for (let i = 0; i < batch.count; i++) {
+        entries.push([
+          hexOf(batch.keys.subarray(i * 8, i * 8 + 8))!,
+          hexOf(batch.values.subarray(i * 8, i * 8 + 8))!,
+        ]);
+      }
+    }
+    emitTyped("lpm", info, { entries });
+  }
+  // STACK_TRACE: the kernel's own stack under BPF_PROG_TEST_RUN.
+  {
+    const { fd, info } = create({
+      type: MapType.STACK_TRACE,
+      keySize: 4,
+      valueSize: 8 * 127,
+      maxEntries: 16,
+      name: "t_stacks",
+    });
+    const prog = loadStackIdProgram("t_stackid", fd.fd);
+    held.push(prog);
+    progTestRun(prog.fd, { ctx: new Uint8Array(8) });
+    emitTyped("stack_trace", info);
+  }
+  // PROG_ARRAY: two programs in slots 1 and 3.
+  {
+    const { fd, info } = create({
+      type: MapType.PROG_ARRAY,
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: 4,
+      name: "t_progs",
+    });
+    for (const slot of [1, 3]) {
+      const prog = loadTrivialProgram(`t_tail${slot}`, slot);
+      held.push(prog);
+      mapUpdateElem(fd.fd, u32(slot), u32(prog.fd));
+    }
+    emitTyped("prog_array", info);
+  }
+  // ARRAY_OF_MAPS and HASH_OF_MAPS over two inner arrays (read recursively).
+  {
+    const inners = [0, 1].map((n) => {
+      const inner = create({
+        type: MapType.ARRAY,
+        keySize: 4,
+        valueSize: 8,
+        maxEntries: 3,
+        name: `t_inner${n}`,
+      });
+      for (let i = 0; i < 3; i++) {
+        mapUpdateElem(inner.fd.fd, u32(i), pattern(80 + n, i, 8));
+      }
+      return inner;
+    });
+    const outer = create({
+      type: MapType.ARRAY_OF_MAPS,
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: 4,
+      name: "t_aom",
+      innerMapFd: inners[0]!.fd.fd,
+    });
+    mapUpdateElem(outer.fd.fd, u32(0), u32(inners[0]!.fd.fd));
+    mapUpdateElem(outer.fd.fd, u32(2), u32(inners[1]!.fd.fd));
+    emitTyped("array_of_maps", outer.info);
+    const hash = create({
+      type: MapType.HASH_OF_MAPS,
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: 4,
+      name: "t_hom",
+      innerMapFd: inners[0]!.fd.fd,
+    });
+    mapUpdateElem(hash.fd.fd, u32(77), u32(inners[1]!.fd.fd));
+    mapUpdateElem(hash.fd.fd, u32(5), u32(inners[0]!.fd.fd));
+    emitTyped("hash_of_maps", hash.info);
+  }
+  // PERF_EVENT_ARRAY: bpf() refuses every slot; memory must say the same.
+  {
+    const { info } = create({
+      type: MapType.PERF_EVENT_ARRAY,
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: 3,
+      name: "t_perf",
+    });
+    emitTyped("perf_event_array", info);
+  }
 }
 
 try {

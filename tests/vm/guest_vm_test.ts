@@ -15,6 +15,7 @@ import { Btf } from "../../src/btf/mod.ts";
 import { specialFieldRulesFor } from "../../src/btf/special_fields.ts";
 import { ignoreUnlessCommands, REQUIRE_ALL } from "../_support/env.ts";
 import { agentLine, agentMaps, compareGuest } from "./compare.ts";
+import { compareTypedGuest } from "./compare_types.ts";
 import { bootUntil, KERNELS, kernelsReady, ROOT } from "./harness.ts";
 import { mutationSweep } from "./mutate.ts";
 
@@ -75,6 +76,35 @@ for (const kernel of KERNELS) {
       const result = compareGuest(consoleText, memory);
       const readMs = performance.now() - t0;
       assert.deepEqual(result.mismatches, []);
+      // maps with a type reader: bpf() in the guest vs the frozen RAM
+      const typed = compareTypedGuest(consoleText, memory);
+      console.log(
+        `${kernel}: typed maps ${typed.maps} (${
+          typed.kinds.join(", ")
+        }), ${typed.items} items compared`,
+      );
+      assert.deepEqual(typed.mismatches, []);
+      assert.equal(typed.maps, 12, "every typed map the agent made");
+      // contains from guest memory answers as the guest kernel did
+      const bloom = memory.maps().find((m) => m.name === "t_bloom4")!;
+      const bloomLine = consoleText.split("\n").find((l) =>
+        l.includes(`"kind":"bloom","id":${bloom.id},`)
+      )!;
+      const { candidates, answers } = JSON.parse(
+        bloomLine.slice(bloomLine.indexOf("{")),
+      ).extra as { candidates: string[]; answers: boolean[] };
+      for (const index of [0, answers.indexOf(false)]) {
+        const run = await cli(
+          "contains",
+          "--guest-mem",
+          guest.ramPath,
+          "--id",
+          String(bloom.id),
+          "--hex",
+          candidates[index]!,
+        );
+        assert.equal(run.code, answers[index] ? 0 : 1, run.stderr);
+      }
       const agent = agentMaps(consoleText);
       const arena = kernel !== "k61";
       assert.equal(result.maps, agent.length);
@@ -205,6 +235,25 @@ for (const kernel of KERNELS) {
       };
       assert.match(report.source, /^guest memory /);
       assert.equal(report.maps.length, listedMaps.length);
+      // the failure dump shows what only memory holds: every queue element, bloom fill
+      const byName = (name: string): {
+        entries?: { key: unknown }[];
+        omittedEntries?: number;
+        notes?: string[];
+      } =>
+        (report.maps as unknown as {
+          name: string;
+          entries?: { key: unknown }[];
+        }[]).find((m) => m.name === name)!;
+      assert.deepEqual(
+        byName("t_queue").entries?.map((e) => e.key),
+        ["head", 1, 2, 3],
+      );
+      assert.equal(byName("t_queue").omittedEntries, 4);
+      assert.ok(
+        byName("t_bloom4").notes?.some((n) => / of \d+ bits set \(/.test(n)),
+        JSON.stringify(byName("t_bloom4").notes),
+      );
       const found = await cli(
         "find",
         "swapobj.bss",

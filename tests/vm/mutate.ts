@@ -70,6 +70,11 @@ function readMap(
     case MapType.ARENA:
       items += guest.readArenaPages(map).pages.length;
       break;
+    default:
+      // ring buffers, queues, tries, stack and fd maps: their own readers
+      if (
+        guest.readTypeDump(map, { recurse: true, keyedEntries: true }) !== null
+      ) items++;
   }
   return items;
 }

@@ -44,6 +44,10 @@ mkdir -p "$W/bpfmap/tests/vm"
 # the contract agent runs the contract test files and their helpers in the guest
 cp -r "$ROOT/tests/contract" "$ROOT/tests/_support" "$W/bpfmap/tests/"
 cp "$AGENT" "$W/bpfmap/tests/vm/agent.ts"
+# what the agents import besides src/: the type-dump serialiser and the test programs
+cp "$ROOT/tests/vm/type_dump_plain.ts" "$W/bpfmap/tests/vm/"
+mkdir -p "$W/bpfmap/tests/_support"
+cp "$ROOT/tests/_support/bpf_prog.ts" "$W/bpfmap/tests/_support/"
 echo "root:x:0:0:root:/tmp:/bin/sh" >"$W/etc/passwd"
 cat >"$W/init" <<'INIT'
 #!/bin/busybox sh

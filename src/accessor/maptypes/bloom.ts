@@ -23,6 +23,10 @@ export interface BloomInfo {
   valueSize: number;
   /** Why nothing is listed. */
   note: string;
+  /** Bits in the filter (guest memory only: bpf() does not show them). */
+  bits?: number;
+  /** Bits set (guest memory only); `bitsSet / bits` is the fill ratio. */
+  bitsSet?: number;
 }
 
 /** The note a bloom filter dump carries. */

@@ -21,7 +21,7 @@ export class KernelSymbols {
    * between would name a return address after the wrong thing.
    */
   static parse(text: string): KernelSymbols {
-    const entries: [bigint, string][] = [];
+    const entries: { address: bigint; type: string; name: string }[] = [];
     for (const line of text.split("\n")) {
       const first = line.indexOf(" ");
       if (first !== 16 || line.length < 20) continue;
@@ -34,7 +34,28 @@ export class KernelSymbols {
       if (address === 0n) continue;
       const rest = line.slice(19);
       const tab = rest.indexOf("\t");
-      entries.push([address, tab < 0 ? rest : rest.slice(0, tab)]);
+      entries.push({
+        address,
+        type,
+        name: tab < 0 ? rest : rest.slice(0, tab),
+      });
+    }
+    return KernelSymbols.fromSymbols(entries);
+  }
+
+  /**
+   * A table from decoded symbols (a guest's kallsyms); like {@linkcode parse},
+   * only text symbols are kept.
+   */
+  static fromSymbols(
+    symbols: Iterable<{ address: bigint; type: string; name: string }>,
+  ): KernelSymbols {
+    const entries: [bigint, string][] = [];
+    for (const { address, type, name } of symbols) {
+      if (address === 0n || !"tTwW".includes(type) || type.length !== 1) {
+        continue;
+      }
+      entries.push([address, name]);
     }
     entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     const addresses = new BigUint64Array(entries.length);
@@ -49,6 +70,33 @@ export class KernelSymbols {
   /** The running kernel's table (`/proc/kallsyms`). */
   static load(path = "/proc/kallsyms"): KernelSymbols {
     return KernelSymbols.parse(Deno.readTextFileSync(path));
+  }
+
+  /**
+   * This table plus `extra` (text symbols only), merged in one pass: a large
+   * table kept once, with a few symbols that change (BPF programs) added per
+   * read.
+   */
+  with(
+    extra: Iterable<{ address: bigint; type: string; name: string }>,
+  ): KernelSymbols {
+    const more = KernelSymbols.fromSymbols(extra);
+    const a = this.#addresses;
+    const b = more.#addresses;
+    const addresses = new BigUint64Array(a.length + b.length);
+    const names = new Array<string>(addresses.length);
+    let i = 0;
+    let j = 0;
+    for (let k = 0; k < addresses.length; k++) {
+      if (j >= b.length || (i < a.length && a[i]! <= b[j]!)) {
+        addresses[k] = a[i]!;
+        names[k] = this.#names[i++]!;
+      } else {
+        addresses[k] = b[j]!;
+        names[k] = more.#names[j++]!;
+      }
+    }
+    return new KernelSymbols(addresses, names);
   }
 
   /** How many symbols the table holds. */

@@ -54,11 +54,23 @@ export function readMapOfMapsLive<Inner>(
       "an ARRAY_OF_MAPS or HASH_OF_MAPS map",
     );
   }
+  return attachInnerMaps(map, walkSlots(map, slotDecoder(map)), options);
+}
+
+/**
+ * Turns a map of maps' slots (from any backend) into its dump: each slot's
+ * inner map id, and with `readInner` each inner map read once, depth- and
+ * revisit-bounded.
+ */
+export function attachInnerMaps<Inner>(
+  map: BpfMapInfo,
+  slots: InnerMapSlot<Inner>[],
+  options: MapOfMapsOptions<Inner> = {},
+): MapOfMapsDump<Inner> {
   const depth = options.depth ?? 0;
   const maxDepth = options.maxDepth ?? 4;
   const seen = options.seen ?? new Set<number>();
   seen.add(map.id);
-  const slots: InnerMapSlot<Inner>[] = walkSlots(map, slotDecoder(map));
   for (const slot of slots) {
     const id = slot.object?.innerMapId;
     if (id === undefined) continue;

@@ -96,6 +96,12 @@ export interface TypeReadOptions {
   /** At most this many entries of a keyed inner map. Default 4096. */
   maxInnerEntries?: number;
   /**
+   * Return the entries of a keyed type the backend has no per-entry reads
+   * for (the guest's LPM trie) as a `keyed` result instead of null; the
+   * batch builder of such a backend asks for them this way.
+   */
+  keyedEntries?: boolean;
+  /**
    * The accessor inner maps are opened and read through (a recursive read);
    * the live backend passes itself.
    */

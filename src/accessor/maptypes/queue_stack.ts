@@ -21,11 +21,20 @@ export interface QueuePeek {
   head: Uint8Array | null;
   /** The map's capacity; how many elements it holds is not visible. */
   maxEntries: number;
-  /** Why only the head is shown. */
+  /** Why only the head is shown (or, from guest memory, that every element is). */
   note: string;
+  /**
+   * Every element in pop order (`elements[0]` is the head): only guest
+   * memory can show them without consuming; absent on the live backend.
+   */
+  elements?: Uint8Array[];
 }
 
 /** The note every peek carries: the rest cannot be read without consuming it. */
+export const QUEUE_GUEST_NOTE =
+  "every element, in the order pops would return them (read from memory, nothing consumed)";
+
+/** The note a live peek carries: the rest cannot be read without consuming it. */
 export const QUEUE_NOTE =
   "only the head is visible: the other elements can be read only by popping them, which would consume them";
 

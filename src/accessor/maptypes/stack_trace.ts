@@ -49,7 +49,8 @@ export interface StackTraceDump {
 
 const BUILD_ID_ENTRY = 32;
 
-function decodeFrames(
+/** The frames of one stored stack value (shared by both backends). */
+export function decodeFrames(
   value: Uint8Array,
   buildId: boolean,
   symbols: KernelSymbols | undefined,

@@ -38,6 +38,7 @@ export function dump(context: Context, args: string[]): Promise<number> {
     "max-entries": { type: "string" },
     "batch-size": { type: "string" },
     hex: { type: "boolean" },
+    recurse: { type: "boolean" },
     partial: { type: "boolean" },
     ...SOURCE_OPTIONS,
   });
@@ -55,7 +56,7 @@ export function dump(context: Context, args: string[]): Promise<number> {
     MAX_BATCH_SIZE,
   );
   if (!checkSelector(values, "dump")) {
-    for (const option of ["batch-size", "hex"]) {
+    for (const option of ["batch-size", "hex", "recurse"]) {
       if (values[option] !== undefined) {
         throw new UsageError(
           `--${option} applies to one map's dump: give --id N or --name NAME with it`,
@@ -116,6 +117,7 @@ function dumpSelected(
         (message) => context.warn(message),
       ),
       maxBatchBytes: MAX_BATCH_BYTES,
+      recurse: values.recurse === true,
       ...(maxEntries !== undefined ? { maxEntries } : {}),
       ...(batchSize !== undefined ? { batchSize } : {}),
     });
