@@ -41,6 +41,7 @@ import type { Slot } from "./maptypes/fd_slots.ts";
 import { KernelSymbols } from "./maptypes/kallsyms.ts";
 import { attachInnerMaps, type InnerMapSlot } from "./maptypes/map_in_map.ts";
 import {
+  copyKeyedInner,
   type InnerMap,
   type KeyedEntries,
   type TypeDump,
@@ -440,24 +441,10 @@ function readGuestInner(
   const record = accessor.reader.readMap(map.kernelAddress);
   const typed = guestTypeDump(accessor, record, map, options, depth);
   if (typed !== null) return { map, dump: typed };
-  const cap = options.maxInnerEntries ?? 4096;
-  const keyed: KeyedEntries = { entries: [], omitted: 0 };
-  for (const batch of accessor.iterEntryBatches(map)) {
-    for (let i = 0; i < batch.count; i++) {
-      if (keyed.entries.length >= cap) {
-        keyed.omitted++;
-        continue;
-      }
-      keyed.entries.push({
-        key: batch.keys.slice(i * batch.keySize, (i + 1) * batch.keySize),
-        value: batch.values.slice(
-          i * batch.valueStride,
-          (i + 1) * batch.valueStride,
-        ),
-      });
-    }
-  }
-  return { map, dump: { reader: "keyed", keyed } };
+  return {
+    map,
+    dump: { reader: "keyed", keyed: copyKeyedInner(accessor, map, options) },
+  };
 }
 
 /**

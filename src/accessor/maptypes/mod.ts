@@ -261,6 +261,22 @@ function readInner(
   if (map === null) return null;
   const typed = readMapTypeLive(map, options, depth);
   if (typed !== null) return { map, dump: typed };
+  return {
+    map,
+    dump: { reader: "keyed", keyed: copyKeyedInner(accessor, map, options) },
+  };
+}
+
+/**
+ * The entries of a keyed inner map, copied, at most `maxInnerEntries` (the
+ * rest counted): what a recursive read shows of an inner hash or array, on
+ * every backend.
+ */
+export function copyKeyedInner(
+  accessor: BpfMapAccessor,
+  map: BpfMapInfo,
+  options: TypeReadOptions,
+): KeyedEntries {
   const cap = options.maxInnerEntries ?? 4096;
   const keyed: KeyedEntries = { entries: [], omitted: 0 };
   for (const batch of accessor.iterEntryBatches(map)) {
@@ -278,5 +294,5 @@ function readInner(
       });
     }
   }
-  return { map, dump: { reader: "keyed", keyed } };
+  return keyed;
 }
