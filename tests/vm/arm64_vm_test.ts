@@ -72,13 +72,20 @@ async function frozenGuest(
     300_000,
   );
   const bootMs = performance.now() - started;
-  const text = guest.console();
-  assert.ok(
-    !text.includes("BPFMAP-AGENT-ERROR"),
-    text.slice(text.indexOf("BPFMAP-AGENT")),
-  );
-  await guest.qmp.stop();
-  assert.equal(await guest.qmp.status(), "paused");
+  try {
+    const text = guest.console();
+    assert.ok(
+      !text.includes("BPFMAP-AGENT-ERROR"),
+      text.slice(text.indexOf("BPFMAP-AGENT")),
+    );
+    await guest.qmp.stop();
+    assert.equal(await guest.qmp.status(), "paused");
+  } catch (error) {
+    // Until the caller holds it, the guest (and the host-wide VM lock it
+    // holds) is ours to release: a leak here blocks every later VM test.
+    await guest[Symbol.asyncDispose]();
+    throw error;
+  }
   return { guest, bootMs };
 }
 

@@ -585,14 +585,17 @@ function typedMaps(): void {
     new DataView(out.buffer).setBigUint64(0, BigInt(n), true);
     return out;
   };
-  // RINGBUF: 100 records, a consumer that took 90, 120 more: the pending
-  // span wraps past the end of the 4 KiB data area.
+  // Ring sizes are whole pages: 4 KiB on x86-64, 16 KiB on an arm64 16K kernel.
+  const ps = pageSize();
+  // RINGBUF: a first run of 24-byte records, a consumer that took all but 10
+  // of them, then more: the pending span wraps past the end of the one-page
+  // data area and stays under its size.
   {
     const { fd, info } = create({
       type: MapType.RINGBUF,
       keySize: 0,
       valueSize: 0,
-      maxEntries: 4096,
+      maxEntries: ps,
       name: "t_ringbuf",
     });
     const out = loadRingbufOutputProgram("t_rb_out", fd.fd);
@@ -604,17 +607,21 @@ function typedMaps(): void {
       new DataView(ctx.buffer).setBigUint64(8, BigInt(n) * 0x1000001n, true);
       progTestRun(out.fd, { ctx });
     };
-    for (let i = 0; i < 100; i++) write(i);
-    const consumer = getLibc().mmap(0n, 4096n, 3, 1, fd.fd, 0n);
+    const total = Math.ceil((ps * 5) / 4 / 24); // 214 records with 4 KiB pages
+    const first = Math.floor(total * 0.45);
+    for (let i = 0; i < first; i++) write(i);
+    const consumer = getLibc().mmap(0n, BigInt(ps), 3, 1, fd.fd, 0n);
     if (consumer === null) throw new Error("ringbuf consumer mmap failed");
     const page = new DataView(
-      Deno.UnsafePointerView.getArrayBuffer(consumer, 4096),
+      Deno.UnsafePointerView.getArrayBuffer(consumer, ps),
     );
-    page.setBigUint64(0, 90n * 24n, true);
-    for (let i = 100; i < 160; i++) write(i);
+    page.setBigUint64(0, BigInt(first - 10) * 24n, true);
+    const middle = first + Math.floor((total - first) / 2);
+    for (let i = first; i < middle; i++) write(i);
     progTestRun(drop.fd, { ctx: new Uint8Array(8) });
-    for (let i = 160; i < 220; i++) write(i);
-    emitTyped("ringbuf", info);
+    for (let i = middle; i < total; i++) write(i);
+    // the discarded 8-byte record takes 16 bytes, every other one 24
+    emitTyped("ringbuf", info, { lastPosition: String((total - 1) * 24 + 16) });
   }
   // USER_RINGBUF: user space is the producer. Records written as libbpf's
   // user_ring_buffer does (header, data, then producer_pos), the last one
@@ -624,18 +631,26 @@ function typedMaps(): void {
       type: MapType.USER_RINGBUF,
       keySize: 0,
       valueSize: 0,
-      maxEntries: 4096,
+      maxEntries: ps,
       name: "t_user_rb",
     });
-    const pointer = getLibc().mmap(0n, 3n * 4096n, 3, 1, fd.fd, 4096n);
+    // the producer page, then the data area mapped twice
+    const pointer = getLibc().mmap(
+      0n,
+      3n * BigInt(ps),
+      3,
+      1,
+      fd.fd,
+      BigInt(ps),
+    );
     if (pointer === null) throw new Error("user ringbuf mmap failed");
-    const area = Deno.UnsafePointerView.getArrayBuffer(pointer, 3 * 4096);
-    const producer = new DataView(area, 0, 4096);
-    const data = new Uint8Array(area, 4096, 2 * 4096);
-    const view = new DataView(area, 4096, 2 * 4096);
+    const area = Deno.UnsafePointerView.getArrayBuffer(pointer, 3 * ps);
+    const producer = new DataView(area, 0, ps);
+    const data = new Uint8Array(area, ps, 2 * ps);
+    const view = new DataView(area, ps, 2 * ps);
     let position = 0;
     [5, 16, 31, 8, 12].forEach((length, i) => {
-      const at = position & 4095;
+      const at = position & (ps - 1);
       view.setUint32(at, length | (i === 4 ? 1 << 31 : 0), true);
       view.setUint32(at + 4, 0, true);
       data.set(pattern(90, i, length), at + 8);
