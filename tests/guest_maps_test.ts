@@ -16,56 +16,11 @@ import type { KernelAddressSpace } from "../src/guest/paging.ts";
 import { MapType } from "../src/sys/constants.ts";
 import { BtfBuilder } from "./btf_builder.ts";
 import { FakeRam, PageTables, x86Space } from "./guest_fixture.ts";
+import { GUEST_LAYOUT } from "./contract/guest_image.ts";
 
 const P = 0xffff888000000000n; // direct map base
-const LAYOUT: KernelLayout = {
-  xarray: {
-    idrHead: 8,
-    idrBase: 16,
-    nodeShift: 0,
-    nodeSlots: 40,
-    chunkSize: 64,
-  },
-  map: {
-    type: 0,
-    keySize: 4,
-    valueSize: 8,
-    maxEntries: 12,
-    flags: 16,
-    mapExtra: 24,
-    id: 32,
-    name: 40,
-    btf: 56,
-    btfKeyTypeId: 64,
-    btfValueTypeId: 68,
-    btfVmlinuxValueTypeId: 72,
-    frozen: 76,
-    btfData: 0,
-    btfDataSize: 8,
-    btfId: 12,
-  },
-  array: { value: 128, elemSize: 120 },
-  htab: {
-    buckets: 128,
-    nBuckets: 136,
-    bucketSize: 16,
-    bucketFirst: 0,
-    elemNext: 0,
-    elemKey: 48,
-  },
-  localStorage: {
-    buckets: 128,
-    bucketLog: 136,
-    bucketSize: 16,
-    bucketFirst: 0,
-    elemMapNode: 0,
-    nodeNext: 0,
-    elemLocalStorage: 32,
-    elemData: 64,
-    storageOwner: 8,
-  },
-  arena: null,
-};
+// The contract suite's synthetic image uses the same offsets.
+const LAYOUT: KernelLayout = GUEST_LAYOUT;
 const PER_CPU = [0x100000n, 0x200000n];
 
 const bytes = (seed: number, len: number): Uint8Array =>
