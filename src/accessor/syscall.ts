@@ -608,12 +608,27 @@ export class BpfSyscallAccessor implements BpfMapAccessor, BpfMapFieldWriter {
         `is "${options.mode}"; it must be "batch" or "next-key"`,
       );
     }
+    const real = this.#realInfo(map);
+    return this.#walk(map, real, options);
+  }
+
+  /**
+   * The kernel's own record of `map` (opened by id and closed again), so
+   * buffers are sized from the real map, never the caller's record; with
+   * `types`, MapTypeError unless the map is one of them.
+   */
+  #realInfo(
+    map: BpfMapInfo,
+    types?: ReadonlySet<number>,
+    expected = "",
+  ): RawMapInfo {
     let real: RawMapInfo;
     {
       using opened = this.#openReal(map);
       real = opened.real;
     }
-    return this.#walk(map, real, options);
+    if (types) expectMapType(real, types, expected);
+    return real;
   }
 
   *#walk(
@@ -915,13 +930,8 @@ export class BpfSyscallAccessor implements BpfMapAccessor, BpfMapFieldWriter {
     options: EntryBatchOptions = {},
   ): Iterable<EntryBatch> {
     validateBatchOptions(map, options);
-    let real: RawMapInfo;
-    {
-      using opened = this.#openReal(map);
-      real = opened.real;
-    }
-    expectMapType(
-      real,
+    const real = this.#realInfo(
+      map,
       KEYED_MAP_TYPES,
       "a map whose entries are listed by key",
     );
@@ -936,12 +946,7 @@ export class BpfSyscallAccessor implements BpfMapAccessor, BpfMapFieldWriter {
    * @throws {MapTypeError} for other map types
    */
   iterHashMap(map: BpfMapInfo): Generator<MapEntry, void, undefined> {
-    let real: RawMapInfo;
-    {
-      using opened = this.#openReal(map);
-      real = opened.real;
-    }
-    expectMapType(real, HASH_TYPES, "a HASH or LRU_HASH map");
+    const real = this.#realInfo(map, HASH_TYPES, "a HASH or LRU_HASH map");
     return this.#hashEntries(map, real);
   }
 
@@ -982,13 +987,8 @@ export class BpfSyscallAccessor implements BpfMapAccessor, BpfMapFieldWriter {
     undefined
   > {
     validateCpuCount(map, numCpus, Math.max(MAX_CPUS, this.possibleCpus));
-    let real: RawMapInfo;
-    {
-      using opened = this.#openReal(map);
-      real = opened.real;
-    }
-    expectMapType(
-      real,
+    const real = this.#realInfo(
+      map,
       PERCPU_HASH_TYPES,
       "a PERCPU_HASH or LRU_PERCPU_HASH map",
     );
@@ -1039,13 +1039,8 @@ export class BpfSyscallAccessor implements BpfMapAccessor, BpfMapFieldWriter {
    * @throws {MapTypeError} for other map types
    */
   iterTaskStorage(map: BpfMapInfo): Iterable<LocalStorageEntry> {
-    let real: RawMapInfo;
-    {
-      using opened = this.#openReal(map);
-      real = opened.real;
-    }
-    expectMapType(
-      real,
+    const real = this.#realInfo(
+      map,
       LOCAL_STORAGE_MAP_TYPES,
       "a task, inode, sk or cgroup storage map",
     );
@@ -1059,12 +1054,7 @@ export class BpfSyscallAccessor implements BpfMapAccessor, BpfMapFieldWriter {
    * @throws {MapTypeError} for other map types
    */
   readArenaPages(map: BpfMapInfo): ArenaPages {
-    let real: RawMapInfo;
-    {
-      using opened = this.#openReal(map);
-      real = opened.real;
-    }
-    expectMapType(real, new Set([MapType.ARENA]), "an ARENA map");
+    const real = this.#realInfo(map, new Set([MapType.ARENA]), "an ARENA map");
     return readArenaPagesLive({
       ...map,
       ...identity(real),
