@@ -20,7 +20,7 @@ import {
 import { readSlotsLive } from "../src/accessor/maptypes/fd_slots.ts";
 import { readStackTracesLive } from "../src/accessor/maptypes/stack_trace.ts";
 import { readMapOfMapsLive } from "../src/accessor/maptypes/map_in_map.ts";
-import { mapGetInfo, mapUpdateElem } from "../src/sys/bpf.ts";
+import { mapUpdateElem } from "../src/sys/bpf.ts";
 import { MapFlag, MapType } from "../src/sys/constants.ts";
 import { pageSize } from "../src/sys/elem.ts";
 import type { OwnedFd } from "../src/sys/fd.ts";
@@ -35,7 +35,7 @@ import {
   loadXdpProgram,
 } from "./_support/bpf_prog.ts";
 import { SharedMapping, UdpSocket } from "./_support/libc.ts";
-import { readU32, u32, u64, uniqueName } from "./_support/maps.ts";
+import { infoOf, readU32, u32, u64, uniqueName } from "./_support/maps.ts";
 
 const ignore = ignoreUnlessRoot();
 const accessor = new BpfSyscallAccessor();
@@ -50,12 +50,6 @@ function bpftoolJson(...args: string[]): unknown {
   const text = new TextDecoder().decode(run.stdout);
   assert.ok(run.success, `bpftool ${args.join(" ")}: ${text}`);
   return JSON.parse(text);
-}
-
-function infoOf(fd: OwnedFd): BpfMapInfo {
-  const info = accessor.mapById(mapGetInfo(fd.fd).id);
-  assert.ok(info, "a map we hold must be visible");
-  return info;
 }
 
 function create(

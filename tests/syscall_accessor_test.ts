@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { BpfSyscallAccessor } from "../src/accessor/syscall.ts";
-import type { BpfMapInfo } from "../src/accessor/types.ts";
 import {
   mapGetInfo,
   mapUpdateBatch,
@@ -11,7 +10,6 @@ import {
 import { cgroup2Mounts } from "../src/accessor/local_storage.ts";
 import { MapFlag, MapType } from "../src/sys/constants.ts";
 import { possibleCpuCount } from "../src/sys/cpus.ts";
-import type { OwnedFd } from "../src/sys/fd.ts";
 import { MappedBpfMap } from "../src/sys/mmap.ts";
 import { findArenaMappings, presentPages } from "../src/accessor/arena.ts";
 import { ignoreUnlessRoot } from "./_support/env.ts";
@@ -21,6 +19,7 @@ import {
   MapTypeError,
 } from "../src/errors.ts";
 import {
+  infoOf,
   loadIntBtf,
   readU32,
   readU64,
@@ -31,12 +30,6 @@ import {
 
 const ignore = ignoreUnlessRoot();
 const accessor = new BpfSyscallAccessor();
-
-function infoOf(fd: OwnedFd): BpfMapInfo {
-  const info = accessor.mapById(mapGetInfo(fd.fd).id);
-  assert.ok(info, "a map we hold must be visible");
-  return info;
-}
 
 function percpuValue(
   cpus: number,

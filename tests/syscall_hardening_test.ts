@@ -7,28 +7,28 @@
 
 import assert from "node:assert/strict";
 import { BpfSyscallAccessor } from "../src/accessor/syscall.ts";
-import type { BpfMapInfo, EntryBatch } from "../src/accessor/types.ts";
-import { mapGetInfo, mapLookupElem, mapUpdateElem } from "../src/sys/bpf.ts";
+import type { EntryBatch } from "../src/accessor/types.ts";
+import { mapLookupElem, mapUpdateElem } from "../src/sys/bpf.ts";
 import { MapFlag, MapType } from "../src/sys/constants.ts";
 import { possibleCpuCount } from "../src/sys/cpus.ts";
 import { BpfError } from "../src/sys/errors.ts";
-import type { OwnedFd } from "../src/sys/fd.ts";
 import {
   MapArgumentError,
   MapChangedError,
   MapGoneError,
 } from "../src/errors.ts";
 import { ignoreUnlessRoot } from "./_support/env.ts";
-import { ensureBpffs, readU32, u32, u64, uniqueName } from "./_support/maps.ts";
+import {
+  ensureBpffs,
+  infoOf,
+  readU32,
+  u32,
+  u64,
+  uniqueName,
+} from "./_support/maps.ts";
 
 const ignore = ignoreUnlessRoot();
 const accessor = new BpfSyscallAccessor();
-
-function infoOf(fd: OwnedFd): BpfMapInfo {
-  const info = accessor.mapById(mapGetInfo(fd.fd).id);
-  assert.ok(info, "a map we hold must be visible");
-  return info;
-}
 
 function entriesOf(
   batches: Iterable<EntryBatch>,

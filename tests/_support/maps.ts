@@ -5,7 +5,9 @@
  * @module
  */
 
-import { btfLoad } from "../../src/sys/bpf.ts";
+import { BpfSyscallAccessor } from "../../src/accessor/syscall.ts";
+import type { BpfMapInfo } from "../../src/accessor/types.ts";
+import { btfLoad, mapGetInfo } from "../../src/sys/bpf.ts";
 import type { OwnedFd } from "../../src/sys/fd.ts";
 
 let counter = 0;
@@ -120,4 +122,11 @@ export function ensureBpffs(): string {
     }
   }
   return "/sys/fs/bpf";
+}
+
+/** The live record of a map this test holds (it must be listed: we hold it). */
+export function infoOf(fd: OwnedFd): BpfMapInfo {
+  const info = new BpfSyscallAccessor().mapById(mapGetInfo(fd.fd).id);
+  if (info === null) throw new Error("a map we hold must be visible");
+  return info;
 }
