@@ -90,23 +90,33 @@ export function checkIds(): string[] {
   return CHECKS.map(([id]) => id);
 }
 
-function throwsType(fn: () => unknown, what: string): void {
-  assert.throws(
-    () => {
-      const result = fn();
-      // Generators may check lazily: start them.
-      if (result && typeof result === "object" && Symbol.iterator in result) {
-        [...(result as Iterable<unknown>)];
-      }
-    },
-    (error: unknown) => {
-      assert.ok(
-        error instanceof MapTypeError,
-        `${what}: expected MapTypeError, got ${error}`,
-      );
-      return true;
-    },
+/**
+ * Calls `fn` (running a returned iterable to its end: generators may check
+ * lazily) and asserts it throws an instance of `errorClass`; returns it.
+ */
+function throwsError<E extends Error>(
+  fn: () => unknown,
+  errorClass: new (...args: never[]) => E,
+  what: string,
+): E {
+  let caught: unknown = null;
+  try {
+    const result = fn();
+    if (result && typeof result === "object" && Symbol.iterator in result) {
+      [...(result as Iterable<unknown>)];
+    }
+  } catch (error) {
+    caught = error;
+  }
+  assert.ok(
+    caught instanceof errorClass,
+    `${what}: expected ${errorClass.name}, got ${caught ?? "no error"}`,
   );
+  return caught;
+}
+
+function throwsType(fn: () => unknown, what: string): void {
+  throwsError(fn, MapTypeError, what);
 }
 
 function throwsArgument(
@@ -114,21 +124,10 @@ function throwsArgument(
   argument: string,
   what: string,
 ): void {
-  assert.throws(
-    () => {
-      const result = fn();
-      if (result && typeof result === "object" && Symbol.iterator in result) {
-        [...(result as Iterable<unknown>)];
-      }
-    },
-    (error: unknown) => {
-      assert.ok(
-        error instanceof MapArgumentError,
-        `${what}: expected MapArgumentError, got ${error}`,
-      );
-      assert.equal(error.argument, argument, what);
-      return true;
-    },
+  assert.equal(
+    throwsError(fn, MapArgumentError, what).argument,
+    argument,
+    what,
   );
 }
 
@@ -513,21 +512,7 @@ check("gone", (s, maps) => {
     ["iterTaskStorage", () => s.accessor.iterTaskStorage(gone("task"))],
   ];
   for (const [method, call] of calls) {
-    assert.throws(
-      () => {
-        const result = call();
-        if (result && typeof result === "object" && Symbol.iterator in result) {
-          [...(result as Iterable<unknown>)];
-        }
-      },
-      (error: unknown) => {
-        assert.ok(
-          error instanceof MapGoneError,
-          `${method}: expected MapGoneError, got ${error}`,
-        );
-        return true;
-      },
-    );
+    throwsError(call, MapGoneError, method);
   }
 });
 
