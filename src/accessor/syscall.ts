@@ -31,6 +31,7 @@ import {
   mapLookupElem,
   mapLookupElemErrno,
   mapUpdateElem,
+  mapUpdateStorageElem,
   objPin,
   OpenFlag,
   type RawMapInfo,
@@ -1135,7 +1136,16 @@ export class BpfSyscallAccessor implements BpfMapAccessor, BpfMapFieldWriter {
         : "the value size",
     );
     try {
-      mapUpdateElem(opened.fd.fd, key.length === 0 ? null : key, value, flags);
+      if (LOCAL_STORAGE_MAP_TYPES.has(real.type)) {
+        mapUpdateStorageElem(opened.fd.fd, key, value, flags);
+      } else {
+        mapUpdateElem(
+          opened.fd.fd,
+          key.length === 0 ? null : key,
+          value,
+          flags,
+        );
+      }
     } catch (error) {
       throw frozenHint(error, opened.fd.fd, real);
     }

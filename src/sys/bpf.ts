@@ -202,6 +202,31 @@ export function mapUpdateElem(
   );
 }
 
+/**
+ * BPF_MAP_UPDATE_ELEM on a local-storage map (task, inode, socket, cgroup).
+ *
+ * The kernel returns EAGAIN when the owner's storage is being created or torn
+ * down at the same moment (a parallel delete, or a closed map's deferred
+ * free) and leaves the retry to the caller (`bpf_local_storage_update`,
+ * "Return instead of retry to keep things simple"): retry a few times.
+ */
+export function mapUpdateStorageElem(
+  fd: number,
+  key: Uint8Array,
+  value: Uint8Array,
+  flags = 0n,
+): void {
+  const ATTEMPTS = 8;
+  for (let attempt = 1;; attempt++) {
+    encodeElem(fd, key, value, flags);
+    const result = rawBpf(BpfCommand.MAP_UPDATE_ELEM);
+    if (result !== -Errno.EAGAIN || attempt === ATTEMPTS) {
+      checked(BpfCommand.MAP_UPDATE_ELEM, result, `map fd ${fd}`);
+      return;
+    }
+  }
+}
+
 /** BPF_MAP_DELETE_ELEM; false when the key was absent. */
 export function mapDeleteElem(fd: number, key: Uint8Array): boolean {
   encodeElem(fd, key, null, 0n);

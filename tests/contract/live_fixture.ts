@@ -9,7 +9,12 @@
  */
 
 import { BpfSyscallAccessor } from "../../src/accessor/syscall.ts";
-import { btfLoad, mapUpdateElem, pidfdOpen } from "../../src/sys/bpf.ts";
+import {
+  btfLoad,
+  mapUpdateElem,
+  mapUpdateStorageElem,
+  pidfdOpen,
+} from "../../src/sys/bpf.ts";
 import { MapFlag, MapType } from "../../src/sys/constants.ts";
 import type { OwnedFd } from "../../src/sys/fd.ts";
 import { MappedBpfMap } from "../../src/sys/mmap.ts";
@@ -101,7 +106,7 @@ export function createContractFixture(cpus: number): ContractFixture {
     }
     {
       using self = pidfdOpen(Deno.pid);
-      mapUpdateElem(fds.task.fd, keyBytes(self.fd), TASK_VALUE);
+      mapUpdateStorageElem(fds.task.fd, keyBytes(self.fd), TASK_VALUE);
     }
     // The kernel allocates an arena page only when it is touched: this
     // process maps the arena and writes exactly the pages the spec lists.

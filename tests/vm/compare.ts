@@ -26,6 +26,11 @@ export interface Comparison {
   pagesOnlyInMemory: number;
   /** Bytes compared. */
   bytes: number;
+  /**
+   * Task storage elements of `threadsMayExit`'s threads that bpf() read and
+   * that were gone by the freeze: threads that exited in between.
+   */
+  exitedThreads: number;
   /** Human-readable differences; empty when everything matched. */
   mismatches: string[];
 }
@@ -75,6 +80,10 @@ export function compareGuest(
   consoleText: string,
   guest: GuestMemMapAccessor,
   lineTag = "MAP",
+  options: {
+    /** A process whose idle threads may exit between bpf()'s read and the freeze. */
+    threadsMayExit?: number;
+  } = {},
 ): Comparison {
   const result: Comparison = {
     maps: 0,
@@ -84,6 +93,7 @@ export function compareGuest(
     storageElements: 0,
     pagesOnlyInMemory: 0,
     bytes: 0,
+    exitedThreads: 0,
     mismatches: [],
   };
   const bad = (m: string): void => {
@@ -120,7 +130,17 @@ export function compareGuest(
       }
     }
     try {
-      compareContents(agent, info, guest, cpus, result, same, bad, tag);
+      compareContents(
+        agent,
+        info,
+        guest,
+        cpus,
+        result,
+        same,
+        bad,
+        tag,
+        options,
+      );
     } catch (error) {
       bad(`${tag}: ${(error as Error).message}`);
     }
@@ -160,6 +180,7 @@ function compareContents(
   ) => void,
   bad: (m: string) => void,
   tag: string,
+  options: { threadsMayExit?: number },
 ): void {
   switch (agent.kind) {
     case "array": {
@@ -307,10 +328,19 @@ function compareContents(
     case "task_storage_all": {
       // Live: every thread /proc lists, by tid. Memory: every element, by the
       // owner task_struct's pid. Both must name the same tasks.
-      const rows = agent.data as [number, string, string?][];
-      const live = new Map(rows.map(([pid, v]) => [pid, v]));
+      const rows = agent.data as [number, string, string?, number?][];
       const names = new Map(rows.map(([pid, , comm]) => [pid, comm ?? "?"]));
       const mem = storageByPid(guest, info);
+      const exited = rows.filter(([pid, , , tgid]) =>
+        !mem.has(pid) && options.threadsMayExit !== undefined &&
+        tgid === options.threadsMayExit
+      ).map(([pid]) => pid);
+      result.exitedThreads += exited.length;
+      const live = new Map(
+        rows.filter(([pid]) => !exited.includes(pid)).map((
+          [pid, v],
+        ) => [pid, v]),
+      );
       const missing = [...live.keys()].filter((pid) => !mem.has(pid));
       const extra = [...mem.keys()].filter((pid) => !live.has(pid));
       if (missing.length > 0 || extra.length > 0) {

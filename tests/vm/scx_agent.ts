@@ -67,6 +67,66 @@ function commOf(tid: number): string {
   }
 }
 
+/** The thread group a thread belongs to (0 when it is gone). */
+function tgidOf(tid: number): number {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${tid}/status`);
+    return Number(/^Tgid:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+type StorageRow = [number, string, string, number];
+
+/**
+ * How one map's read moved between two rounds. A task storage element that
+ * disappears is a thread that exited (its storage goes with it: the kernel's
+ * own doing, nothing bpfmap reads differently); any other change counts.
+ */
+function movement(before: string | undefined, after: string): {
+  settled: boolean;
+  what: string;
+} {
+  if (before === after) return { settled: true, what: "" };
+  const a = JSON.parse(after);
+  if (before === undefined || a.kind !== "task_storage_all") {
+    return { settled: false, what: a.meta.name };
+  }
+  const old = new Map(
+    (JSON.parse(before).data as StorageRow[]).map((r) => [r[0], r]),
+  );
+  const now = new Map((a.data as StorageRow[]).map((r) => [r[0], r]));
+  const gone = [...old.keys()].filter((tid) => !now.has(tid));
+  const born = [...now.keys()].filter((tid) => !old.has(tid));
+  const changed = [...now.keys()].filter((tid) =>
+    old.has(tid) && old.get(tid)![1] !== now.get(tid)![1]
+  );
+  // comm and tgid are read from /proc beside the element, not from the map
+  const renamed = [...now.keys()].filter((tid) =>
+    old.has(tid) && old.get(tid)![1] === now.get(tid)![1] &&
+    old.get(tid)!.join() !== now.get(tid)!.join()
+  );
+  const name = (rows: Map<number, StorageRow>, tid: number) =>
+    `${tid}/${rows.get(tid)![2]}`;
+  const parts = [
+    gone.length ? `exited ${gone.map((t) => name(old, t)).join(",")}` : "",
+    born.length ? `new ${born.map((t) => name(now, t)).join(",")}` : "",
+    changed.length
+      ? `changed ${changed.map((t) => name(now, t)).join(",")}`
+      : "",
+    renamed.length
+      ? `renamed ${
+        renamed.map((t) => `${name(old, t)}->${now.get(t)![2]}`).join(",")
+      }`
+      : "",
+  ].filter(Boolean);
+  return {
+    settled: born.length === 0 && changed.length === 0,
+    what: `${a.meta.name} (${parts.join("; ")})`,
+  };
+}
+
 /** What bpf() returns for one map, in a shape compare.ts knows. */
 function readMap(info: BpfMapInfo, loaderPid: number): {
   kind: string;
@@ -105,6 +165,7 @@ function readMap(info: BpfMapInfo, loaderPid: number): {
           Number(e.owner),
           hexOf(e.value),
           commOf(Number(e.owner)),
+          tgidOf(Number(e.owner)),
         ]).sort((a, b) => (a[0] as number) - (b[0] as number)),
       };
     case MapType.ARENA: {
@@ -230,8 +291,8 @@ async function main(args: string[]): Promise<void> {
   const disabledMs = await waitState("disabled", 10_000);
   // BPF timers (qmap's) may still fire after the scheduler is gone, and
   // threads that exit take their task storage with them (Deno's idle tokio
-  // workers do, for up to ~10 s): read until two successive reads agree,
-  // naming what moved.
+  // workers do, for up to ~10 s): read until a read adds and changes nothing
+  // against the one before (threads may only have exited), naming what moved.
   const readAll = (): Map<number, string> =>
     new Map(
       accessor.maps().filter((m) => !before.has(m.id)).map((info) => {
@@ -243,19 +304,23 @@ async function main(args: string[]): Promise<void> {
   let current = new Map<number, string>();
   let rounds = 0;
   const moved: string[] = [];
+  const lastMoves: string[] = [];
   for (; rounds < 15; rounds++) {
     await new Promise((r) => setTimeout(r, 1200));
     current = readAll();
-    const changed = [...current].filter(([id, line]) =>
-      previous.get(id) !== line
-    ).map(([id]) => id);
-    if (rounds > 0 && changed.length === 0) break;
-    if (rounds > 0) {
-      moved.push(
-        changed.map((id) => JSON.parse(current.get(id)!).meta.name).join(" "),
-      );
+    if (rounds === 0) {
+      previous = current;
+      continue;
     }
+    const moves = [...current].map(([id, line]) =>
+      movement(previous.get(id), line)
+    ).filter((m) => m.what !== "");
     previous = current;
+    if (moves.every((m) => m.settled)) {
+      lastMoves.push(...moves.map((m) => m.what));
+      break;
+    }
+    moved.push(moves.map((m) => m.what).join(" "));
   }
   const lines = [...current.values()];
   console.log(
@@ -264,6 +329,8 @@ async function main(args: string[]): Promise<void> {
       rounds,
       stable: rounds < 15,
       moved,
+      lastMoves,
+      agentPid: Deno.pid,
       state: readState(),
     }),
   );

@@ -251,6 +251,8 @@ for (const scheduler of SCHEDULERS) {
         stable: boolean;
         rounds: number;
         moved: string[];
+        lastMoves: string[];
+        agentPid: number;
         state: string;
       };
       assert.equal(quiet.state, "disabled");
@@ -262,7 +264,9 @@ for (const scheduler of SCHEDULERS) {
       );
       await guest.qmp.stop();
       using memory = GuestMemMapAccessor.openRamFile(guest.ramPath);
-      const result = compareGuest(consoleText, memory);
+      const result = compareGuest(consoleText, memory, "MAP", {
+        threadsMayExit: quiet.agentPid,
+      });
       assert.deepEqual(result.mismatches, []);
       const agent = agentMaps(consoleText);
       assert.deepEqual(
@@ -328,6 +332,16 @@ for (const scheduler of SCHEDULERS) {
             [...changedWhileRunning].join(" ") || "none"
           }); quiesced (bpf() reads settled after ${quiet.rounds + 1}${
             quiet.moved.length ? `; moving: ${quiet.moved.join(" | ")}` : ""
+          }${
+            quiet.lastMoves.length
+              ? `; then only threads exited or renamed: ${
+                quiet.lastMoves.join(" ")
+              }`
+              : ""
+          }${
+            result.exitedThreads
+              ? `; ${result.exitedThreads} agent threads exited before the freeze`
+              : ""
           }): ${result.maps} maps (${kinds.join(", ")}), ` +
           `${result.keys} keys (${result.storageElements} task storage elements), ${result.cpuValues} per-CPU values, ${result.pages} arena pages ` +
           `(+${result.pagesOnlyInMemory} only in RAM), ${result.bytes} bytes identical` +
