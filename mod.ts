@@ -155,3 +155,31 @@ export type { GuestKernelOptions } from "./src/guest/kernel.ts";
 export type { GuestMapLimits } from "./src/guest/maps.ts";
 export * from "./src/accessor/maptypes/mod.ts";
 export { progTypeName } from "./src/sys/prog_types.ts";
+// sched_ext state views (issue 12 item 2): one ScxViews type for both backends
+export {
+  guestScxViews,
+  type LiveScxOptions,
+  readLiveScxViews,
+  SCX_SYSFS,
+  scxAvailable,
+  scxRootExitKindAddress,
+  scxViews,
+} from "./src/accessor/scx.ts";
+export type {
+  ScxCpusView,
+  ScxCpuView,
+  ScxDsqsView,
+  ScxDsqView,
+  ScxEnumValue,
+  ScxEventCounter,
+  ScxEventsView,
+  ScxExitInfoView,
+  ScxRootView,
+  ScxSchedulerView,
+  ScxSection,
+  ScxTaskView,
+  ScxUnavailable,
+  ScxViewOptions,
+  ScxViews,
+} from "./src/guest/scx/types.ts";
+export { scxViewsToJson, scxViewsToText } from "./src/dump/scx_format.ts";

@@ -1,0 +1,137 @@
+/**
+ * sched_ext views as text, the way a person debugging a stall reads them:
+ * the root scheduler and why it exited first, then the event counters that
+ * are not zero, then each CPU's runqueue, then the DSQs; and as JSON with
+ * every u64 exact.
+ *
+ * @module
+ */
+
+import { toJson } from "../btf/json.ts";
+import {
+  scxAvailable,
+  type ScxDsqView,
+  type ScxSection,
+  type ScxTaskView,
+  type ScxViews,
+} from "../guest/scx/types.ts";
+
+const hex = (v: bigint): string => `0x${v.toString(16)}`;
+
+function unavailable<T extends object>(
+  title: string,
+  section: ScxSection<T>,
+  out: string[],
+): section is T {
+  if (scxAvailable(section)) return true;
+  out.push(`${title}: unavailable (${section.unavailable})`);
+  return false;
+}
+
+function taskLine(task: ScxTaskView): string {
+  const flags = task.flagNames.length > 0 ? task.flagNames.join("|") : "-";
+  return `    pid ${task.pid} ${task.comm} weight ${task.weight} dsq_vtime ${task.dsqVtime} slice ${task.slice} dsq ${
+    task.dsqId === null ? "-" : hex(task.dsqId)
+  } flags ${hex(BigInt(task.flags))} ${flags}`;
+}
+
+function dsqLines(label: string, dsq: ScxDsqView, out: string[]): void {
+  const name = dsq.idName ?? hex(dsq.id);
+  const shown = dsq.tasks.length < dsq.nr ? ` (first ${dsq.tasks.length})` : "";
+  out.push(`  ${label} ${name}: nr ${dsq.nr}${shown}`);
+  for (const task of dsq.tasks) out.push(taskLine(task));
+  for (const note of dsq.notes) out.push(`    note: ${note}`);
+}
+
+/**
+ * The views as text lines: root, non-zero events, per-CPU, DSQs.
+ *
+ * @example
+ * ```ts ignore
+ * import { readLiveScxViews } from "../accessor/scx_live.ts";
+ * console.log(scxViewsToText(readLiveScxViews()));
+ * ```
+ */
+export function scxViewsToText(views: ScxViews): string {
+  const out: string[] = [];
+  if (unavailable("sched_ext", views.root, out)) {
+    const root = views.root;
+    const globals = [
+      root.switchAll === null ? null : `switch_all ${root.switchAll ? 1 : 0}`,
+      root.enableSeq === null ? null : `enable_seq ${root.enableSeq}`,
+      root.nrRejected === null ? null : `nr_rejected ${root.nrRejected}`,
+      root.hotplugSeq === null ? null : `hotplug_seq ${root.hotplugSeq}`,
+    ].filter((s) => s !== null);
+    out.push(`sched_ext: ${root.state} (${globals.join(", ")})`);
+    const sched = root.scheduler;
+    if (scxAvailable(sched)) {
+      out.push(
+        `root scheduler: ${sched.ops}${
+          sched.foundVia === "scx_root" || sched.foundVia === "sysfs"
+            ? ""
+            : ` (found via ${sched.foundVia}: scx_root is already cleared)`
+        }`,
+      );
+      if (sched.exitKind !== null) {
+        out.push(
+          `  exit_kind: ${sched.exitKind.name ?? sched.exitKind.value}${
+            sched.exitKindAddress === null
+              ? ""
+              : ` at ${hex(sched.exitKindAddress)}`
+          }`,
+        );
+      }
+      const exit = sched.exit;
+      if (exit && exit.kind.value !== 0) {
+        out.push(
+          `  exit: ${exit.kind.name ?? exit.kind.value} (${
+            exit.reason ?? "?"
+          }), exit_code ${exit.exitCode}, cpu ${exit.exitCpu}`,
+        );
+        if (exit.msg) out.push(`  msg: ${exit.msg}`);
+      }
+      if (sched.watchdogTimeoutJiffies !== null) {
+        out.push(
+          `  watchdog_timeout: ${sched.watchdogTimeoutJiffies} jiffies (ops.timeout_ms ${
+            sched.timeoutMs ?? "?"
+          })`,
+        );
+      }
+    } else {
+      out.push(`root scheduler: none (${sched.unavailable})`);
+    }
+  }
+  if (unavailable("events", views.events, out)) {
+    const nonZero = views.events.counters.filter((c) => c.value !== 0n);
+    out.push(
+      `events (${nonZero.length} of ${views.events.counters.length} non-zero):`,
+    );
+    for (const c of nonZero) out.push(`  ${c.name} ${c.value}`);
+  }
+  if (unavailable("cpus", views.cpus, out)) {
+    out.push("cpus:");
+    for (const cpu of views.cpus.cpus) {
+      out.push(
+        `  cpu ${cpu.cpu}: nr_running ${cpu.nrRunning} flags ${
+          hex(BigInt(cpu.flags))
+        } ${cpu.flagNames.join("|") || "-"}`,
+      );
+      dsqLines("  local", cpu.localDsq, out);
+    }
+  }
+  if (unavailable("dsqs", views.dsqs, out)) {
+    out.push("dsqs:");
+    for (const dsq of views.dsqs.global) dsqLines("global", dsq, out);
+    for (const dsq of views.dsqs.user) dsqLines("user", dsq, out);
+    if (views.dsqs.user.length === 0) out.push("  no user DSQs");
+  }
+  return out.join("\n") + "\n";
+}
+
+/** The views as JSON text, every u64 exact (bare digits). */
+export function scxViewsToJson(views: ScxViews, indent?: number): string {
+  return toJson(
+    views as unknown as Parameters<typeof toJson>[0],
+    indent === undefined ? {} : { indent },
+  );
+}
