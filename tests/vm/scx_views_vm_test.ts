@@ -16,12 +16,16 @@ import assert from "node:assert/strict";
 import { GuestMemMapAccessor } from "../../src/accessor/guest.ts";
 import {
   guestScxViews,
+  type ScxDsqsView,
   type ScxDsqView,
   scxRootExitKindAddress,
   type ScxViews,
 } from "../../src/accessor/scx.ts";
 import { parseEventsFile } from "../../src/accessor/scx_live.ts";
 import { parseJsonExact } from "../../src/btf/json.ts";
+import { Btf } from "../../src/btf/mod.ts";
+import { scxLayoutFromBtf } from "../../src/guest/scx/layout.ts";
+import { writeKernelBytes } from "../../src/guest/write.ts";
 import { scxViewsToJson, scxViewsToText } from "../../src/dump/scx_format.ts";
 import { ignoreUnlessCommands, REQUIRE_ALL } from "../_support/env.ts";
 import { agentLine } from "./compare.ts";
@@ -40,6 +44,101 @@ function available<T extends object>(
     `${what} unavailable: ${(section as { unavailable: string }).unavailable}`,
   );
   return section as T;
+}
+
+/**
+ * Corrupts the frozen guest's own sched_ext structures in place (a DSQ list
+ * made a cycle or pointed nowhere, an absurd hash table size, a wild
+ * scx_root, random words over the scheduler and its DSQs), reads the views
+ * after each, and restores the bytes: every read ends in data or a note,
+ * quickly, and the restored guest reads as before.
+ */
+function hostileBytes(memory: GuestMemMapAccessor, before: ScxViews): void {
+  const space = memory.kernel.space;
+  const layout = scxLayoutFromBtf(Btf.parse(memory.kernel.btfBytes()));
+  assert.ok(typeof layout !== "string", String(layout));
+  const sched = (before.root as { scheduler: { address: bigint } }).scheduler
+    .address;
+  const dsqs = before.dsqs as ScxDsqsView;
+  const busiest = [...dsqs.user, ...dsqs.global].sort((a, b) =>
+    b.tasks.length - a.tasks.length
+  )[0]!;
+  assert.ok(busiest.tasks.length >= 1, "no queued task to corrupt a list at");
+  const firstNode = busiest.tasks[0]!.address +
+    BigInt(layout.task.dsqListNode);
+  let slowest = 0;
+  const withWord = (
+    va: bigint,
+    value: bigint,
+    check: (views: ScxViews) => void,
+  ): void => {
+    const saved = space.mustRead(va, 8, "word to corrupt").slice();
+    const word = new Uint8Array(8);
+    new DataView(word.buffer).setBigUint64(0, BigInt.asUintN(64, value), true);
+    writeKernelBytes(space, va, word, "corruption");
+    try {
+      const started = performance.now();
+      const views = guestScxViews(memory, { tasksPerDsq: 1000 });
+      slowest = Math.max(slowest, performance.now() - started);
+      check(views);
+    } finally {
+      writeKernelBytes(space, va, saved, "restore");
+    }
+  };
+  const notesOf = (views: ScxViews): string =>
+    [
+      ...(views.dsqs as ScxDsqsView).user,
+      ...(views.dsqs as ScxDsqsView).global,
+    ].flatMap((d) => d.notes).join("; ");
+  // a cycle: the first task's list node points at itself
+  withWord(firstNode + BigInt(layout.listNext), firstNode, (views) => {
+    assert.match(notesOf(views), /seen twice \(a cycle\)/);
+  });
+  // a pointer into nothing
+  withWord(firstNode + BigInt(layout.listNext), 0xdead00000000f000n, (v) => {
+    assert.match(notesOf(v), /unreadable/);
+  });
+  withWord(firstNode + BigInt(layout.listNext), 0x1234n, (views) => {
+    assert.match(notesOf(views), /next pointer 0x0*1234/);
+  });
+  // a bucket table that claims four billion buckets
+  const tbl = space.mustU64(
+    sched + BigInt(layout.dsqHash + layout.rhtTbl),
+    "dsq_hash.tbl",
+  );
+  withWord(tbl + BigInt(layout.tblSize), 0xffffffffn, (views) => {
+    assert.match(
+      (views.dsqs as { unavailable: string }).unavailable ?? notesOf(views),
+      /claims 4294967295 buckets/,
+    );
+  });
+  // a wild scx_root: no scheduler, no throw
+  withWord(memory.kernel.symbol("scx_root"), 0x4141n, (views) => {
+    assert.match(
+      (views.events as { unavailable: string }).unavailable,
+      /scx_root holds 0x0*4141, not a kernel address/,
+    );
+  });
+  // random words over the scheduler, the busiest DSQ and its first task
+  let state = 12345;
+  const next = (): number => (state = (state * 1103515245 + 12345) >>> 0);
+  const targets: [bigint, number][] = [
+    [sched, 1224],
+    [busiest.tasks[0]!.address + BigInt(layout.task.dsqListNode - 64), 256],
+  ];
+  for (let run = 0; run < 60; run++) {
+    const [base, span] = targets[run % targets.length]!;
+    const at = base + BigInt((next() % (span / 8)) * 8);
+    const value = (BigInt(next()) << 32n) | BigInt(next());
+    const wild = run % 3 === 0 ? value | (0xffffn << 48n) : value;
+    withWord(at, wild, () => {});
+  }
+  assert.ok(slowest < 2000, `a corrupted read took ${slowest} ms`);
+  // restored: reads as before
+  assert.equal(
+    scxViewsToJson(guestScxViews(memory, { tasksPerDsq: 64 })),
+    scxViewsToJson(before),
+  );
 }
 
 Deno.test({
@@ -82,7 +181,9 @@ Deno.test({
     assert.equal(running.ops, "simple");
     let exitKindAddress: bigint;
     {
-      using memory = GuestMemMapAccessor.openRamFile(guest.ramPath);
+      using memory = GuestMemMapAccessor.openRamFile(guest.ramPath, {
+        writable: true, // for the hostile-bytes checks at the end, undone before resuming
+      });
       const views = guestScxViews(memory, { tasksPerDsq: 64 });
       const text = scxViewsToText(views);
       const root = available(views.root, "root");
@@ -172,6 +273,7 @@ Deno.test({
       );
       assert.match(text, /^sched_ext: enabled/);
       assert.match(text, /root scheduler: simple/);
+      hostileBytes(memory, views);
     }
     await guest.qmp.cont();
 
