@@ -116,6 +116,9 @@ export function scxViewsToText(views: ScxViews): string {
           hex(BigInt(cpu.flags))
         } ${cpu.flagNames.join("|") || "-"}`,
       );
+      if (cpu.current) {
+        out.push(`    running: pid ${cpu.current.pid} ${cpu.current.comm}`);
+      }
       dsqLines("  local", cpu.localDsq, out);
     }
   }
@@ -124,6 +127,12 @@ export function scxViewsToText(views: ScxViews): string {
     for (const dsq of views.dsqs.global) dsqLines("global", dsq, out);
     for (const dsq of views.dsqs.user) dsqLines("user", dsq, out);
     if (views.dsqs.user.length === 0) out.push("  no user DSQs");
+    // bypass DSQs matter only when the scheduler is bypassed: show the busy ones
+    views.dsqs.bypass.forEach((dsq, cpu) => {
+      if (dsq.nr > 0 || dsq.notes.length > 0) {
+        dsqLines(`bypass (cpu ${cpu})`, dsq, out);
+      }
+    });
   }
   return out.join("\n") + "\n";
 }

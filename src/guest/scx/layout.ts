@@ -91,6 +91,10 @@ export interface ScxLayout {
   rqNrRunning: number;
   /** `rq.scx.flags`. */
   rqFlags: number;
+  /** `rq.curr` (the running task), or null. */
+  rqCurr: number | null;
+  /** `scx_sched_pcpu.bypass_dsq` (where tasks wait while the scheduler is bypassed), or null. */
+  pcpuBypassDsq: number | null;
   /** `list_head.next`. */
   listNext: number;
   /** `rhashtable.tbl`. */
@@ -199,6 +203,8 @@ export function scxLayoutFromBtf(btf: Btf): ScxLayout | string {
       rqLocalDsq: off("rq", "scx.local_dsq"),
       rqNrRunning: off("rq", "scx.nr_running"),
       rqFlags: off("rq", "scx.flags"),
+      rqCurr: optional("rq", "curr"),
+      pcpuBypassDsq: optional("scx_sched_pcpu", "bypass_dsq"),
       listNext: off("list_head", "next"),
       rhtTbl: off("rhashtable", "tbl"),
       tblSize: off("bucket_table", "size"),

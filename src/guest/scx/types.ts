@@ -149,6 +149,8 @@ export interface ScxCpuView {
   flags: number;
   /** Names of the set `SCX_RQ_*` bits. */
   flagNames: string[];
+  /** `rq->curr`: the task running on the CPU when memory was frozen (its `scx` too), or null. */
+  current: ScxTaskView | null;
   /** `rq->scx.local_dsq`. */
   localDsq: ScxDsqView;
 }
@@ -165,6 +167,12 @@ export interface ScxDsqsView {
   global: ScxDsqView[];
   /** Every DSQ in `sch->dsq_hash` (the ones `scx_bpf_create_dsq()` made), by id. */
   user: ScxDsqView[];
+  /**
+   * Each CPU's bypass DSQ (`sch->pcpu->bypass_dsq`, index = CPU): where
+   * tasks wait while the scheduler is bypassed (enabling, disabling, after
+   * an error). Empty when the kernel has none.
+   */
+  bypass: ScxDsqView[];
 }
 
 /** Everything {@linkcode ScxViews} holds, from either backend. */

@@ -12,7 +12,7 @@ import type { Btf } from "../../btf/mod.ts";
 import { hex } from "../errors.ts";
 import type { GuestKernel } from "../kernel.ts";
 import type { GuestMapRecord } from "../map_records.ts";
-import { MAX_USER_DSQS, readDsq, walkRhashtable } from "./dsq.ts";
+import { MAX_USER_DSQS, readDsq, readTask, walkRhashtable } from "./dsq.ts";
 import { type ScxLayout, scxLayoutFromBtf } from "./layout.ts";
 import {
   findRootScheduler,
@@ -100,8 +100,12 @@ export function readCpus(
         unavailable: `CPU ${cpu}'s runqueue at ${hex(rq)} is not mapped`,
       };
     }
+    const curr = layout.rqCurr === null
+      ? null
+      : space.u64(rq + BigInt(layout.rqCurr));
     cpus.push({
       cpu,
+      current: isKernelPointer(curr) ? readTask(space, layout, curr) : null,
       nrRunning,
       flags,
       flagNames: layout.rqFlagBits.filter(([bit]) => (flags & bit) !== 0)
@@ -156,12 +160,29 @@ export function readDsqs(
     else notes.push(`DSQ at ${hex(dsq)} is unreadable`);
   }
   user.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const bypass: ScxDsqView[] = [];
+  const pcpu = space.u64(sched + BigInt(layout.pcpu));
+  if (layout.pcpuBypassDsq !== null && pcpu !== null) {
+    const offsets = kernel.perCpuOffsets();
+    for (let cpu = 0; cpu < offsets.length; cpu++) {
+      const at = BigInt.asUintN(
+        64,
+        pcpu + offsets[cpu]! + BigInt(layout.pcpuBypassDsq),
+      );
+      const dsq = readDsq(space, layout, at, limit);
+      if (dsq === null) {
+        notes.push(`CPU ${cpu}'s bypass DSQ at ${hex(at)} is unreadable`);
+        break;
+      }
+      bypass.push(dsq);
+    }
+  }
   // what the hash walk skipped belongs to the first user DSQ's notes, or a placeholder
   if (notes.length > 0) {
     if (user[0]) user[0].notes.push(...notes);
     else return { unavailable: `dsq_hash: ${notes.join("; ")}` };
   }
-  return { global, user };
+  return { global, user, bypass };
 }
 
 /**
