@@ -7,7 +7,8 @@
  * bpf() read it after A's programs are gone; the decision from RAM is the
  * one the live backend made in the guest, the struct_ops map is typed alike
  * by both backends, the failure report marks the roles, and
- * `bpfmap scx --guest-mem` prints the same decision.
+ * `bpfmap scx --guest-mem` (and `--guest-pid --qmp`) prints the same
+ * decision.
  *
  * Needs `sh tools/vm/setup.sh` (root). About 30 s on 2 cores.
  */
@@ -207,6 +208,20 @@ Deno.test({
     assert.match(
       cliText.stdout,
       new RegExp(`^ {2}outgoing: {2}${live.aBssId}$`, "m"),
+    );
+    // Through QEMU's own memory (/proc/PID/mem), frozen and resumed by the CLI.
+    const viaPid = await runCli(
+      "scx",
+      "--guest-pid",
+      String(guest.pid),
+      "--qmp",
+      guest.spareQmpPath,
+      "--json",
+    );
+    assert.equal(viaPid.code, 0, viaPid.stderr);
+    assert.deepEqual(
+      (parseJsonExact(viaPid.stdout) as { active: Decision }).active,
+      fromRam,
     );
     await guest.qmp.cont();
 
