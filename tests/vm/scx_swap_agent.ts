@@ -11,8 +11,11 @@
  * 3. Starts instance B, waits for `enabled`, and prints `BPFMAP-SWAP-LIVE`:
  *    `activeScheduler` on bpf(), the struct_ops map typed by the live
  *    reader, both `.bss` copies as bpf() reads them; then
- *    `BPFMAP-SWAP-READY` and sleeps, B still running, for the host to
- *    freeze the guest and read its RAM.
+ *    `BPFMAP-SWAP-READY` and sleeps 2 s of guest time, B still running, for
+ *    the host to freeze the guest and read its RAM.
+ * 4. Stops B too while holding its ops map (registered, attached by no
+ *    link: struct_ops cannot decide), prints `BPFMAP-SWAP-DETACHED` with the
+ *    live decision (rule `name`) and `BPFMAP-SWAP-DONE`.
  *
  * @module
  */
@@ -24,7 +27,7 @@ import {
   MapType,
   openBpfMapFdByName,
 } from "../../mod.ts";
-import { mapGetInfo } from "../../src/sys/bpf.ts";
+import { mapGetFdById, mapGetInfo } from "../../src/sys/bpf.ts";
 
 const STATE = "/sys/kernel/sched_ext/state";
 const accessor = new BpfSyscallAccessor();
@@ -150,8 +153,33 @@ async function main(): Promise<void> {
       ops_name: Deno.readTextFileSync("/sys/kernel/sched_ext/root/ops").trim(),
     }),
   );
+  // Held like the .bss: an fd counts in both refcnt and usercnt, so it does
+  // not make the map look attached, but keeps it (and B's programs) after B.
+  using bOps = mapGetFdById(decision.structOpsMapId!);
   console.log("BPFMAP-SWAP-READY");
-  // The host freezes the guest now and reads it; B keeps running, A's .bss stays held.
+  // The host freezes the guest now and reads it; B keeps running, A's .bss
+  // stays held. The guest clock stands still while it is frozen.
+  await new Promise((r) => setTimeout(r, 2000));
+
+  // Phase 2: B stops too, its ops map held: registered but attached by no
+  // link, so struct_ops cannot decide and the name rule does.
+  Deno.kill(b.child.pid, "SIGINT");
+  const bExit = await b.child.status;
+  await until("disabled", () => readState() === "disabled", 10_000);
+  let fallback = activeScheduler(accessor);
+  await until("B's ops map detached", () => {
+    fallback = activeScheduler(accessor);
+    return fallback.rule !== "struct_ops";
+  }, 10_000);
+  console.log(
+    "BPFMAP-SWAP-DETACHED " + json({
+      bExitCode: bExit.code,
+      heldOps: mapGetInfo(bOps.fd).id,
+      decision: fallback,
+      state: readState(),
+    }),
+  );
+  console.log("BPFMAP-SWAP-DONE");
   await new Promise((r) => setTimeout(r, 1 << 30));
 }
 

@@ -8,7 +8,8 @@
  * one the live backend made in the guest, the struct_ops map is typed alike
  * by both backends, the failure report marks the roles, and
  * `bpfmap scx --guest-mem` (and `--guest-pid --qmp`) prints the same
- * decision.
+ * decision. Then B stops with its ops map held (registered, no link): both
+ * backends fall back to the name rule, and agree.
  *
  * Needs `sh tools/vm/setup.sh` (root). About 30 s on 2 cores.
  */
@@ -225,12 +226,41 @@ Deno.test({
     );
     await guest.qmp.cont();
 
+    // Phase 2: B stopped, its ops map held but attached by no link. Both
+    // backends fall back to the name rule and agree.
+    await guest.waitFor(/BPFMAP-SWAP-DONE|BPFMAP-AGENT-ERROR/, 60_000);
+    const after = guest.console();
+    assert.ok(
+      !after.includes("BPFMAP-AGENT-ERROR"),
+      after.slice(after.indexOf("BPFMAP-SWAP-READY")),
+    );
+    const detached = agentLine(after, "SWAP-DETACHED") as unknown as {
+      bExitCode: number;
+      heldOps: number;
+      decision: Decision;
+      state: string;
+    };
+    assert.equal(detached.bExitCode, 0);
+    assert.equal(detached.state, "disabled");
+    assert.equal(detached.heldOps, fromRam.structOpsMapId);
+    assert.equal(detached.decision.rule, "name", detached.decision.reason);
+    assert.match(detached.decision.reason, /but none attached/);
+    assert.deepEqual(detached.decision.activeMapIds, [bBssId]);
+    assert.deepEqual(detached.decision.outgoingMapIds, [live.aBssId]);
+    await guest.qmp.stop();
+    let byName: Decision;
+    {
+      using later = GuestMemMapAccessor.openRamFile(guest.ramPath);
+      byName = activeScheduler(later) as Decision;
+    }
+    assert.deepEqual(facts(byName), facts(detached.decision), byName.reason);
+
     console.log(
       `${memory.release} swap window: A's .bss ${live.aBssId} held and outgoing, B's ${bBssId} active ` +
         `(ops map ${fromRam.structOpsMapId}, ${fromRam.attachedProgramIds.length} programs, ${fromRam.activeMapIds.length} active maps); ` +
         `B enabled ${live.enabledMs} ms after start; RAM read, decision and report ${
           Math.round(hostMs)
-        } ms of host time; reason: ${fromRam.reason}`,
+        } ms of host time; reason: ${fromRam.reason}; B stopped with its ops map held: rule ${byName.rule} (${byName.reason})`,
     );
   },
 });
