@@ -170,6 +170,7 @@ export {
   scxAvailable,
   scxRootExitKindAddress,
   scxViews,
+  type ScxViewsOptions,
 } from "./src/accessor/scx.ts";
 export type {
   ScxCpusView,

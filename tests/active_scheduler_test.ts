@@ -154,7 +154,13 @@ Deno.test({
     const parsed = parseJsonExact(json.stdout) as {
       active: { unavailable?: string; rule?: string };
     };
-    deepEqual(Object.keys(parsed), ["active"]);
+    deepEqual(Object.keys(parsed), [
+      "active",
+      "root",
+      "events",
+      "cpus",
+      "dsqs",
+    ]);
     const text = await runCli("scx");
     equal(text.code, 0, text.stderr);
     match(text.stdout, /^sched_ext on live kernel\n-- active scheduler --\n/);

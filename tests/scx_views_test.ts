@@ -90,7 +90,7 @@ Deno.test("scx views as text say which sections are unavailable and why; JSON ro
   assert.match(scxViewsToJson(big), /"value":18446744073709551615/);
   assert.match(
     scxViewsToText(big),
-    /events \(1 of 1 non-zero\):\n {2}SCX_EV_X 18446744073709551615\n/,
+    /events:\n {2}1 of 1 counters non-zero\n {4}SCX_EV_X 18446744073709551615\n/,
   );
 });
 

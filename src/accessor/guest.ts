@@ -823,6 +823,14 @@ export class GuestMemMapAccessor
     return specialFieldRulesFor(vmlinux, this.kernel.release);
   }
 
+  /**
+   * The guest kernel's vmlinux BTF, parsed once and shared with every
+   * reader of this accessor (the sched_ext views take their offsets from it).
+   */
+  vmlinuxBtf(): Btf {
+    return this.#kernelBtf();
+  }
+
   #kernelBtf(): Btf {
     return this.#vmlinux ??= Btf.parse(this.kernel.btfBytes());
   }

@@ -6,14 +6,14 @@
  * @module
  */
 
-import { Btf } from "../btf/mod.ts";
-import type { GuestKernel } from "../guest/kernel.ts";
+import type { Btf } from "../btf/mod.ts";
 import type { GuestMapRecord } from "../guest/map_records.ts";
 import { rootExitKindAddress } from "../guest/scx/root.ts";
 import type { ScxViewOptions, ScxViews } from "../guest/scx/types.ts";
 import { readGuestScxViews } from "../guest/scx/views.ts";
 import { GuestMemMapAccessor } from "./guest.ts";
-import { type LiveScxOptions, readLiveScxViews } from "./scx_live.ts";
+import { readLiveScxViews, SCX_SYSFS } from "./scx_live.ts";
+import { BpfSyscallAccessor } from "./syscall.ts";
 import type { BpfMapAccessor } from "./types.ts";
 
 export type * from "../guest/scx/types.ts";
@@ -24,16 +24,9 @@ export {
   SCX_SYSFS,
 } from "./scx_live.ts";
 
-const vmlinuxByKernel = new WeakMap<GuestKernel, Btf>();
-
-/** The guest kernel's vmlinux BTF, parsed once per kernel. */
+/** The guest kernel's vmlinux BTF, parsed once per accessor. */
 function vmlinuxOf(accessor: GuestMemMapAccessor): Btf {
-  let btf = vmlinuxByKernel.get(accessor.kernel);
-  if (!btf) {
-    btf = Btf.parse(accessor.kernel.btfBytes());
-    vmlinuxByKernel.set(accessor.kernel, btf);
-  }
-  return btf;
+  return accessor.vmlinuxBtf();
 }
 
 /**
@@ -69,9 +62,20 @@ export function guestScxViews(
   return readGuestScxViews(accessor.kernel, btf, maps, options);
 }
 
+/** Options for {@linkcode scxViews}. */
+export interface ScxViewsOptions extends ScxViewOptions {
+  /**
+   * sched_ext's sysfs directory for a backend other than a guest's memory;
+   * `null` to read none. Default: `/sys/kernel/sched_ext` for the live
+   * backend ({@linkcode BpfSyscallAccessor}), none for any other (a wrapper
+   * or fake may not stand for this machine's kernel).
+   */
+  sysfs?: string | null;
+}
+
 /**
  * The sched_ext views of whatever `accessor` reads: a guest's memory for a
- * {@linkcode GuestMemMapAccessor}, this machine's sysfs for any other
+ * {@linkcode GuestMemMapAccessor}, this machine's sysfs for the live
  * backend (where per-CPU and DSQ sections are unavailable).
  *
  * @example
@@ -83,11 +87,24 @@ export function guestScxViews(
  */
 export function scxViews(
   accessor: BpfMapAccessor,
-  options: ScxViewOptions & LiveScxOptions = {},
+  options: ScxViewsOptions = {},
 ): ScxViews {
-  return accessor instanceof GuestMemMapAccessor
-    ? guestScxViews(accessor, options)
-    : readLiveScxViews(options);
+  if (accessor instanceof GuestMemMapAccessor) {
+    return guestScxViews(accessor, options);
+  }
+  const sysfs = options.sysfs !== undefined
+    ? options.sysfs
+    : accessor instanceof BpfSyscallAccessor
+    ? SCX_SYSFS
+    : null;
+  if (sysfs === null) {
+    const none = {
+      unavailable:
+        "this backend reads neither a guest's memory nor the live kernel (no sysfs to read)",
+    };
+    return { source: "live", root: none, events: none, cpus: none, dsqs: none };
+  }
+  return readLiveScxViews({ sysfs });
 }
 
 /**

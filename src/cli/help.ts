@@ -171,7 +171,7 @@ ${PARTIAL_HELP}
   -h, --help       Show this help
 
 ${SOURCE_HELP}`,
-  scx: `Usage: bpfmap scx [--json] [--partial] [SOURCE]
+  scx: `Usage: bpfmap scx [--json] [--dsq-tasks N] [--partial] [SOURCE]
 
 Show the sched_ext scheduler's state, section by section. "active scheduler":
 which scheduler is attached (ops name, struct, enable state when sysfs shows
@@ -181,12 +181,25 @@ programs use (active) and the maps named like them that it does not use
 rule that decided is printed with its reason: "struct_ops" (the attached ops
 map -> its programs -> their used_maps), or "name" (same-named maps grouped
 by object prefix, the newest taken as active) when struct_ops cannot decide.
-A section that cannot be gathered says "unavailable" and why.
+Then the scheduler the way a person debugging a stall reads it: "root
+scheduler" (sched_ext's enable state as /sys/kernel/sched_ext/state prints
+it, the root scheduler's ops name, exit kind, exit reason and message, exit
+code, watchdog timeout), "events" (the SCX_EV_* counters summed over CPUs,
+named as root/events names them; text shows the non-zero ones), "cpus"
+(each possible CPU's rq->scx: nr_running, flags, the running task, the local
+DSQ and its first tasks) and "dsqs" (the global DSQ per node, the user DSQs
+of the scheduler's dsq_hash, busy bypass DSQs), each task with pid, comm,
+weight, dsq_vtime, slice, DSQ id and scx flags. From a guest's memory all
+of it; from the live kernel what sysfs shows (root, events). A scheduler
+that already exited (scx_root cleared) is still found while its loader holds
+the struct_ops link. A section that cannot be gathered says "unavailable"
+and why.
 
 Options:
   -j, --json       One JSON object, one member per section (the failure
                    report's "scheduler"), each its data or
-                   {"unavailable":"reason"}
+                   {"unavailable":"reason"}; every u64 exact
+      --dsq-tasks N  Tasks listed per DSQ (default 8; nr still counts all)
 ${PARTIAL_HELP}
   -h, --help       Show this help
 

@@ -15,6 +15,20 @@ import {
   type ActiveSchedulerOptions,
 } from "../accessor/active_scheduler.ts";
 import type { BpfMapAccessor } from "../accessor/types.ts";
+import { scxViews, type ScxViewsOptions } from "../accessor/scx.ts";
+import type {
+  ScxCpusView,
+  ScxDsqsView,
+  ScxEventsView,
+  ScxRootView,
+  ScxViews,
+} from "../guest/scx/types.ts";
+import {
+  scxCpuLines,
+  scxDsqLines,
+  scxEventLines,
+  scxRootLines,
+} from "./scx_format.ts";
 
 /** A section that could not be gathered, and why (one line). */
 export interface SectionUnavailable {
@@ -33,12 +47,30 @@ export interface SchedulerReport {
    * when no scheduler is attached.
    */
   active: ActiveScheduler | SectionUnavailable;
+  /**
+   * sched_ext's state and the root scheduler: enable state, ops name, exit
+   * kind, exit reason and message, watchdog timeout ({@linkcode scxViews};
+   * the live backend has what sysfs shows).
+   */
+  root: ScxRootView | SectionUnavailable;
+  /** The root scheduler's `SCX_EV_*` counters, summed over CPUs, named as sysfs names them. */
+  events: ScxEventsView | SectionUnavailable;
+  /** Each possible CPU's `rq->scx`: running task, local DSQ and its first tasks (guest only). */
+  cpus: ScxCpusView | SectionUnavailable;
+  /** The global, user and bypass DSQs and their first tasks (guest only). */
+  dsqs: ScxDsqsView | SectionUnavailable;
 }
 
 /** What a section's gatherer is given. */
 export interface SchedulerGatherOptions {
   /** Passed to {@linkcode activeScheduler} (where sched_ext's sysfs is). */
   active?: ActiveSchedulerOptions;
+  /**
+   * For the root/events/cpus/dsqs sections ({@linkcode scxViews}): tasks
+   * listed per DSQ, and the sysfs directory (default: `active.sysfsDir`,
+   * else `/sys/kernel/sched_ext` for the live backend only).
+   */
+  views?: ScxViewsOptions;
 }
 
 /** One section: its key, heading, gatherer and text form. */
@@ -98,9 +130,70 @@ const activeSection: SchedulerSection<"active"> = {
   },
 };
 
-/** Every section, in the order reports and `bpfmap scx` show them. */
+/**
+ * The views are read once per {@linkcode gatherScheduler} call (it hands
+ * every section the same fresh options object) and shared by the four
+ * sections below.
+ */
+const viewsOfPass = new WeakMap<SchedulerGatherOptions, ScxViews>();
+
+function views(
+  accessor: BpfMapAccessor,
+  options: SchedulerGatherOptions,
+): ScxViews {
+  let read = viewsOfPass.get(options);
+  if (!read) {
+    const sysfs = options.views?.sysfs !== undefined
+      ? options.views.sysfs
+      : options.active?.sysfsDir;
+    read = scxViews(accessor, {
+      ...options.views,
+      ...(sysfs !== undefined ? { sysfs } : {}),
+    });
+    viewsOfPass.set(options, read);
+  }
+  return read;
+}
+
+const rootSection: SchedulerSection<"root"> = {
+  key: "root",
+  title: "root scheduler",
+  gather: (accessor, options) => views(accessor, options).root,
+  lines: scxRootLines,
+};
+
+const eventsSection: SchedulerSection<"events"> = {
+  key: "events",
+  title: "events",
+  gather: (accessor, options) => views(accessor, options).events,
+  lines: scxEventLines,
+};
+
+const cpusSection: SchedulerSection<"cpus"> = {
+  key: "cpus",
+  title: "cpus (rq->scx)",
+  gather: (accessor, options) => views(accessor, options).cpus,
+  lines: scxCpuLines,
+};
+
+const dsqsSection: SchedulerSection<"dsqs"> = {
+  key: "dsqs",
+  title: "dsqs",
+  gather: (accessor, options) => views(accessor, options).dsqs,
+  lines: scxDsqLines,
+};
+
+/**
+ * Every section, in the order reports and `bpfmap scx` show them: the
+ * active decision, then the way a person debugging a stall reads the
+ * scheduler (root and its exit, non-zero events, each CPU, the DSQs).
+ */
 export const SCHEDULER_SECTIONS: readonly AnySchedulerSection[] = [
   activeSection,
+  rootSection,
+  eventsSection,
+  cpusSection,
+  dsqsSection,
 ];
 
 function message(error: unknown): string {
@@ -122,9 +215,10 @@ export function gatherScheduler(
   options: SchedulerGatherOptions = {},
 ): SchedulerReport {
   const report: Record<string, unknown> = {};
+  const pass = { ...options }; // one object per call: sections share what they read
   for (const section of SCHEDULER_SECTIONS) {
     try {
-      report[section.key] = section.gather(accessor, options);
+      report[section.key] = section.gather(accessor, pass);
     } catch (error) {
       report[section.key] = { unavailable: message(error) };
     }

@@ -10,7 +10,11 @@
 import { toJson } from "../btf/json.ts";
 import {
   scxAvailable,
+  type ScxCpusView,
+  type ScxDsqsView,
   type ScxDsqView,
+  type ScxEventsView,
+  type ScxRootView,
   type ScxSection,
   type ScxTaskView,
   type ScxViews,
@@ -18,7 +22,7 @@ import {
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
-function unavailable<T extends object>(
+function section<T extends object>(
   title: string,
   section: ScxSection<T>,
   out: string[],
@@ -43,8 +47,100 @@ function dsqLines(label: string, dsq: ScxDsqView, out: string[]): void {
   for (const note of dsq.notes) out.push(`    note: ${note}`);
 }
 
+/** Text lines of the root section (state, scheduler, exit), without a heading. */
+export function scxRootLines(root: ScxRootView): string[] {
+  const out: string[] = [];
+  const globals = [
+    root.switchAll === null ? null : `switch_all ${root.switchAll ? 1 : 0}`,
+    root.enableSeq === null ? null : `enable_seq ${root.enableSeq}`,
+    root.nrRejected === null ? null : `nr_rejected ${root.nrRejected}`,
+    root.hotplugSeq === null ? null : `hotplug_seq ${root.hotplugSeq}`,
+  ].filter((s) => s !== null);
+  out.push(`sched_ext: ${root.state} (${globals.join(", ")})`);
+  const sched = root.scheduler;
+  if (!scxAvailable(sched)) {
+    out.push(`root scheduler: none (${sched.unavailable})`);
+    return out;
+  }
+  out.push(
+    `root scheduler: ${sched.ops}${
+      sched.foundVia === "scx_root" || sched.foundVia === "sysfs"
+        ? ""
+        : ` (found via ${sched.foundVia}: scx_root is already cleared)`
+    }`,
+  );
+  if (sched.exitKind !== null) {
+    out.push(
+      `  exit_kind: ${sched.exitKind.name ?? sched.exitKind.value}${
+        sched.exitKindAddress === null
+          ? ""
+          : ` at ${hex(sched.exitKindAddress)}`
+      }`,
+    );
+  }
+  const exit = sched.exit;
+  if (exit && exit.kind.value !== 0) {
+    out.push(
+      `  exit: ${exit.kind.name ?? exit.kind.value} (${
+        exit.reason ?? "?"
+      }), exit_code ${exit.exitCode}, cpu ${exit.exitCpu}`,
+    );
+    if (exit.msg) out.push(`  msg: ${exit.msg}`);
+  }
+  if (sched.watchdogTimeoutJiffies !== null) {
+    out.push(
+      `  watchdog_timeout: ${sched.watchdogTimeoutJiffies} jiffies (ops.timeout_ms ${
+        sched.timeoutMs ?? "?"
+      })`,
+    );
+  }
+  return out;
+}
+
+/** Text lines of the event counters that are not zero. */
+export function scxEventLines(events: ScxEventsView): string[] {
+  const nonZero = events.counters.filter((c) => c.value !== 0n);
+  return [
+    `${nonZero.length} of ${events.counters.length} counters non-zero`,
+    ...nonZero.map((c) => `  ${c.name} ${c.value}`),
+  ];
+}
+
+/** Text lines of each CPU's `rq->scx`: running task, local DSQ and its tasks. */
+export function scxCpuLines(cpus: ScxCpusView): string[] {
+  const out: string[] = [];
+  for (const cpu of cpus.cpus) {
+    out.push(
+      `cpu ${cpu.cpu}: nr_running ${cpu.nrRunning} flags ${
+        hex(BigInt(cpu.flags))
+      } ${cpu.flagNames.join("|") || "-"}`,
+    );
+    if (cpu.current) {
+      out.push(`    running: pid ${cpu.current.pid} ${cpu.current.comm}`);
+    }
+    dsqLines("  local", cpu.localDsq, out);
+  }
+  return out;
+}
+
+/** Text lines of the global, user and (busy) bypass DSQs. */
+export function scxDsqLines(dsqs: ScxDsqsView): string[] {
+  const out: string[] = [];
+  for (const dsq of dsqs.global) dsqLines("global", dsq, out);
+  for (const dsq of dsqs.user) dsqLines("user", dsq, out);
+  if (dsqs.user.length === 0) out.push("  no user DSQs");
+  // bypass DSQs matter only while the scheduler is bypassed: the busy ones
+  dsqs.bypass.forEach((dsq, cpu) => {
+    if (dsq.nr > 0 || dsq.notes.length > 0) {
+      dsqLines(`bypass (cpu ${cpu})`, dsq, out);
+    }
+  });
+  return out;
+}
+
 /**
- * The views as text lines: root, non-zero events, per-CPU, DSQs.
+ * The views as text: root first, then the non-zero events, each CPU, the
+ * DSQs; a section that is unavailable says why on one line.
  *
  * @example
  * ```ts ignore
@@ -54,85 +150,17 @@ function dsqLines(label: string, dsq: ScxDsqView, out: string[]): void {
  */
 export function scxViewsToText(views: ScxViews): string {
   const out: string[] = [];
-  if (unavailable("sched_ext", views.root, out)) {
-    const root = views.root;
-    const globals = [
-      root.switchAll === null ? null : `switch_all ${root.switchAll ? 1 : 0}`,
-      root.enableSeq === null ? null : `enable_seq ${root.enableSeq}`,
-      root.nrRejected === null ? null : `nr_rejected ${root.nrRejected}`,
-      root.hotplugSeq === null ? null : `hotplug_seq ${root.hotplugSeq}`,
-    ].filter((s) => s !== null);
-    out.push(`sched_ext: ${root.state} (${globals.join(", ")})`);
-    const sched = root.scheduler;
-    if (scxAvailable(sched)) {
-      out.push(
-        `root scheduler: ${sched.ops}${
-          sched.foundVia === "scx_root" || sched.foundVia === "sysfs"
-            ? ""
-            : ` (found via ${sched.foundVia}: scx_root is already cleared)`
-        }`,
-      );
-      if (sched.exitKind !== null) {
-        out.push(
-          `  exit_kind: ${sched.exitKind.name ?? sched.exitKind.value}${
-            sched.exitKindAddress === null
-              ? ""
-              : ` at ${hex(sched.exitKindAddress)}`
-          }`,
-        );
-      }
-      const exit = sched.exit;
-      if (exit && exit.kind.value !== 0) {
-        out.push(
-          `  exit: ${exit.kind.name ?? exit.kind.value} (${
-            exit.reason ?? "?"
-          }), exit_code ${exit.exitCode}, cpu ${exit.exitCpu}`,
-        );
-        if (exit.msg) out.push(`  msg: ${exit.msg}`);
-      }
-      if (sched.watchdogTimeoutJiffies !== null) {
-        out.push(
-          `  watchdog_timeout: ${sched.watchdogTimeoutJiffies} jiffies (ops.timeout_ms ${
-            sched.timeoutMs ?? "?"
-          })`,
-        );
-      }
-    } else {
-      out.push(`root scheduler: none (${sched.unavailable})`);
-    }
+  if (section("sched_ext", views.root, out)) {
+    out.push(...scxRootLines(views.root));
   }
-  if (unavailable("events", views.events, out)) {
-    const nonZero = views.events.counters.filter((c) => c.value !== 0n);
-    out.push(
-      `events (${nonZero.length} of ${views.events.counters.length} non-zero):`,
-    );
-    for (const c of nonZero) out.push(`  ${c.name} ${c.value}`);
+  if (section("events", views.events, out)) {
+    out.push("events:", ...scxEventLines(views.events).map((l) => `  ${l}`));
   }
-  if (unavailable("cpus", views.cpus, out)) {
-    out.push("cpus:");
-    for (const cpu of views.cpus.cpus) {
-      out.push(
-        `  cpu ${cpu.cpu}: nr_running ${cpu.nrRunning} flags ${
-          hex(BigInt(cpu.flags))
-        } ${cpu.flagNames.join("|") || "-"}`,
-      );
-      if (cpu.current) {
-        out.push(`    running: pid ${cpu.current.pid} ${cpu.current.comm}`);
-      }
-      dsqLines("  local", cpu.localDsq, out);
-    }
+  if (section("cpus", views.cpus, out)) {
+    out.push("cpus:", ...scxCpuLines(views.cpus).map((l) => `  ${l}`));
   }
-  if (unavailable("dsqs", views.dsqs, out)) {
-    out.push("dsqs:");
-    for (const dsq of views.dsqs.global) dsqLines("global", dsq, out);
-    for (const dsq of views.dsqs.user) dsqLines("user", dsq, out);
-    if (views.dsqs.user.length === 0) out.push("  no user DSQs");
-    // bypass DSQs matter only when the scheduler is bypassed: show the busy ones
-    views.dsqs.bypass.forEach((dsq, cpu) => {
-      if (dsq.nr > 0 || dsq.notes.length > 0) {
-        dsqLines(`bypass (cpu ${cpu})`, dsq, out);
-      }
-    });
+  if (section("dsqs", views.dsqs, out)) {
+    out.push("dsqs:", ...scxDsqLines(views.dsqs));
   }
   return out.join("\n") + "\n";
 }

@@ -19,6 +19,7 @@ import {
   type ScxDsqsView,
   type ScxDsqView,
   scxRootExitKindAddress,
+  type ScxSchedulerView,
   type ScxViews,
 } from "../../src/accessor/scx.ts";
 import { parseEventsFile } from "../../src/accessor/scx_live.ts";
@@ -28,6 +29,7 @@ import { scxLayoutFromBtf } from "../../src/guest/scx/layout.ts";
 import { writeKernelBytes } from "../../src/guest/write.ts";
 import { scxViewsToJson, scxViewsToText } from "../../src/dump/scx_format.ts";
 import { ignoreUnlessCommands, REQUIRE_ALL } from "../_support/env.ts";
+import { runCli } from "../_support/cli.ts";
 import { agentLine } from "./compare.ts";
 import { bootUntil, ROOT, schedulersReady, SCX_BIN } from "./harness.ts";
 
@@ -335,6 +337,33 @@ Deno.test({
         /no scheduler attached \(scx_root is NULL\)/,
       );
     }
+    // the CLI: the same views as sections of `bpfmap scx`, JSON and text
+    const json = await runCli("scx", "--guest-mem", guest.ramPath, "--json");
+    assert.equal(json.code, 0, json.stderr);
+    const report = parseJsonExact(json.stdout) as {
+      root: { state: string; scheduler: ScxSchedulerView };
+      events: { counters: unknown[] };
+      cpus: { cpus: unknown[] };
+      dsqs: { user: unknown[] };
+    };
+    assert.equal(report.root.state, "disabled");
+    assert.equal(report.root.scheduler.exit?.kind.name, "SCX_EXIT_SYSRQ");
+    assert.equal(report.root.scheduler.exitKindAddress, exitKindAddress);
+    assert.equal(report.cpus.cpus.length, 2);
+    const text = await runCli("scx", "--guest-mem", guest.ramPath);
+    assert.equal(text.code, 0, text.stderr);
+    const headings = text.stdout.split("\n").filter((l) => l.startsWith("-- "));
+    assert.deepEqual(headings, [
+      "-- active scheduler --",
+      "-- root scheduler --",
+      "-- events --",
+      "-- cpus (rq->scx) --",
+      "-- dsqs --",
+    ]);
+    assert.match(
+      text.stdout,
+      new RegExp(`exit: SCX_EXIT_SYSRQ \\(${reason}\\), exit_code 0`),
+    );
     await guest.qmp.cont();
   },
 });

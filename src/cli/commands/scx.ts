@@ -10,7 +10,7 @@
 import { toJson } from "../../btf/json.ts";
 import type { JsonInput } from "../../btf/json.ts";
 import { gatherScheduler, schedulerLines } from "../../dump/scheduler.ts";
-import { noPositionals, parse } from "../args.ts";
+import { noPositionals, parse, parseCount } from "../args.ts";
 import type { Context } from "../context.ts";
 import { SOURCE_OPTIONS, withSource } from "../source.ts";
 import { writeText } from "../writer.ts";
@@ -20,13 +20,22 @@ export function scx(context: Context, args: string[]): Promise<number> {
   const { values, positionals } = parse("scx", args, {
     json: { type: "boolean", short: "j" },
     partial: { type: "boolean" },
+    "dsq-tasks": { type: "string" },
     ...SOURCE_OPTIONS,
   });
   if (values.help) return Promise.resolve(context.help("scx"));
   noPositionals(positionals, "scx");
+  const tasksPerDsq = parseCount(
+    values["dsq-tasks"] as string | undefined,
+    "--dsq-tasks",
+    "scx",
+    1 << 16,
+  );
   return withSource(context, values, ({ accessor, description }) => {
     // Gathered whole before anything is written: never half a document.
-    const report = gatherScheduler(accessor);
+    const report = gatherScheduler(accessor, {
+      views: tasksPerDsq === undefined ? {} : { tasksPerDsq },
+    });
     writeText(
       context.io.stdout,
       values.json

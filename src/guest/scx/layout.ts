@@ -149,12 +149,23 @@ function enumerator(
 
 const isSingleBit = (v: bigint): boolean => v > 0n && (v & (v - 1n)) === 0n;
 
+const layouts = new WeakMap<Btf, ScxLayout | string>();
+
 /**
  * The layout, or a one-line reason the kernel's BTF cannot give it (no
  * sched_ext in this kernel, or a sched_ext too old or too new for these
- * views).
+ * views). Computed once per BTF object.
  */
 export function scxLayoutFromBtf(btf: Btf): ScxLayout | string {
+  let layout = layouts.get(btf);
+  if (layout === undefined) {
+    layout = computeLayout(btf);
+    layouts.set(btf, layout);
+  }
+  return layout;
+}
+
+function computeLayout(btf: Btf): ScxLayout | string {
   if (!btf.findByName("scx_sched", BtfKind.STRUCT)) {
     return "the kernel's BTF has no struct scx_sched (no CONFIG_SCHED_CLASS_EXT, or a sched_ext older than 6.16's scx_root)";
   }
