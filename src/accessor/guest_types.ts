@@ -61,7 +61,7 @@ import {
   unknownTypeReason,
 } from "./maptypes/mod.ts";
 import { QUEUE_GUEST_NOTE } from "./maptypes/queue_stack.ts";
-import { parseRingbuf } from "./maptypes/ringbuf.ts";
+import { parsePendingSpan } from "./maptypes/ringbuf.ts";
 import { decodeFrames } from "./maptypes/stack_trace.ts";
 import type { BpfMapInfo } from "./types.ts";
 import type { GuestMemMapAccessor } from "./guest.ts";
@@ -278,22 +278,16 @@ export function readGuestTypeDump(
     case MapType.USER_RINGBUF: {
       if (!layouts.ringbuf) return missing(type, "struct bpf_ringbuf");
       const ring = readGuestRingbuf(space, layouts.ringbuf, record);
-      // parseRingbuf reads the pending span at its ring offset of a
-      // double-mapped area; the untouched rest of this buffer is never
-      // written, so the allocation stays mostly uncommitted.
-      const area = new Uint8Array(2 * ring.capacity);
-      const start = Number(
-        ring.consumerPos & BigInt(Math.max(ring.capacity - 1, 0)),
-      );
-      area.set(ring.pending, start);
+      // the pending span is already a copy of its own: it becomes the
+      // snapshot's span without another copy
       return {
         reader: "ringbuf",
-        ringbuf: parseRingbuf(
+        ringbuf: parsePendingSpan(
           type === MapType.RINGBUF ? "ringbuf" : "user_ringbuf",
           ring.consumerPos,
           ring.producerPos,
-          area,
           ring.capacity,
+          ring.pending,
         ),
       };
     }
