@@ -27,6 +27,18 @@ export {
 } from "./format.ts";
 export { writeFailureDump, type WriteFailureDumpOptions } from "./stream.ts";
 export {
+  type AnySchedulerSection,
+  gatherScheduler,
+  isUnavailable,
+  mapRoles,
+  SCHEDULER_SECTIONS,
+  type SchedulerGatherOptions,
+  schedulerLines,
+  type SchedulerReport,
+  type SchedulerSection,
+  type SectionUnavailable,
+} from "./scheduler.ts";
+export {
   type DumpArena,
   type DumpBloom,
   type DumpEntry,
@@ -53,6 +65,7 @@ export {
   type MapChange,
   type MapPresence,
   type MapRef,
+  type ProgramChange,
   REPORT_DIFF_SCHEMA,
   type ReportDiff,
   ReportFormatError,
