@@ -34,17 +34,23 @@ function section<T extends object>(
 
 function taskLine(task: ScxTaskView): string {
   const flags = task.flagNames.length > 0 ? task.flagNames.join("|") : "-";
-  return `    pid ${task.pid} ${task.comm} weight ${task.weight} dsq_vtime ${task.dsqVtime} slice ${task.slice} dsq ${
+  return `pid ${task.pid} ${task.comm} weight ${task.weight} dsq_vtime ${task.dsqVtime} slice ${task.slice} dsq ${
     task.dsqId === null ? "-" : hex(task.dsqId)
   } flags ${hex(BigInt(task.flags))} ${flags}`;
 }
 
-function dsqLines(label: string, dsq: ScxDsqView, out: string[]): void {
+/** A DSQ's line and its tasks' (indented under it), each prefixed by `indent`. */
+function dsqLines(
+  label: string,
+  dsq: ScxDsqView,
+  indent: string,
+  out: string[],
+): void {
   const name = dsq.idName ?? hex(dsq.id);
   const shown = dsq.tasks.length < dsq.nr ? ` (first ${dsq.tasks.length})` : "";
-  out.push(`  ${label} ${name}: nr ${dsq.nr}${shown}`);
-  for (const task of dsq.tasks) out.push(taskLine(task));
-  for (const note of dsq.notes) out.push(`    note: ${note}`);
+  out.push(`${indent}${label} ${name}: nr ${dsq.nr}${shown}`);
+  for (const task of dsq.tasks) out.push(`${indent}  ${taskLine(task)}`);
+  for (const note of dsq.notes) out.push(`${indent}  note: ${note}`);
 }
 
 /** Text lines of the root section (state, scheduler, exit), without a heading. */
@@ -116,9 +122,9 @@ export function scxCpuLines(cpus: ScxCpusView): string[] {
       } ${cpu.flagNames.join("|") || "-"}`,
     );
     if (cpu.current) {
-      out.push(`    running: pid ${cpu.current.pid} ${cpu.current.comm}`);
+      out.push(`  running: pid ${cpu.current.pid} ${cpu.current.comm}`);
     }
-    dsqLines("  local", cpu.localDsq, out);
+    dsqLines("local", cpu.localDsq, "  ", out);
   }
   return out;
 }
@@ -126,13 +132,13 @@ export function scxCpuLines(cpus: ScxCpusView): string[] {
 /** Text lines of the global, user and (busy) bypass DSQs. */
 export function scxDsqLines(dsqs: ScxDsqsView): string[] {
   const out: string[] = [];
-  for (const dsq of dsqs.global) dsqLines("global", dsq, out);
-  for (const dsq of dsqs.user) dsqLines("user", dsq, out);
-  if (dsqs.user.length === 0) out.push("  no user DSQs");
+  for (const dsq of dsqs.global) dsqLines("global", dsq, "", out);
+  for (const dsq of dsqs.user) dsqLines("user", dsq, "", out);
+  if (dsqs.user.length === 0) out.push("no user DSQs");
   // bypass DSQs matter only while the scheduler is bypassed: the busy ones
   dsqs.bypass.forEach((dsq, cpu) => {
     if (dsq.nr > 0 || dsq.notes.length > 0) {
-      dsqLines(`bypass (cpu ${cpu})`, dsq, out);
+      dsqLines(`bypass (cpu ${cpu})`, dsq, "", out);
     }
   });
   return out;
@@ -160,7 +166,7 @@ export function scxViewsToText(views: ScxViews): string {
     out.push("cpus:", ...scxCpuLines(views.cpus).map((l) => `  ${l}`));
   }
   if (section("dsqs", views.dsqs, out)) {
-    out.push("dsqs:", ...scxDsqLines(views.dsqs));
+    out.push("dsqs:", ...scxDsqLines(views.dsqs).map((l) => `  ${l}`));
   }
   return out.join("\n") + "\n";
 }

@@ -11,6 +11,12 @@
  *    once `state` is `disabled`: `BPFMAP-SCXV-EXITED {...}` with dmesg's
  *    `disabled (...)` line.
  *
+ * With the argument `error` it runs scx_qmap with `-e 1500` instead (the
+ * scheduler calls `scx_bpf_error("test triggering error")` after 1500
+ * enqueues): the loader is stopped as soon as it has armed the count, busy
+ * loops make the enqueues, and once the kernel has disabled the scheduler
+ * `BPFMAP-SCXV-ERRORED {...}` carries dmesg's lines about it.
+ *
  * @module
  */
 // deno-lint-ignore-file no-console
@@ -97,8 +103,51 @@ async function main(): Promise<void> {
   );
 }
 
+async function errorRun(): Promise<void> {
+  console.log(`BPFMAP-AGENT kernel=${Deno.osRelease()} mode=error`);
+  const loader = new Deno.Command("/scx/scx_qmap", {
+    args: ["-e", "1500"],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  // "scx_qmap started" comes after the loader armed the error count
+  let printed = "";
+  const reader = loader.stdout.getReader();
+  const deadline = performance.now() + 90_000;
+  while (!printed.includes("scx_qmap started")) {
+    const { value, done } = await reader.read();
+    if (done || performance.now() > deadline) {
+      throw new Error(`scx_qmap did not start: ${printed}`);
+    }
+    printed += new TextDecoder().decode(value);
+  }
+  // stopped, the loader keeps its struct_ops link: the failed scheduler stays allocated
+  Deno.kill(loader.pid, "SIGSTOP");
+  const busy = Array.from(
+    { length: 4 },
+    () =>
+      new Deno.Command("/bin/sh", {
+        args: ["-c", "while :; do :; done"],
+        stdout: "null",
+        stderr: "null",
+      }).spawn(),
+  );
+  await waitState("disabled", 90_000);
+  for (const b of busy) Deno.kill(b.pid, "SIGKILL");
+  const lines = dmesg().split("\n").filter((l) =>
+    /sched_ext: (BPF scheduler "qmap" disabled|qmap: )/.test(l)
+  );
+  console.log(
+    "BPFMAP-SCXV-ERRORED " + JSON.stringify({
+      state: read(`${SCX}/state`),
+      dmesg: lines,
+    }),
+  );
+}
+
 try {
-  await main();
+  if (Deno.args.includes("error")) await errorRun();
+  else await main();
 } catch (error) {
   console.log("BPFMAP-AGENT-ERROR " + String((error as Error)?.stack ?? error));
 }

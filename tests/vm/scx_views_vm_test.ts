@@ -35,7 +35,7 @@ import { bootUntil, ROOT, schedulersReady, SCX_BIN } from "./harness.ts";
 
 const AGENT = `${ROOT}/tests/vm/scx_views_agent.ts`;
 const ignore = ignoreUnlessCommands("qemu-system-x86_64") ||
-  (!REQUIRE_ALL && !schedulersReady(["simple"]));
+  (!REQUIRE_ALL && !schedulersReady(["simple", "qmap"]));
 
 function available<T extends object>(
   section: T | { unavailable: string },
@@ -364,6 +364,67 @@ Deno.test({
       text.stdout,
       new RegExp(`exit: SCX_EXIT_SYSRQ \\(${reason}\\), exit_code 0`),
     );
+    await guest.qmp.cont();
+  },
+});
+
+Deno.test({
+  name:
+    "a scheduler that fails (scx_qmap's scx_bpf_error) shows its exit kind, reason and message from frozen RAM as dmesg prints them",
+  ignore,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    assert.ok(
+      schedulersReady(["qmap"]),
+      "7.3 kernel or scx_qmap missing: run `sh tools/vm/setup.sh` first",
+    );
+    await using guest = await bootUntil(
+      {
+        kernel: "k73",
+        agent: AGENT,
+        agentArgs: ["error"],
+        binaries: [`${SCX_BIN}/scx_qmap`],
+        singleThreadTcg: true,
+      },
+      /BPFMAP-SCXV-ERRORED [^\n]*\n|BPFMAP-AGENT-ERROR [^\n]*\n/,
+      240_000,
+    );
+    await guest.qmp.stop();
+    const consoleText = guest.console();
+    assert.ok(
+      !consoleText.includes("BPFMAP-AGENT-ERROR"),
+      consoleText.slice(consoleText.indexOf("BPFMAP-AGENT")),
+    );
+    const errored = agentLine(consoleText, "SCXV-ERRORED") as {
+      state: string;
+      dmesg: string[];
+    };
+    assert.equal(errored.state, "disabled");
+    // pr_err("sched_ext: BPF scheduler \"qmap\" disabled (%s)", ei->reason),
+    // then pr_err("sched_ext: qmap: %s", ei->msg)
+    const reason = errored.dmesg.map((l) =>
+      /BPF scheduler "qmap" disabled \((.*)\)\s*$/.exec(l)?.[1]
+    ).find((r) => r !== undefined);
+    const msg = errored.dmesg.map((l) =>
+      /sched_ext: qmap: (.*?)\s*$/.exec(l)?.[1]
+    )
+      .find((m) => m !== undefined);
+    assert.ok(reason && msg, errored.dmesg.join("\n"));
+    using memory = GuestMemMapAccessor.openRamFile(guest.ramPath);
+    const views = guestScxViews(memory);
+    const text = scxViewsToText(views);
+    const root = available(views.root, "root");
+    assert.equal(root.state, "disabled");
+    const sched = available(root.scheduler, "failed scheduler");
+    assert.equal(sched.ops, "qmap"); // a sched_ext_ops_cid scheduler: ops.name in the union
+    assert.match(sched.foundVia, /^struct_ops map \d+ \(qmap_ops\) ops\.priv$/);
+    assert.equal(sched.exit?.kind.name, "SCX_EXIT_ERROR_BPF", text);
+    assert.equal(sched.exit?.reason, reason);
+    assert.equal(sched.exit?.msg, msg);
+    assert.match(msg, /test triggering error$/); // scx_bpf_error() prefixes file:line
+    assert.equal(sched.timeoutMs, 5000); // qmap_ops.timeout_ms
+    assert.ok(text.includes(`\n  msg: ${msg}\n`), text);
     await guest.qmp.cont();
   },
 });
