@@ -173,6 +173,7 @@ export {
   type ScxViewsOptions,
 } from "./src/accessor/scx.ts";
 export type {
+  ScxBypassDsq,
   ScxCpusView,
   ScxCpuView,
   ScxDsqsView,

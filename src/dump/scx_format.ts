@@ -136,11 +136,11 @@ export function scxDsqLines(dsqs: ScxDsqsView): string[] {
   for (const dsq of dsqs.user) dsqLines("user", dsq, "", out);
   if (dsqs.user.length === 0) out.push("no user DSQs");
   // bypass DSQs matter only while the scheduler is bypassed: the busy ones
-  dsqs.bypass.forEach((dsq, cpu) => {
+  for (const { cpu, dsq } of dsqs.bypass) {
     if (dsq.nr > 0 || dsq.notes.length > 0) {
       dsqLines(`bypass (cpu ${cpu})`, dsq, "", out);
     }
-  });
+  }
   return out;
 }
 

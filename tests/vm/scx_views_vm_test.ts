@@ -242,6 +242,7 @@ Deno.test({
         ...cpus.map((c) => c.localDsq),
         ...dsqs.global,
         ...dsqs.user,
+        ...dsqs.bypass.map((b) => b.dsq),
       ];
       for (const dsq of all) {
         assert.equal(dsq.notes.length, 0, `${dsq.id}: ${dsq.notes}`);
@@ -255,7 +256,10 @@ Deno.test({
         assert.equal(cpu.localDsq.idName, "SCX_DSQ_LOCAL");
         assert.ok(cpu.nrRunning >= cpu.localDsq.nr, text);
       }
-      assert.equal(dsqs.bypass.length, cpus.length);
+      assert.deepEqual(
+        dsqs.bypass.map((b) => [b.cpu, b.dsq.idName]),
+        cpus.map((c) => [c.cpu, "SCX_DSQ_BYPASS"]),
+      );
       const queued = all.flatMap((d) => d.tasks);
       const busyQueued = queued.filter((t) => running.busy.includes(t.pid));
       // 4 loops on 2 CPUs: at least 2 wait on a DSQ at any instant

@@ -157,8 +157,16 @@ export interface ScxCpuView {
 
 /** Every possible CPU's `rq->scx`. */
 export interface ScxCpusView {
-  /** One entry per possible CPU (`nr_cpu_ids`), in CPU order. */
+  /** One entry per possible CPU (`__cpu_possible_mask`), in CPU order. */
   cpus: ScxCpuView[];
+}
+
+/** One CPU's bypass DSQ. */
+export interface ScxBypassDsq {
+  /** The CPU. */
+  cpu: number;
+  /** Its `sch->pcpu->bypass_dsq`. */
+  dsq: ScxDsqView;
 }
 
 /** The root scheduler's global and user DSQs. */
@@ -168,11 +176,11 @@ export interface ScxDsqsView {
   /** Every DSQ in `sch->dsq_hash` (the ones `scx_bpf_create_dsq()` made), by id. */
   user: ScxDsqView[];
   /**
-   * Each CPU's bypass DSQ (`sch->pcpu->bypass_dsq`, index = CPU): where
+   * Each possible CPU's bypass DSQ (`sch->pcpu->bypass_dsq`), in CPU order: where
    * tasks wait while the scheduler is bypassed (enabling, disabling, after
    * an error). Empty when the kernel has none.
    */
-  bypass: ScxDsqView[];
+  bypass: ScxBypassDsq[];
 }
 
 /** Everything {@linkcode ScxViews} holds, from either backend. */

@@ -34,7 +34,25 @@ import {
 /** NUMA nodes read at most (`nr_node_ids` beyond this is corrupt). */
 const MAX_NODES = 1024;
 
-/** The counters summed over every CPU's `sch->pcpu->event_stats`. */
+/**
+ * The possible CPUs (`for_each_possible_cpu`): the bits of
+ * `__cpu_possible_mask` below `nr_cpu_ids`, or every CPU below it when the
+ * mask cannot be read.
+ */
+export function possibleCpus(kernel: GuestKernel): number[] {
+  const count = kernel.perCpuOffsets().length;
+  const all = Array.from({ length: count }, (_, cpu) => cpu);
+  const mask = kernel.findSymbol("__cpu_possible_mask");
+  const bits = mask === undefined
+    ? null
+    : kernel.space.read(mask, Math.ceil(count / 64) * 8);
+  if (bits === null) return all;
+  const possible = all.filter((cpu) => (bits[cpu >> 3]! >> (cpu & 7)) & 1);
+  // an empty mask is not a kernel that runs: trust nr_cpu_ids instead
+  return possible.length > 0 ? possible : all;
+}
+
+/** The counters summed over every possible CPU's `sch->pcpu->event_stats`. */
 export function readEvents(
   kernel: GuestKernel,
   layout: ScxLayout,
@@ -49,7 +67,7 @@ export function readEvents(
   }
   const sums = layout.events.map(() => 0n);
   const offsets = kernel.perCpuOffsets();
-  for (let cpu = 0; cpu < offsets.length; cpu++) {
+  for (const cpu of possibleCpus(kernel)) {
     const stats = BigInt.asUintN(
       64,
       pcpu + offsets[cpu]! + BigInt(layout.pcpuEventStats),
@@ -85,7 +103,7 @@ export function readCpus(
   const space = kernel.space;
   const cpus: ScxCpusView["cpus"] = [];
   const offsets = kernel.perCpuOffsets();
-  for (let cpu = 0; cpu < offsets.length; cpu++) {
+  for (const cpu of possibleCpus(kernel)) {
     const rq = BigInt.asUintN(64, runqueues + offsets[cpu]!);
     const nrRunning = space.u32(rq + BigInt(layout.rqNrRunning));
     const flags = space.u32(rq + BigInt(layout.rqFlags));
@@ -160,11 +178,11 @@ export function readDsqs(
     else notes.push(`DSQ at ${hex(dsq)} is unreadable`);
   }
   user.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  const bypass: ScxDsqView[] = [];
+  const bypass: ScxDsqsView["bypass"] = [];
   const pcpu = space.u64(sched + BigInt(layout.pcpu));
   if (layout.pcpuBypassDsq !== null && pcpu !== null) {
     const offsets = kernel.perCpuOffsets();
-    for (let cpu = 0; cpu < offsets.length; cpu++) {
+    for (const cpu of possibleCpus(kernel)) {
       const at = BigInt.asUintN(
         64,
         pcpu + offsets[cpu]! + BigInt(layout.pcpuBypassDsq),
@@ -174,7 +192,7 @@ export function readDsqs(
         notes.push(`CPU ${cpu}'s bypass DSQ at ${hex(at)} is unreadable`);
         break;
       }
-      bypass.push(dsq);
+      bypass.push({ cpu, dsq });
     }
   }
   // what the hash walk skipped belongs to the first user DSQ's notes, or a placeholder
