@@ -7,6 +7,7 @@
 #   * .vm-cache/arm64/a612/    newest linux-image-6.12.*+deb12-cloud-arm64-unsigned (4K pages),
 #                        `vmlinuz` is the uncompressed arm64 Image QEMU's -kernel loads
 #   * .vm-cache/arm64/a612k16/ newest linux-image-6.12.*+deb12-arm64-16k-unsigned (16K pages), same layout
+#   * .vm-cache/arm64/a73/     newest trixie-backports linux-binary-7.3.*+deb13-cloud-arm64 (4K pages)
 #   * .vm-cache/arm64/root/ the guest's userland: Deno for arm64 from npm (@deno/linux-arm64-glibc,
 #                        the host deno's version or the newest of its minor), busybox-static:arm64 and the glibc libraries
 #                        (libc6:arm64, libgcc-s1:arm64) Deno links, as a sysroot for build_initramfs.sh
@@ -59,6 +60,32 @@ fetch_arm64() { # dir flavour
 fetch_arm64 a612 "cloud-arm64"
 fetch_arm64 a612k16 "arm64-16k"
 
+# 7.3 (trixie-backports, setup.sh's apt source): the kallsyms layout without kallsyms_relative_base, and
+# sched_ext, on arm64. The image is in linux-binary-* (linux-image-* is only a meta package).
+A73="$CACHE/a73"
+if [ ! -e "$A73/vmlinuz" ]; then
+  pkg=$(apt-cache pkgnames linux-binary-7.3 | grep -E '^linux-binary-7\.3\.[0-9]+[+]deb13-cloud-arm64$' \
+    | while read -r p; do printf '%s %s\n' "$(apt-cache show "$p:arm64" 2>/dev/null | sed -n 's/^Version: //p' | head -1)" "$p"; done \
+    | grep -v '^ ' | sort -V | tail -1 | cut -d' ' -f2)
+  if [ -z "$pkg" ]; then echo "setup_arm64.sh: no linux-binary-7.3.*+deb13-cloud-arm64:arm64 in apt (trixie-backports missing from sources?)" >&2; exit 1; fi
+  abi=${pkg#linux-binary-}
+  echo "setup_arm64.sh: a73 <- $pkg:arm64"
+  tmp=$(mktemp -d) && chmod 755 "$tmp"
+  (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg:arm64") \
+    || { echo "setup_arm64.sh: apt-get download of $pkg:arm64 failed" >&2; exit 1; }
+  rm -rf "$A73.tmp" && mkdir -p "$A73.tmp"
+  dpkg -x "$tmp"/*.deb "$A73.tmp"
+  echo "$pkg" >"$A73.tmp/PACKAGE"
+  image="usr/lib/modules/$abi/vmlinuz"
+  if gzip -t "$A73.tmp/$image" 2>/dev/null; then
+    gzip -dc "$A73.tmp/$image" >"$A73.tmp/Image"
+    ln -sf Image "$A73.tmp/vmlinuz"
+  else
+    ln -sf "$image" "$A73.tmp/vmlinuz"
+  fi
+  rm -rf "$tmp" "$A73" && mv "$A73.tmp" "$A73"
+fi
+
 SYSROOT="$CACHE/root"
 if [ ! -x "$SYSROOT/bin/deno" ] || [ ! -x "$SYSROOT/bin/busybox" ] || [ ! -e "$SYSROOT/lib/ld-linux-aarch64.so.1" ]; then
   version=$(deno --version | sed -n 's/^deno \([0-9.]*\).*/\1/p')
@@ -82,4 +109,4 @@ if [ ! -x "$SYSROOT/bin/deno" ] || [ ! -x "$SYSROOT/bin/busybox" ] || [ ! -e "$S
   rm -rf "$SYSROOT.tmp/deb" "$tmp" "$SYSROOT" && mv "$SYSROOT.tmp" "$SYSROOT"
 fi
 
-echo "setup_arm64.sh: ready: $(cat "$CACHE/a612/PACKAGE") $(cat "$CACHE/a612k16/PACKAGE") + arm64 deno $(cat "$SYSROOT/DENO_VERSION"), busybox, glibc"
+echo "setup_arm64.sh: ready: $(cat "$CACHE/a612/PACKAGE") $(cat "$CACHE/a612k16/PACKAGE") $(cat "$A73/PACKAGE") + arm64 deno $(cat "$SYSROOT/DENO_VERSION"), busybox, glibc"
