@@ -12,6 +12,12 @@ import type {
 } from "../accessor/types.ts";
 import { Btf } from "../btf/btf.ts";
 import { describeMap } from "../errors.ts";
+import {
+  type ArenaFollowOptions,
+  type ArenaPointers,
+  ArenaView,
+  followArenaPointers,
+} from "./arena.ts";
 import { BtfKind } from "../btf/kind.ts";
 import { recoverFullMapName } from "../btf/map_name.ts";
 import {
@@ -61,6 +67,12 @@ export interface DumpStateOptions {
   kernelBtf?: Btf;
   /** Called before each map is read (progress lines for long dumps). */
   onMap?: (index: number, total: number, map: BpfMapInfo) => void;
+  /**
+   * Follow arena pointers in values and globals into the arenas' pages and
+   * render what they point to (entries' and globals' `arena`); `true` for
+   * the default limits. Every arena is read once, before the first map.
+   */
+  followArena?: boolean | ArenaFollowOptions;
 }
 
 /** How a failure dump went, beyond what its report says. */
@@ -131,15 +143,35 @@ const OTHER_KEYED_TYPES: ReadonlySet<number> = new Set([
   MapType.CGROUP_STORAGE,
 ]);
 
+/** How a dump follows arena pointers, when it does. */
+interface ArenaFollowing {
+  view: ArenaView;
+  options: ArenaFollowOptions;
+}
+
 /** Renders bytes by BTF type, or hex when there is no type. */
 class Typer {
   readonly btf: Btf | undefined;
-  constructor(btf: Btf | undefined) {
+  readonly #arenas: ArenaFollowing | undefined;
+  constructor(btf: Btf | undefined, arenas?: ArenaFollowing) {
     this.btf = btf;
+    this.#arenas = arenas;
   }
   render(typeId: number, bytes: Uint8Array): RenderedValue {
     if (!this.btf || typeId === 0) return hex(bytes);
     return renderValue(this.btf, typeId, bytes);
+  }
+  /** `{arena}` to spread into an entry when the value holds arena pointers. */
+  arena(typeId: number, bytes: Uint8Array): { arena?: ArenaPointers } {
+    if (!this.#arenas || !this.btf || typeId === 0) return {};
+    const found = followArenaPointers(
+      this.btf,
+      typeId,
+      bytes,
+      this.#arenas.view,
+      this.#arenas.options,
+    );
+    return found.pointees.length ? { arena: found } : {};
   }
 }
 
@@ -157,6 +189,7 @@ class MapDumper {
   #countLimit: number;
   #numCpus: number;
   #kernelBtf: Btf | undefined;
+  #arenas: ArenaFollowing | undefined;
 
   constructor(
     accessor: BpfMapAccessor,
@@ -164,12 +197,14 @@ class MapDumper {
     countLimit: number,
     numCpus: number,
     kernelBtf: Btf | undefined,
+    arenas: ArenaFollowing | undefined,
   ) {
     this.#accessor = accessor;
     this.#limit = limit;
     this.#countLimit = countLimit;
     this.#numCpus = numCpus;
     this.#kernelBtf = kernelBtf;
+    this.#arenas = arenas;
   }
 
   /** Streams one map into `sink`; a map that cannot be read gets its errors, never a throw. */
@@ -248,7 +283,7 @@ class MapDumper {
       ...(typed ? typedHead(typed) : {}),
     });
     const emitter = new EntryEmitter(sink, tail);
-    const typer = new Typer(btf);
+    const typer = new Typer(btf, this.#arenas);
     try {
       if (typed) this.#typed(map, typed, typer, tail, emitter);
       else if (!typedFailed) this.#contents(map, kind, typer, tail, emitter);
@@ -475,16 +510,14 @@ class MapDumper {
           )
         ) {
           try {
+            const varBytes = bytes.subarray(
+              variable.offset,
+              variable.offset + variable.size,
+            );
             out.globals.push({
               name: variable.name,
-              value: renderValue(
-                btf,
-                variable.type,
-                bytes.subarray(
-                  variable.offset,
-                  variable.offset + variable.size,
-                ),
-              ),
+              value: renderValue(btf, variable.type, varBytes),
+              ...typer.arena(variable.type, varBytes),
             });
           } catch (error) {
             out.errors.push(
@@ -505,6 +538,7 @@ class MapDumper {
               ? typer.render(map.btfKeyTypeId, key)
               : i,
             value: typer.render(map.btfValueTypeId, value),
+            ...typer.arena(map.btfValueTypeId, value),
           }));
         }
         out.omittedEntries = map.maxEntries - shown;
@@ -527,7 +561,9 @@ class MapDumper {
         return;
       }
       case "arena": {
-        const pages = accessor.readArenaPages(map);
+        // Already read when arena pointers are followed: read once.
+        const pages = this.#arenas?.view.pagesOf(map.id) ??
+          accessor.readArenaPages(map);
         out.arena = {
           presentPages: pages.pages.length,
           totalPages: pages.totalPages,
@@ -541,6 +577,7 @@ class MapDumper {
         this.#bounded(out, emit, accessor.iterHashMap(map), (entry) => ({
           key: typer.render(map.btfKeyTypeId, entry.key),
           value: typer.render(map.btfValueTypeId, entry.value),
+          ...typer.arena(map.btfValueTypeId, entry.value),
         }));
         return;
       case "percpu-hash":
@@ -559,6 +596,7 @@ class MapDumper {
           owner: entry.owner,
           key: hex(entry.key),
           value: typer.render(map.btfValueTypeId, entry.value),
+          ...typer.arena(map.btfValueTypeId, entry.value),
         }));
         return;
       case "keyed":
@@ -571,6 +609,7 @@ class MapDumper {
               ? {
                 key: typer.render(map.btfKeyTypeId, entry.key),
                 value: typer.render(map.btfValueTypeId, entry.value),
+                ...typer.arena(map.btfValueTypeId, entry.value),
               }
               : {
                 key: typer.render(map.btfKeyTypeId, entry.key),
@@ -891,12 +930,21 @@ export function streamFailureDump(
   }
   const selected = options.filter ? maps.filter(options.filter) : maps;
   sink.start(header, selected.length);
+  // Arena pointers may point into an arena the filter leaves out: all
+  // listed maps are candidates.
+  const arenas = options.followArena
+    ? {
+      view: ArenaView.read(accessor, maps),
+      options: options.followArena === true ? {} : options.followArena,
+    }
+    : undefined;
   const dumper = new MapDumper(
     accessor,
     entryLimit,
     Math.max(0, options.countLimit ?? 100_000),
     options.numCpus ?? cpusOf(accessor),
     options.kernelBtf,
+    arenas,
   );
   selected.forEach((map, index) => {
     options.onMap?.(index, selected.length, map);
@@ -912,7 +960,7 @@ export function streamFailureDump(
       );
     }
   });
-  const problems = problemsOf(accessor);
+  const problems = [...(arenas?.view.problems ?? []), ...problemsOf(accessor)];
   summary.skipped.push(...problems);
   if (problems.length > 0) sink.errors(problems);
   sink.end();

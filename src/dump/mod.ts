@@ -27,6 +27,14 @@ export {
 } from "./format.ts";
 export { writeFailureDump, type WriteFailureDumpOptions } from "./stream.ts";
 export {
+  type ArenaFollowOptions,
+  type ArenaPointee,
+  type ArenaPointers,
+  type ArenaSpan,
+  ArenaView,
+  followArenaPointers,
+} from "./arena.ts";
+export {
   type DumpArena,
   type DumpBloom,
   type DumpEntry,

@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { ArenaPointers } from "./arena.ts";
 import type { PercpuRenderedValue, RenderedValue } from "../btf/render.ts";
 
 /** Schema identifier written in every report. */
@@ -167,6 +168,8 @@ export interface DumpEntry {
   discarded?: boolean;
   /** Stack traces: the frames, innermost first. */
   frames?: DumpStackFrame[];
+  /** Arena pointers in the value, followed (only with `followArena`, only when there are some). */
+  arena?: ArenaPointers;
 }
 
 /** One global variable of a global-data map. */
@@ -175,6 +178,8 @@ export interface DumpGlobal {
   name: string;
   /** Its rendered value. */
   value: RenderedValue;
+  /** Arena pointers in it, followed (only with `followArena`, only when there are some). */
+  arena?: ArenaPointers;
 }
 
 /** Summary of an arena's readable pages. */
