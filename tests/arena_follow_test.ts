@@ -1,9 +1,11 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { BtfBuilder } from "./btf_builder.ts";
 import { prng } from "./btf_fixture.ts";
+import { runCli, runCliOn } from "./_support/cli.ts";
+import { WrappedAccessor } from "./_support/wrapped.ts";
 import { ignoreUnless } from "./_support/env.ts";
 import { uniqueName } from "./_support/maps.ts";
-import { Btf, toJson } from "../src/btf/mod.ts";
+import { Btf, parseJsonExact, toJson } from "../src/btf/mod.ts";
 import { pointerSlots, typeName } from "../src/btf/arena_pointers.ts";
 import { BpfSyscallAccessor } from "../src/accessor/syscall.ts";
 import { btfLoad, mapGetInfo } from "../src/sys/bpf.ts";
@@ -71,7 +73,7 @@ Deno.test({
   name:
     "arena pointers in a live map's value are followed into the arena's pages, bounded, with notes for what cannot be read",
   ignore: ignoreUnless("bpf"),
-  fn(): void {
+  async fn(): Promise<void> {
     const { bytes, ids } = arenaBtf();
     const btf = Btf.parse(bytes);
     using btfFd = btfLoad(bytes);
@@ -246,5 +248,22 @@ Deno.test({
     ok(text.includes("-> head->next->next: struct item at"), text);
     const plain = dumpState(accessor, { filter: (m) => m.id === map.id });
     equal(plain.maps[0]!.entries![0]!.arena, undefined, "off by default");
+
+    // The CLI: bpfmap dump --follow-arena, on a window of the two maps.
+    const window = new WrappedAccessor(accessor, {
+      only: new Set([map.id, arenaId]),
+    });
+    const cli = await runCliOn(window, "dump", "--json", "--follow-arena");
+    equal(cli.code, 0, cli.stderr);
+    const json = parseJsonExact(cli.stdout) as {
+      maps: { id: number; entries: { arena?: { pointees: unknown[] } }[] }[];
+    };
+    const dumped = json.maps.find((m) => m.id === map.id)!;
+    equal(dumped.entries[0]!.arena!.pointees.length, 8);
+    const textRun = await runCliOn(window, "dump", "--follow-arena");
+    ok(textRun.stdout.includes("-> head->next: struct item at 0x"));
+    const misuse = await runCli("dump", "--id", "1", "--follow-arena");
+    equal(misuse.code, 2);
+    ok(misuse.stderr.includes("--follow-arena applies to the failure dump"));
   },
 });
