@@ -22,7 +22,21 @@ import type {
 import type { Btf } from "../btf/btf.ts";
 import { pointerSlots, typeName } from "../btf/arena_pointers.ts";
 import { type RenderedValue, renderValue } from "../btf/render.ts";
+import { BtfKind } from "../btf/kind.ts";
 import { MapType } from "../sys/constants.ts";
+
+/**
+ * How to read a pointee the program's BTF only declares (`struct sdt_data;`):
+ * its size and how to render its bytes, from knowledge outside the BTF.
+ */
+export interface DeclaredLayout {
+  /** Bytes to read at the pointer. */
+  size: number;
+  /** The pointee's value from exactly `size` bytes. */
+  render(bytes: Uint8Array): RenderedValue;
+  /** What to know about the rendering (where the layout came from). */
+  note?: string;
+}
 
 /** Limits of {@linkcode followArenaPointers}; each stops the walk with a note, not an error. */
 export interface ArenaFollowOptions {
@@ -32,6 +46,11 @@ export interface ArenaFollowOptions {
   maxPointees?: number;
   /** Arena bytes read per value, all pointees together. Default 64 KiB. */
   maxBytes?: number;
+  /**
+   * Layouts of structs the BTF only declares, by name (see
+   * src/dump/sdt.ts for scx_sdt's `struct sdt_data`).
+   */
+  declared?: (name: string) => DeclaredLayout | undefined;
 }
 
 /** One arena pointer found in a value, and what it points to. */
@@ -284,9 +303,13 @@ export function followArenaPointers(
           found.note = "points to void: BTF gives no type";
           continue;
         }
+        const pointee = btf.type(btf.resolve(slot.pointee));
+        const layout = pointee.kind === BtfKind.FWD
+          ? options.declared?.(pointee.name)
+          : undefined;
         let size: number;
         try {
-          size = btf.sizeOf(slot.pointee);
+          size = layout ? layout.size : btf.sizeOf(slot.pointee);
         } catch {
           size = 0;
         }
@@ -320,7 +343,10 @@ export function followArenaPointers(
         }
         budget -= size;
         try {
-          found.value = renderValue(btf, slot.pointee, read);
+          found.value = layout
+            ? layout.render(read)
+            : renderValue(btf, slot.pointee, read);
+          if (layout?.note) found.note = layout.note;
         } catch (error) {
           found.note = `cannot render: ${
             error instanceof Error ? error.message : String(error)

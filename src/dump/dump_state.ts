@@ -18,6 +18,7 @@ import {
   ArenaView,
   followArenaPointers,
 } from "./arena.ts";
+import { sdtLayouts } from "./sdt.ts";
 import { BtfKind } from "../btf/kind.ts";
 import { recoverFullMapName } from "../btf/map_name.ts";
 import {
@@ -147,6 +148,8 @@ const OTHER_KEYED_TYPES: ReadonlySet<number> = new Set([
 interface ArenaFollowing {
   view: ArenaView;
   options: ArenaFollowOptions;
+  /** Every listed map (scx_sdt's element size is in the program's `.bss`). */
+  maps: readonly BpfMapInfo[];
 }
 
 /** Renders bytes by BTF type, or hex when there is no type. */
@@ -283,7 +286,7 @@ class MapDumper {
       ...(typed ? typedHead(typed) : {}),
     });
     const emitter = new EntryEmitter(sink, tail);
-    const typer = new Typer(btf, this.#arenas);
+    const typer = new Typer(btf, this.#arenasFor(map, btf));
     try {
       if (typed) this.#typed(map, typed, typer, tail, emitter);
       else if (!typedFailed) this.#contents(map, kind, typer, tail, emitter);
@@ -467,6 +470,19 @@ class MapDumper {
         } listed, none readable`,
       );
     }
+  }
+
+  /** The arena following for `map`'s values, with its program's declared-only layouts. */
+  #arenasFor(
+    map: BpfMapInfo,
+    btf: Btf | undefined,
+  ): ArenaFollowing | undefined {
+    const arenas = this.#arenas;
+    if (!arenas || !btf || arenas.view.empty) return undefined;
+    const declared = sdtLayouts(this.#accessor, arenas.maps, btf, map.btfId);
+    return declared
+      ? { ...arenas, options: { declared, ...arenas.options } }
+      : arenas;
   }
 
   #loadBtf(map: BpfMapInfo): Btf | undefined {
@@ -936,6 +952,7 @@ export function streamFailureDump(
     ? {
       view: ArenaView.read(accessor, maps),
       options: options.followArena === true ? {} : options.followArena,
+      maps,
     }
     : undefined;
   const dumper = new MapDumper(
