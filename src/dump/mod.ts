@@ -32,8 +32,10 @@ export {
   type ArenaPointers,
   type ArenaSpan,
   ArenaView,
+  type DeclaredLayout,
   followArenaPointers,
 } from "./arena.ts";
+export { SDT_DATA, SDT_TASK_ALLOCATOR, sdtLayouts } from "./sdt.ts";
 export {
   type DumpArena,
   type DumpBloom,
