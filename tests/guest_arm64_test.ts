@@ -368,7 +368,10 @@ Deno.test("qemuVirtLayout puts a RAM file at 1 GiB, as QEMU's virt machine does"
   assert.deepEqual(qemuVirtLayout(1n << 30n), [
     { gpa: QEMU_VIRT_RAM_BASE, size: 1n << 30n, fileOffset: 0 },
   ]);
-  assert.equal(AARCH64.defaultLayout(2n << 30n)[0]!.gpa, 0x40000000n);
+  assert.equal(
+    AARCH64.ramFileLayouts(2n << 30n)[0]!.regions[0]!.gpa,
+    0x40000000n,
+  );
 });
 
 Deno.test("KernelAddressSpace over arm64 16K tables: linear, image and walked reads agree, pages stitch", () => {

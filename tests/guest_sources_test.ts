@@ -14,9 +14,9 @@ import { QmpClient } from "../src/guest/qmp.ts";
 import {
   openQemuProcess,
   parseQemuCommandLine,
-  qemuMachineLayout,
   qemuRamLayout,
 } from "../src/guest/qemu_process.ts";
+import { qemuX86Layout } from "../src/guest/phys.ts";
 import { MapType } from "../src/sys/constants.ts";
 import { mapCreate, mapGetInfo, mapUpdateElem } from "../src/sys/bpf.ts";
 import { runCli } from "./_support/cli.ts";
@@ -80,9 +80,9 @@ Deno.test("QEMU's -m and machine rules place RAM as QEMU does", () => {
   );
   assert.equal(parseQemuCommandLine(["q", "-m", "2048"]).ramSize, 2n * GIB);
   // pc keeps 3.25 GiB low; q35 splits at 2 GiB once RAM reaches 2.75 GiB
-  assert.equal(qemuMachineLayout(3n * GIB + (GIB >> 2n), "pc").length, 1);
+  assert.equal(qemuX86Layout(3n * GIB + (GIB >> 2n), "pc").length, 1);
   assert.deepEqual(
-    qemuMachineLayout(3n * GIB, "q35").map((
+    qemuX86Layout(3n * GIB, "q35").map((
       r,
     ) => [r.gpa, r.size, r.fileOffset]),
     [[0n, 2n * GIB, 0], [4n * GIB, GIB, 2 * 2 ** 30]],

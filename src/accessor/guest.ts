@@ -58,7 +58,13 @@ import {
   type GuestMemorySource,
   openElfCore,
   openRamFile,
+  surveyRamFile,
 } from "../guest/source.ts";
+import {
+  ramOutside,
+  type RamRange,
+  readSystemRam,
+} from "../guest/system_ram.ts";
 import {
   openQemuProcess,
   type QemuProcessOptions,
@@ -291,6 +297,71 @@ export class GuestMemMapAccessor
   static openRamFile(
     path: string,
     options: GuestMemOptions = {},
+  ): GuestMemMapAccessor {
+    if (options.regions) return GuestMemMapAccessor.#openRamAs(path, options);
+    const survey = surveyRamFile(path, options.vmcoreinfo ?? null);
+    const vmcoreinfo = survey.vmcoreinfo ?? undefined;
+    const first = survey.layouts[0]!;
+    if (survey.layouts.length === 1) {
+      return GuestMemMapAccessor.#openRamAs(path, {
+        ...options,
+        regions: first.regions,
+        ...(vmcoreinfo === undefined ? {} : { vmcoreinfo }),
+      });
+    }
+    // Machines that place the high part of RAM differently (QEMU's pc and
+    // q35): the layout that holds all the RAM the kernel itself lists wins.
+    const rejected: string[] = [];
+    for (const layout of survey.layouts) {
+      let accessor: GuestMemMapAccessor;
+      try {
+        accessor = GuestMemMapAccessor.#openRamAs(path, {
+          ...options,
+          regions: layout.regions,
+          ...(vmcoreinfo === undefined ? {} : { vmcoreinfo }),
+        });
+      } catch (error) {
+        rejected.push(`${layout.machine}: ${(error as Error).message}`);
+        continue;
+      }
+      let outside: RamRange | null;
+      try {
+        outside = ramOutside(
+          layout.regions,
+          readSystemRam(accessor.kernel, accessor.#kernelBtf()),
+        );
+      } catch (error) {
+        accessor.close();
+        rejected.push(
+          `${layout.machine}: its System RAM list is unreadable (${
+            (error as Error).message
+          })`,
+        );
+        continue;
+      }
+      if (outside === null) return accessor;
+      accessor.close();
+      rejected.push(
+        `${layout.machine}: leaves out the guest's System RAM ${
+          hex(outside.start)
+        }-${hex(outside.end)}`,
+      );
+    }
+    throw new GuestSourceError(
+      path,
+      `(${survey.size} bytes) matches none of the RAM layouts of its size: ${
+        rejected.join("; ")
+      }`,
+      {
+        hint:
+          "pass the guest's regions, or read it through --qmp / --guest-pid, which take the machine type from QEMU's command line",
+      },
+    );
+  }
+
+  static #openRamAs(
+    path: string,
+    options: GuestMemOptions,
   ): GuestMemMapAccessor {
     const source = openRamFile(path, {
       ...(options.writable ? { writable: true } : {}),

@@ -142,10 +142,20 @@ export function parseKcore(read: ReadAt, name = KCORE): KcoreLayout {
   return { regions, directMapBase, fileOffsetOf, vmcoreinfo };
 }
 
+/**
+ * The kernel's lockdown mode: securityfs says it where mounted; else the
+ * boot command line, where it was set (the only way besides securityfs).
+ */
 function lockdownMode(): string | null {
   try {
     const text = Deno.readTextFileSync("/sys/kernel/security/lockdown");
     return /\[(\w+)\]/.exec(text)?.[1] ?? null;
+  } catch {
+    // securityfs not mounted (minimal systems, initramfs guests)
+  }
+  try {
+    const cmdline = Deno.readTextFileSync("/proc/cmdline");
+    return /(?:^|\s)lockdown=(\w+)/.exec(cmdline)?.[1] ?? null;
   } catch {
     return null;
   }

@@ -20,7 +20,7 @@ import { openReadOnly, preadFd } from "../sys/bpf.ts";
 import type { OwnedFd } from "../sys/fd.ts";
 import { type DataRun, dataRuns } from "../sys/holes.ts";
 import { GuestSourceError } from "./errors.ts";
-import { FileMemory, type PhysRegion } from "./phys.ts";
+import { FileMemory, type PhysRegion, qemuX86Layout } from "./phys.ts";
 import type { QmpClient } from "./qmp.ts";
 import type { GuestMemorySource } from "./source.ts";
 
@@ -105,30 +105,6 @@ export function parseQemuCommandLine(argv: readonly string[]): QemuCommandLine {
     }
   }
   return { ramSize, machine };
-}
-
-/**
- * Where QEMU's x86 machines put `ramSize` bytes of RAM: `pc` (i440fx) keeps
- * it all below 4 GiB up to 3.5 GiB, else 3 GiB low and the rest at 4 GiB;
- * `q35` all low up to 2.75 GiB, else 2 GiB low. Offsets are into the RAM block.
- */
-export function qemuMachineLayout(
-  ramSize: bigint,
-  machine: string,
-): PhysRegion[] {
-  const q35 = /q35/.test(machine);
-  const threshold = q35 ? 0xb0000000n : 0xe0000000n;
-  const lowLimit = q35 ? 0x80000000n : 0xc0000000n;
-  const low = ramSize >= threshold ? lowLimit : ramSize;
-  const regions: PhysRegion[] = [{ gpa: 0n, size: low, fileOffset: 0 }];
-  if (ramSize > low) {
-    regions.push({
-      gpa: 1n << 32n,
-      size: ramSize - low,
-      fileOffset: Number(low),
-    });
-  }
-  return regions;
 }
 
 /**
@@ -416,7 +392,7 @@ export function openQemuProcess(
   );
   const ram = findRamMapping(pid, mappings, ramSize);
   const layout = options.ram?.regions ??
-    qemuMachineLayout(ramSize, cmdline.machine);
+    qemuX86Layout(ramSize, cmdline.machine);
   const regions = layout.map((r) => ({
     gpa: r.gpa,
     size: r.size,

@@ -9,6 +9,7 @@
  */
 
 import { ARCHES, detectArch } from "./arch/mod.ts";
+import type { RamFileLayout } from "./arch/types.ts";
 import { GuestKernelError, GuestSourceError } from "./errors.ts";
 import { FileMemory, type PhysicalMemory, type PhysRegion } from "./phys.ts";
 import { findVmcoreinfo, parseVmcoreinfo } from "./vmcoreinfo.ts";
@@ -103,25 +104,30 @@ export function regularFileSize(path: string): number {
   return info.size;
 }
 
+/** What a raw RAM file says of itself before its layout is known. */
+export interface RamFileSurvey {
+  /** The file's size in bytes. */
+  size: number;
+  /** VMCOREINFO's text (given, or found by the scan), or null. */
+  vmcoreinfo: string | null;
+  /**
+   * Where its RAM may lie: the architecture's layouts for the size, the most
+   * common first (one when VMCOREINFO was not found: x86-64's).
+   */
+  layouts: RamFileLayout[];
+}
+
 /**
- * Opens a raw guest RAM file. Freeze the guest (QMP `stop`) before reading,
- * or reads may be torn. Without `regions`, VMCOREINFO is found first (a scan
- * of page starts from the top of the file) and its architecture's usual
- * layout is used.
- *
- * @example
- * ```ts
- * import { openRamFile } from "./source.ts";
- * using source = openRamFile("/dev/shm/guest-ram");
- * console.log(source.memory.end, source.vmcoreinfo?.split("\n")[0]);
- * ```
+ * Finds VMCOREINFO in a raw RAM file (a scan of page starts from the top of
+ * the file, unless `vmcoreinfo` is given) and lists the layouts its
+ * architecture's VMM may have used for the file's size.
  */
-export function openRamFile(
+export function surveyRamFile(
   path: string,
-  options: RamFileOptions = {},
-): GuestMemorySource {
+  vmcoreinfo: string | null = null,
+): RamFileSurvey {
   const size = regularFileSize(path);
-  let text = options.vmcoreinfo ?? null;
+  let text = vmcoreinfo;
   if (text === null) {
     // file offsets stand in for addresses until the layout is known
     using raw = FileMemory.open(path, size, [{
@@ -136,10 +142,39 @@ export function openRamFile(
       ? [...found.raw].map(([k, v]) => `${k}=${v}`).join("\n")
       : null;
   }
-  const regions = options.regions ??
-    (text === null
-      ? ARCHES[0]!.defaultLayout(BigInt(size))
-      : detectArch(parseVmcoreinfo(text)).defaultLayout(BigInt(size)));
+  const arch = text === null ? ARCHES[0]! : detectArch(parseVmcoreinfo(text));
+  return { size, vmcoreinfo: text, layouts: arch.ramFileLayouts(BigInt(size)) };
+}
+
+/**
+ * Opens a raw guest RAM file. Freeze the guest (QMP `stop`) before reading,
+ * or reads may be torn. Without `regions`, VMCOREINFO is found first (a scan
+ * of page starts from the top of the file) and its architecture's most
+ * common layout is used (`GuestMemMapAccessor.openRamFile` tries each of
+ * `surveyRamFile`'s layouts against the kernel's own record of its RAM).
+ *
+ * @example
+ * ```ts
+ * import { openRamFile } from "./source.ts";
+ * using source = openRamFile("/dev/shm/guest-ram");
+ * console.log(source.memory.end, source.vmcoreinfo?.split("\n")[0]);
+ * ```
+ */
+export function openRamFile(
+  path: string,
+  options: RamFileOptions = {},
+): GuestMemorySource {
+  let size: number;
+  let text = options.vmcoreinfo ?? null;
+  let regions = options.regions;
+  if (regions === undefined) {
+    const survey = surveyRamFile(path, text);
+    size = survey.size;
+    text = survey.vmcoreinfo;
+    regions = survey.layouts[0]!.regions;
+  } else {
+    size = regularFileSize(path);
+  }
   const memory = FileMemory.open(path, size, regions, {
     ...(options.cacheBytes === undefined
       ? {}

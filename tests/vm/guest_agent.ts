@@ -4,7 +4,8 @@
  * prints what `BpfSyscallAccessor` reads back as one JSON line per map
  * (`BPFMAP-MAP {...}`), prints `BPFMAP-AGENT-READY`, then keeps every map
  * alive until the VM is stopped. Args: `bench=N` fills one N-entry hash only;
- * `kcore=1` also compares `bpfmap dump --json --kcore` with the live dump.
+ * `kcore=1` also compares `bpfmap dump --json --kcore` with the live dump;
+ * `kcore=locked` (on a `lockdown=confidentiality` kernel) records what it says.
  *
  * @module
  */
@@ -332,6 +333,41 @@ async function kcoreStep(): Promise<void> {
   );
 }
 
+/**
+ * On a kernel booted with `lockdown=confidentiality`: `bpfmap dump --kcore`
+ * must say in one line that lockdown closes kcore, first with securityfs not
+ * mounted (the mode then comes from the command line), then mounted; the
+ * live dump must still work (lockdown leaves the map syscalls open).
+ */
+async function lockedKcoreStep(): Promise<void> {
+  const { main: cli } = await import("../../src/cli/main.ts");
+  const { MemorySink } = await import("../../src/cli/writer.ts");
+  const run = async (...args: string[]) => {
+    const stdout = new MemorySink();
+    const stderr = new MemorySink();
+    const code = await cli(args, { stdout, stderr, stderrIsTerminal: false });
+    return { code, stdout: stdout.text(), stderr: stderr.text() };
+  };
+  const withoutSecurityfs = await run("dump", "--json", "--kcore");
+  const mount = new Deno.Command("/bin/mount", {
+    args: ["-t", "securityfs", "securityfs", "/sys/kernel/security"],
+  }).outputSync();
+  const withSecurityfs = await run("dump", "--json", "--kcore");
+  const live = await run("dump", "--json");
+  console.log(
+    "BPFMAP-KCORE-LOCKED " + JSON.stringify({
+      mode: Deno.readTextFileSync("/sys/kernel/security/lockdown").trim(),
+      mounted: mount.success,
+      withoutSecurityfs,
+      withSecurityfs,
+      liveCode: live.code,
+      liveMaps: live.code === 0
+        ? (JSON.parse(live.stdout) as { maps: unknown[] }).maps.length
+        : 0,
+    }),
+  );
+}
+
 async function main(args: string[]): Promise<void> {
   const opts = Object.fromEntries(
     args.map((a) => a.split("=") as [string, string]),
@@ -555,7 +591,8 @@ async function main(args: string[]): Promise<void> {
       }),
     );
   }
-  if (opts.kcore) await kcoreStep();
+  if (opts.kcore === "locked") await lockedKcoreStep();
+  else if (opts.kcore) await kcoreStep();
   typedMaps();
   console.log("BPFMAP-AGENT-READY");
 }

@@ -52,6 +52,10 @@ export interface BootOptions {
   arch?: "x86_64" | "aarch64";
   /** Back guest RAM with a `/dev/shm` file (default); false: QEMU's anonymous memory, no file. */
   ramFile?: boolean;
+  /** x86-64 machine type; default QEMU's `pc` (i440fx). */
+  machine?: "pc" | "q35";
+  /** More kernel command-line words (no spaces inside one). */
+  kernelArgs?: string[];
 }
 
 /** The arm64 userland `tools/vm/setup_arm64.sh` unpacks for aarch64 guests. */
@@ -87,7 +91,15 @@ function machineArgs(options: BootOptions, ramFile: boolean): {
     args: [
       "-cpu",
       "max",
-      ...(ramFile ? ["-machine", "memory-backend=mem"] : []),
+      ...(ramFile || options.machine
+        ? [
+          "-machine",
+          [
+            ...(options.machine ? [options.machine] : []),
+            ...(ramFile ? ["memory-backend=mem"] : []),
+          ].join(","),
+        ]
+        : []),
     ],
     console: "ttyS0",
   };
@@ -202,9 +214,11 @@ async function startGuest(
     "-initrd",
     initrd,
     "-append",
-    `console=${machine.console} panic=-1 quiet cryptomgr.notests bpfmap.args=${
-      (options.agentArgs ?? []).join(",")
-    }`,
+    [
+      `console=${machine.console} panic=-1 quiet cryptomgr.notests`,
+      ...(options.kernelArgs ?? []),
+      `bpfmap.args=${(options.agentArgs ?? []).join(",")}`,
+    ].join(" "),
     "-nographic",
     "-no-reboot",
     "-nodefaults",

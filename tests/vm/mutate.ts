@@ -101,7 +101,7 @@ export function mutationSweep(
   assert.ok(located, `no VMCOREINFO in ${ramPath}`);
   const memory = new BytesMemory(
     bytes,
-    detectArch(located).defaultLayout(size),
+    detectArch(located).ramFileLayouts(size)[0]!.regions,
   );
   /** The offset in `bytes` of a guest physical address. */
   const fileAt = (pa: bigint): number => {

@@ -18,7 +18,12 @@
 import { GuestKernelError, GuestMemoryError } from "../errors.ts";
 import type { PhysicalMemory, PhysRegion } from "../phys.ts";
 import type { Vmcoreinfo } from "../vmcoreinfo.ts";
-import type { ArchAddressing, GuestArch, WalkResult } from "./types.ts";
+import type {
+  ArchAddressing,
+  GuestArch,
+  RamFileLayout,
+  WalkResult,
+} from "./types.ts";
 
 /** Guest physical address of RAM on QEMU's arm `virt` machine. */
 export const QEMU_VIRT_RAM_BASE = 0x40000000n;
@@ -271,8 +276,8 @@ export const AARCH64: Arm64Arch = {
   recognizes(info: Vmcoreinfo): boolean {
     return info.numbers.has("kimage_voffset");
   },
-  defaultLayout(size: bigint): PhysRegion[] {
-    return qemuVirtLayout(size);
+  ramFileLayouts(size: bigint): RamFileLayout[] {
+    return [{ machine: "virt", regions: qemuVirtLayout(size) }];
   },
   addressing(info: Vmcoreinfo): Arm64Addressing {
     const pageSize = info.pageSize;

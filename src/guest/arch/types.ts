@@ -35,14 +35,27 @@ export interface ArchAddressing {
   readonly rootPa: bigint;
 }
 
+/** One way a VMM lays guest RAM out in a RAM file. */
+export interface RamFileLayout {
+  /** The machine type(s) that lay it out so, e.g. `q35`. */
+  machine: string;
+  /** Guest physical runs, with their file offsets. */
+  regions: PhysRegion[];
+}
+
 /** One architecture. Adding one is one file plus a line in `arch/mod.ts`. */
 export interface GuestArch {
   /** e.g. `x86_64`. */
   readonly name: string;
   /** Whether VMCOREINFO was written by a kernel of this architecture. */
   recognizes(info: Vmcoreinfo): boolean;
-  /** Where guest physical memory lies in a raw RAM file of `size` bytes (the VMM's usual layout). */
-  defaultLayout(size: bigint): PhysRegion[];
+  /**
+   * Where guest physical memory may lie in a raw RAM file of `size` bytes:
+   * one layout per machine type of the VMM that places it differently, the
+   * most common first. The kernel's own record of its RAM decides between
+   * them (see `src/guest/system_ram.ts`).
+   */
+  ramFileLayouts(size: bigint): RamFileLayout[];
   /** Builds address translation from VMCOREINFO; a GuestKernelError names a missing key. */
   addressing(info: Vmcoreinfo): ArchAddressing;
 }

@@ -9,7 +9,12 @@
 import { GuestKernelError, GuestMemoryError } from "../errors.ts";
 import type { PhysicalMemory, PhysRegion } from "../phys.ts";
 import type { Vmcoreinfo } from "../vmcoreinfo.ts";
-import type { ArchAddressing, GuestArch, WalkResult } from "./types.ts";
+import type {
+  ArchAddressing,
+  GuestArch,
+  RamFileLayout,
+  WalkResult,
+} from "./types.ts";
 
 /** Base of the x86-64 kernel image mapping (`__START_KERNEL_map`). */
 export const START_KERNEL_MAP = 0xffffffff80000000n;
@@ -26,20 +31,26 @@ const ADDR_MASK = 0x000ffffffffff000n;
 const GIB = 1n << 30n;
 
 /**
- * QEMU x86-64 `pc`/`q35` layout for a RAM file of `size` bytes: the first
- * `min(size, 3 GiB)` at GPA 0, the rest at GPA 4 GiB.
+ * Where QEMU's x86 machines put `size` bytes of RAM (QEMU's `pc_piix.c` and
+ * `pc_q35.c`): `pc` (i440fx) keeps it all below 4 GiB up to 3.5 GiB, else
+ * 3 GiB low and the rest at 4 GiB; `q35` all low up to 2.75 GiB, else 2 GiB
+ * low. Offsets are into the RAM block (a `memory-backend-file`).
  *
  * @example
  * ```ts
  * import { qemuX86Layout } from "./x86_64.ts";
  * console.log(qemuX86Layout(5n << 30n).length); // 2
+ * console.log(qemuX86Layout(3n << 30n, "q35")[1]!.size); // 1073741824n
  * ```
  */
 export function qemuX86Layout(
   size: bigint,
-  lowLimit: bigint = 3n * GIB,
+  machine = "pc",
 ): PhysRegion[] {
-  const low = size < lowLimit ? size : lowLimit;
+  const q35 = /q35/.test(machine);
+  const threshold = q35 ? 0xb0000000n : 0xe0000000n;
+  const lowLimit = q35 ? 2n * GIB : 3n * GIB;
+  const low = size >= threshold ? lowLimit : size;
   const regions: PhysRegion[] = [{ gpa: 0n, size: low, fileOffset: 0 }];
   if (size > low) {
     regions.push({ gpa: 4n * GIB, size: size - low, fileOffset: Number(low) });
@@ -161,8 +172,12 @@ export const X86_64: GuestArch = {
   recognizes(info: Vmcoreinfo): boolean {
     return info.symbols.has("init_top_pgt");
   },
-  defaultLayout(size: bigint): PhysRegion[] {
-    return qemuX86Layout(size);
+  ramFileLayouts(size: bigint): RamFileLayout[] {
+    const pc = qemuX86Layout(size, "pc");
+    const q35 = qemuX86Layout(size, "q35");
+    return pc.length === q35.length && pc[0]!.size === q35[0]!.size
+      ? [{ machine: "pc or q35", regions: pc }]
+      : [{ machine: "pc", regions: pc }, { machine: "q35", regions: q35 }];
   },
   addressing(info: Vmcoreinfo): X86Addressing {
     if (info.pageSize !== 4096) {
