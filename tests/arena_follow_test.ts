@@ -267,3 +267,64 @@ Deno.test({
     ok(misuse.stderr.includes("--follow-arena applies to the failure dump"));
   },
 });
+
+Deno.test({
+  name:
+    "an arena pointer to an scx_cmask is read with the words its header asks for, within the byte limit",
+  ignore: ignoreUnless("bpf"),
+  fn(): void {
+    const b = new BtfBuilder();
+    const u32 = b.int("unsigned int", 4);
+    const u64 = b.int("long long unsigned int", 8);
+    const cmask = b.struct("scx_cmask", 16, [
+      { name: "base", type: u32, bitOffset: 0 },
+      { name: "nr_cids", type: u32, bitOffset: 32 },
+      { name: "alloc_words", type: u32, bitOffset: 64 },
+      { name: "bits", type: b.array(u64, 0, u32), bitOffset: 128 },
+    ]);
+    const holder = b.struct("task_ctx", 8, [
+      { name: "cpus_allowed", type: b.ptr(cmask), bitOffset: 0 },
+    ]);
+    const btf = Btf.parse(b.build());
+    const accessor = new BpfSyscallAccessor();
+    using arenaFd = BpfSyscallAccessor.createMap({
+      type: MapType.ARENA,
+      keySize: 0,
+      valueSize: 0,
+      maxEntries: 1,
+      flags: MapFlag.MMAPABLE,
+      name: uniqueName("cm_arena"),
+    });
+    using mapping = MappedBpfMap.map(arenaFd.fd, PAGE, { writable: true });
+    const mem = new DataView(mapping.bytes.buffer, mapping.bytes.byteOffset);
+    // At offset 64: cids 60..139 active, three words of storage.
+    mem.setUint32(64, 60, true);
+    mem.setUint32(68, 80, true);
+    mem.setUint32(72, 3, true);
+    mem.setBigUint64(80, 0xf000000000000000n, true); // cids 60-63
+    mem.setBigUint64(88, 1n, true); // cid 64
+    mem.setBigUint64(96, 1n << 11n, true); // cid 139
+    const value = new Uint8Array(8);
+    new DataView(value.buffer).setBigUint64(0, mapping.address + 64n, true);
+    const view = ArenaView.read(accessor, [
+      accessor.mapById(mapGetInfo(arenaFd.fd).id)!,
+    ]);
+    const [whole] = followArenaPointers(btf, holder, value, view).pointees;
+    deepEqual(whole!.value, {
+      base: 60,
+      nr_cids: 80,
+      alloc_words: 3,
+      cids: "60-64,139",
+    });
+    const [cut] = followArenaPointers(btf, holder, value, view, {
+      maxBytes: 32,
+    }).pointees;
+    deepEqual(cut!.value, {
+      base: 60,
+      nr_cids: 80,
+      alloc_words: 3,
+      cids: "60-64",
+      unread_words: 1,
+    });
+  },
+});

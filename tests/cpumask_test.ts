@@ -1,10 +1,20 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { BtfBuilder } from "./btf_builder.ts";
 import { prng } from "./btf_fixture.ts";
-import { ignoreUnless } from "./_support/env.ts";
+import { ignoreUnless, REQUIRE_ALL } from "./_support/env.ts";
 import { uniqueName } from "./_support/maps.ts";
-import { Btf, formatValue, renderValue, toJson } from "../src/btf/mod.ts";
+import { existsSync } from "node:fs";
 import {
+  Btf,
+  btfFromElfFile,
+  BtfKind,
+  formatValue,
+  renderValue,
+  toJson,
+} from "../src/btf/mod.ts";
+import {
+  cmaskLayout,
+  cmaskValue,
   cpuList,
   cpuListBytes,
   cpuListMax,
@@ -293,6 +303,150 @@ Deno.test({
     deepEqual(
       entries.map((e) => (e.value as { allowed: string }).allowed).sort(),
       ["", "0-2,5", "4095-4096", "7"],
+    );
+  },
+});
+
+/** scx_cmask and qmap's inline-storage wrapper, as scx_qmap's BTF has them. */
+function cmaskBtf(): { bytes: Uint8Array; ids: { [name: string]: number } } {
+  const b = new BtfBuilder();
+  const u32 = b.ref(8, b.int("unsigned int", 4), "u32");
+  const u64 = b.ref(8, b.int("long long unsigned int", 8), "u64");
+  const cmask = b.struct("scx_cmask", 16, [
+    { name: "base", type: u32, bitOffset: 0 },
+    { name: "nr_cids", type: u32, bitOffset: 32 },
+    { name: "alloc_words", type: u32, bitOffset: 64 },
+    { name: "bits", type: b.array(u64, 0, u32), bitOffset: 128 },
+  ]);
+  const words = b.array(u64, 19, u32);
+  const inline = b.struct("", 152, [
+    { name: "mask", type: cmask, bitOffset: 0 },
+    { name: "words", type: words, bitOffset: 0 },
+  ], true);
+  const qmapCmask = b.struct("qmap_cmask", 152, [
+    { name: "", type: inline, bitOffset: 0 },
+  ]);
+  return { bytes: b.build(), ids: { cmask, qmapCmask } };
+}
+
+/** The cids the slow way, straight from the header's definition. */
+function naiveCids(bytes: Uint8Array, end: number): string {
+  const view = new DataView(bytes.buffer);
+  const base = view.getUint32(0, true);
+  const nr = view.getUint32(4, true);
+  const alloc = view.getUint32(8, true);
+  const set: number[] = [];
+  for (let cid = base; cid < base + nr; cid++) {
+    const word = Math.floor(cid / 64) - Math.floor(base / 64);
+    if (word >= alloc || 16 + 8 * word + 8 > end) break;
+    const bit = cid % 64;
+    if (bytes[16 + 8 * word + (bit >> 3)]! & (1 << (bit & 7))) set.push(cid);
+  }
+  const parts: string[] = [];
+  for (let i = 0; i < set.length;) {
+    let j = i;
+    while (j + 1 < set.length && set[j + 1] === set[j]! + 1) j++;
+    parts.push(i === j ? `${set[i]}` : `${set[i]}-${set[j]}`);
+    i = j + 1;
+  }
+  return parts.join(",");
+}
+
+Deno.test("cmaskValue() lists an scx_cmask's active cids from the words after its header, bounded on hostile headers", () => {
+  const next = prng(0xc31d);
+  for (let round = 0; round < 3000; round++) {
+    const size = 16 + 8 * Math.floor(next() * 20);
+    const bytes = Uint8Array.from(
+      { length: size },
+      () => next() < 0.4 ? 0 : Math.floor(next() * 256),
+    );
+    const view = new DataView(bytes.buffer);
+    const hostile = round % 10 === 0;
+    view.setUint32(0, hostile ? 0xffffff00 : Math.floor(next() * 300), true);
+    view.setUint32(4, hostile ? 0xffffffff : Math.floor(next() * 700), true);
+    view.setUint32(8, hostile ? 0xffffffff : Math.floor(next() * 24), true);
+    const value = cmaskValue(bytes, 0, size);
+    equal(value.cids, naiveCids(bytes, size), `round ${round}`);
+  }
+  const bytes = new Uint8Array(32);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, 62, true); // base: the active range starts in word 0
+  view.setUint32(4, 10, true); // cids 62..71
+  view.setUint32(8, 3, true); // storage for 3 words, 2 present
+  bytes[16 + 7] = 0xc0; // cids 62, 63
+  bytes[24] = 0b101; // cids 64, 66
+  deepEqual(cmaskValue(bytes, 0, 32), {
+    base: 62,
+    nr_cids: 10,
+    alloc_words: 3,
+    cids: "62-64,66",
+  });
+  deepEqual(cmaskValue(bytes, 0, 24), {
+    base: 62,
+    nr_cids: 10,
+    alloc_words: 3,
+    cids: "62-63",
+    unread_words: 1,
+  });
+});
+
+Deno.test("scx_cmask renders as its cids inside the value that holds its words; plans leave it to the renderer", () => {
+  const { bytes, ids } = cmaskBtf();
+  const btf = Btf.parse(bytes);
+  ok(cmaskLayout(btf, ids.cmask!));
+  const value = new Uint8Array(152);
+  const view = new DataView(value.buffer);
+  view.setUint32(0, 0, true);
+  view.setUint32(4, 8, true);
+  view.setUint32(8, 17, true);
+  value[16] = 0b10010111;
+  const rendered = renderValue(btf, ids.qmapCmask!, value) as {
+    mask: unknown;
+    words: bigint[];
+  };
+  deepEqual(rendered.mask, {
+    base: 0,
+    nr_cids: 8,
+    alloc_words: 17,
+    cids: "0-2,4,7",
+  });
+  equal(rendered.words[2], 0b10010111n, "the words stay shown beside it");
+  equal(compileValuePlan(btf, ids.qmapCmask!, 152), undefined);
+  const compat = renderValue(btf, ids.cmask!, value, { style: "bpftool" });
+  deepEqual(compat, { base: 0, nr_cids: 8, alloc_words: 17, bits: [] });
+});
+
+const SCX_OBJECTS = new URL(
+  "../.vm-cache/scx73/build/obj/sched_ext/",
+  import.meta.url,
+).pathname;
+
+Deno.test({
+  name:
+    "the real 7.3 schedulers' BTF (clang-built scx_qmap, scx_central) has the cpumask and scx_cmask shapes recognised",
+  ignore: !REQUIRE_ALL && !existsSync(`${SCX_OBJECTS}scx_qmap.bpf.o`),
+  fn(): void {
+    for (const object of ["scx_qmap", "scx_central"]) {
+      const btf = btfFromElfFile(`${SCX_OBJECTS}${object}.bpf.o`);
+      const cpumask = btf.findByName("cpumask", BtfKind.STRUCT)!;
+      equal(cpumaskLayout(btf, cpumask.id)?.bytes, 1024, object);
+      equal(
+        cpumaskLayout(btf, btf.findByName("cpumask_t")!.id)?.bytes,
+        1024,
+      );
+    }
+    const qmap = btfFromElfFile(`${SCX_OBJECTS}scx_qmap.bpf.o`);
+    const cmask = qmap.findByName("scx_cmask", BtfKind.STRUCT)!;
+    ok(cmaskLayout(qmap, cmask.id), "scx_cmask");
+    const wrapper = qmap.findByName("qmap_cmask", BtfKind.STRUCT)!;
+    const value = new Uint8Array(qmap.sizeOf(wrapper.id));
+    const view = new DataView(value.buffer);
+    view.setUint32(4, 4, true);
+    view.setUint32(8, 2, true);
+    value[16] = 0b1011;
+    deepEqual(
+      (renderValue(qmap, wrapper.id, value) as { mask: unknown }).mask,
+      { base: 0, nr_cids: 4, alloc_words: 2, cids: "0-1,3" },
     );
   },
 });

@@ -148,3 +148,152 @@ export function cpuListMax(length: number): number {
   const digits = String(Math.max(0, total - 1)).length;
   return 2 * Math.ceil((total + 1) / 3) * (digits + 1);
 }
+
+/**
+ * sched_ext's cid-space mask, `struct scx_cmask` (kernel/sched/ext/types.h,
+ * 7.3; the SCX bitmap type of tools/sched_ext's cid.bpf.h): a header
+ * `{u32 base; u32 nr_cids; u32 alloc_words; u64 bits[];}` and its words
+ * right after it (`bits[0]` covers cids `base & ~63` up). Recognised when
+ * the struct has exactly that shape.
+ */
+export interface CmaskLayout {
+  /** Header size in bytes (where `bits[0]` starts). */
+  readonly headerBytes: number;
+}
+
+const cmaskLayouts = new WeakMap<Btf, Map<number, CmaskLayout | null>>();
+
+/**
+ * The `struct scx_cmask` layout of type `typeId`, or undefined.
+ *
+ * @param btf the BTF the type lives in
+ * @param typeId any type id
+ * @returns the layout, or undefined
+ */
+export function cmaskLayout(
+  btf: Btf,
+  typeId: number,
+): CmaskLayout | undefined {
+  const id = btf.resolve(typeId);
+  let known = cmaskLayouts.get(btf);
+  if (!known) cmaskLayouts.set(btf, known = new Map());
+  const cached = known.get(id);
+  if (cached !== undefined) return cached ?? undefined;
+  const layout = recogniseCmask(btf, id);
+  known.set(id, layout);
+  return layout ?? undefined;
+}
+
+function isUnsigned(btf: Btf, id: number, size: number): boolean {
+  const t = btf.type(btf.resolve(id));
+  return t.kind === BtfKind.INT && !t.signed && !t.bool && !t.char &&
+    t.size === size && t.bits === size * 8 && t.bitOffset === 0;
+}
+
+function recogniseCmask(btf: Btf, id: number): CmaskLayout | null {
+  const t = btf.type(id);
+  if (t.kind !== BtfKind.STRUCT || t.name !== "scx_cmask") return null;
+  const shape: [string, number][] = [
+    ["base", 0],
+    ["nr_cids", 32],
+    ["alloc_words", 64],
+    ["bits", 128],
+  ];
+  if (
+    t.members.length !== 4 || t.size !== 16 ||
+    t.members.some((m, i) =>
+      m.name !== shape[i]![0] || m.bitfieldSize !== 0 ||
+      m.bitOffset !== shape[i]![1]
+    )
+  ) return null;
+  if (!t.members.slice(0, 3).every((m) => isUnsigned(btf, m.type, 4))) {
+    return null;
+  }
+  const bits = btf.type(btf.resolve(t.members[3]!.type));
+  if (
+    bits.kind !== BtfKind.ARRAY || bits.nelems !== 0 ||
+    !isUnsigned(btf, bits.type, 8)
+  ) return null;
+  return { headerBytes: 16 };
+}
+
+/** A rendered `struct scx_cmask`: the header and the cids it holds. */
+export interface CmaskValue {
+  /** First cid of the active range. */
+  base: number;
+  /** Length of the active range. */
+  "nr_cids": number;
+  /** Words of storage after the header. */
+  "alloc_words": number;
+  /** Set cids of the active range in `%*pbl` form, `"0-2,5"`. */
+  cids: string;
+  /**
+   * Words the active range needs that lie past the bytes available (the
+   * mask was cut: its cids there are unknown); only when some are.
+   */
+  "unread_words"?: number;
+}
+
+/**
+ * Reads the `struct scx_cmask` at `at` of `bytes`, its words from the bytes
+ * that follow the header up to `end`: the active range's set cids, as the
+ * kernel's cmask helpers see them. A hostile header (an active range past
+ * `alloc_words`) is bounded by the bytes there are.
+ *
+ * @param bytes the buffer
+ * @param at where the header starts
+ * @param end where the readable bytes end (words past it are `unread_words`)
+ * @returns the header and the cids
+ */
+export function cmaskValue(
+  bytes: Uint8Array,
+  at: number,
+  end: number,
+): CmaskValue {
+  const view = new DataView(bytes.buffer, bytes.byteOffset);
+  const base = view.getUint32(at, true);
+  const nrCids = view.getUint32(at + 4, true);
+  const allocWords = view.getUint32(at + 8, true);
+  const out: CmaskValue = {
+    base,
+    "nr_cids": nrCids,
+    "alloc_words": allocWords,
+    cids: "",
+  };
+  if (nrCids === 0) return out;
+  const firstWord = Math.floor(base / 64);
+  const last = base + nrCids - 1;
+  const needed = Math.min(Math.floor(last / 64) - firstWord + 1, allocWords);
+  const available = Math.max(0, Math.floor((end - at - 16) / 8));
+  const words = Math.min(needed, available);
+  let list = "";
+  let start = -1;
+  // One past the last readable cid closes a run that reaches it.
+  const stop = Math.min(last + 1, (firstWord + words) * 64);
+  for (let cid = base; cid <= stop; cid++) {
+    let set = false;
+    if (cid < stop) {
+      const bit = cid - firstWord * 64;
+      set = (bytes[at + 16 + (bit >> 3)]! >> (bit & 7) & 1) === 1;
+    }
+    if (set && start < 0) start = cid;
+    if (!set && start >= 0) {
+      if (list) list += ",";
+      list += start === cid - 1 ? `${start}` : `${start}-${cid - 1}`;
+      start = -1;
+    }
+    // Whole zero bytes outside a run are skipped a byte at a time.
+    if (
+      !set && start < 0 && cid + 1 < stop &&
+      ((cid + 1 - firstWord * 64) & 7) === 0
+    ) {
+      while (
+        cid + 8 < stop &&
+        bytes[at + 16 + ((cid + 1 - firstWord * 64) >> 3)] === 0
+      ) cid += 8;
+    }
+  }
+  out.cids = list;
+  if (needed > words) out["unread_words"] = needed - words;
+  return out;
+}

@@ -20,7 +20,7 @@
  */
 
 import type { Btf } from "./btf.ts";
-import { cpuListMax, cpumaskLayout } from "./cpumask.ts";
+import { cmaskLayout, cpuListMax, cpumaskLayout } from "./cpumask.ts";
 import { BtfKind } from "./kind.ts";
 import { formatKey } from "./format_value.ts";
 import {
@@ -631,6 +631,9 @@ class Generator {
       case BtfKind.ARRAY: {
         const mask = cpumaskLayout(this.#btf, t.id);
         if (mask) return `a=cpus(b,a,v,${off},${mask.bytes});`;
+        // Its length is in its header and its words past its end: the
+        // renderer, which sees the whole value, writes it.
+        if (cmaskLayout(this.#btf, t.id)) throw new Uncovered();
         const fn = this.#function(t.id, mode);
         return mode === "multi"
           ? `a=${fn}(v,${off},b,a,L+1);`

@@ -21,6 +21,7 @@ import type {
 } from "../accessor/types.ts";
 import type { Btf } from "../btf/btf.ts";
 import { pointerSlots, typeName } from "../btf/arena_pointers.ts";
+import { cmaskLayout } from "../btf/cpumask.ts";
 import { type RenderedValue, renderValue } from "../btf/render.ts";
 import { BtfKind } from "../btf/kind.ts";
 import { MapType } from "../sys/constants.ts";
@@ -330,7 +331,19 @@ export function followArenaPointers(
           }-byte limit for one value`;
           continue;
         }
-        const read = view.read(span, address, size);
+        let read = view.read(span, address, size);
+        if (typeof read !== "number" && cmaskLayout(btf, slot.pointee)) {
+          // A cmask's words follow its header: read what alloc_words says,
+          // within the byte budget; without them the cids are unread_words.
+          const words = Math.min(
+            new DataView(read.buffer, read.byteOffset).getUint32(8, true),
+            Math.floor((budget - size) / 8),
+          );
+          const whole = words > 0
+            ? view.read(span, address, size + 8 * words)
+            : read;
+          if (typeof whole !== "number") read = whole;
+        }
         if (typeof read === "number") {
           found.note = read < 0
             ? `runs past the arena's end (${size} bytes at offset ${
@@ -341,7 +354,7 @@ export function followArenaPointers(
             }`;
           continue;
         }
-        budget -= size;
+        budget -= read.byteLength;
         try {
           found.value = layout
             ? layout.render(read)
