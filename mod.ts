@@ -159,3 +159,9 @@ export type { GuestKernelOptions } from "./src/guest/kernel.ts";
 export type { GuestMapLimits } from "./src/guest/maps.ts";
 export * from "./src/accessor/maptypes/mod.ts";
 export { progTypeName } from "./src/sys/prog_types.ts";
+export {
+  type ActiveScheduler,
+  activeScheduler,
+  type ActiveSchedulerOptions,
+  type ActiveSchedulerRule,
+} from "./src/accessor/active_scheduler.ts";

@@ -499,7 +499,7 @@ Deno.test({
       schema: string;
       maps: { info: { id: number } }[];
     };
-    assert.equal(report.schema, "bpfmap.failure-dump/2");
+    assert.equal(report.schema, "bpfmap.failure-dump/3");
     assert.doesNotMatch(
       json.stderr,
       /dumping map/,

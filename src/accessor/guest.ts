@@ -637,8 +637,9 @@ export class GuestMemMapAccessor
   /**
    * The contents of a map whose type has its own reader, from guest memory
    * (`src/guest/maptypes/`): the same results as the live readers, plus what
-   * only memory shows (every queue element, a bloom filter's fill). Null for
-   * the hash, array, per-CPU, local-storage, arena and struct_ops maps (read
+   * only memory shows (every queue element, a bloom filter's fill), and a
+   * struct_ops map typed with the guest's vmlinux BTF. Null for
+   * the hash, array, per-CPU, local-storage and arena maps (read
    * them with the methods below), and for LPM tries unless
    * `options.keyedEntries` asks for their entries.
    */

@@ -50,6 +50,7 @@ import {
 } from "./maptypes/mod.ts";
 import { QUEUE_GUEST_NOTE } from "./maptypes/queue_stack.ts";
 import { parseRingbuf } from "./maptypes/ringbuf.ts";
+import { structOpsDumpFromValue } from "./maptypes/struct_ops.ts";
 import { decodeFrames } from "./maptypes/stack_trace.ts";
 import type { BpfMapInfo } from "./types.ts";
 import type { GuestMemMapAccessor } from "./guest.ts";
@@ -371,6 +372,26 @@ export function readGuestTypeDump(
         }),
       };
     }
+    case MapType.STRUCT_OPS: {
+      // The value bpf() would return, typed with the guest's vmlinux BTF
+      // exactly as the live reader types it (callbacks as program ids and
+      // names from the guest's prog_idr).
+      if (!state.btf) return missing(type, "readable vmlinux BTF");
+      const value = accessor.readValue(map, 0, map.valueSize);
+      if (value === null) return missing(type, "struct bpf_struct_ops_map");
+      const names = new Map(
+        accessor.programs().map((program) => [program.id, program.name]),
+      );
+      return {
+        reader: "struct_ops",
+        structOps: structOpsDumpFromValue(
+          state.btf,
+          map,
+          value.slice(),
+          (progId) => names.get(progId),
+        ),
+      };
+    }
   }
   const refused = REFUSED_SLOTS.get(type);
   if (refused !== undefined) {
@@ -402,7 +423,6 @@ export const GUEST_KEYED_TYPES: ReadonlySet<number> = new Set([
   MapType.TASK_STORAGE,
   MapType.CGRP_STORAGE,
   MapType.ARENA,
-  MapType.STRUCT_OPS,
 ]);
 
 /**

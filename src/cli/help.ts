@@ -25,6 +25,7 @@ Commands:
   diff  BEFORE.json AFTER.json  What changed between two failure-dump reports
   progs                      List every BPF program (table, or --json like bpftool prog show -j)
   write (--id N | --name NAME) FIELD=VALUE...  Set fields of one element by BTF path
+  scx                        The sched_ext scheduler: which is attached, its maps, the outgoing ones
   help  [COMMAND]            Show help for a command
 
 Options:
@@ -78,7 +79,10 @@ a dump is the last element ({"error":"..."}), so the output stays valid.
 
 Without --id or --name, dump every map (the failure dump): each map's info
 and up to --max-entries (default 64) rendered entries, grouped per map; with
---json, the report schema "bpfmap.failure-dump/2". Maps with a type reader
+--json, the report schema "bpfmap.failure-dump/3". The report starts with the
+sched_ext scheduler (as \`bpfmap scx\` shows it) and every program with its run
+statistics; maps of the scheduler are marked "role": "active" or "outgoing"
+(a previous instance's map still held). Maps with a type reader
 (ring buffers, program and perf-event arrays, stack traces, queues...) show
 what it reads; slots the kernel never shows user space are one note each.
 
@@ -169,6 +173,26 @@ Options:
                    uid, bytes_xlated, jited, bytes_jited, bytes_memlock,
                    map_ids, btf_id, verified_insns); a guest's programs have
                    load_time_ns (since the guest's boot) for loaded_at
+${PARTIAL_HELP}
+  -h, --help       Show this help
+
+${SOURCE_HELP}`,
+  scx: `Usage: bpfmap scx [--json] [--partial] [SOURCE]
+
+Show the sched_ext scheduler's state, section by section. "active scheduler":
+which scheduler is attached (ops name, struct, enable state when sysfs shows
+it), its struct_ops map, the programs attached through it, the maps those
+programs use (active) and the maps named like them that it does not use
+(outgoing: a previous instance's maps, still held open during a swap). The
+rule that decided is printed with its reason: "struct_ops" (the attached ops
+map -> its programs -> their used_maps), or "name" (same-named maps grouped
+by object prefix, the newest taken as active) when struct_ops cannot decide.
+A section that cannot be gathered says "unavailable" and why.
+
+Options:
+  -j, --json       One JSON object, one member per section (the failure
+                   report's "scheduler"), each its data or
+                   {"unavailable":"reason"}
 ${PARTIAL_HELP}
   -h, --help       Show this help
 

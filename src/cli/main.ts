@@ -22,6 +22,7 @@ import { hold } from "./commands/hold.ts";
 import { list } from "./commands/list.ts";
 import { pin } from "./commands/pin.ts";
 import { progs } from "./commands/progs.ts";
+import { scx } from "./commands/scx.ts";
 import { show } from "./commands/show.ts";
 import { write } from "./commands/write.ts";
 
@@ -30,7 +31,7 @@ export type { CliIo } from "./context.ts";
 
 const COMMANDS: Readonly<
   Record<string, (context: Context, args: string[]) => number | Promise<number>>
-> = { list, show, dump, contains, find, pin, hold, diff, progs, write };
+> = { list, show, dump, contains, find, pin, hold, diff, progs, write, scx };
 
 /** Commands that write only to stderr, so a closed stdout does not matter. */
 const STDERR_ONLY = new Set(["pin", "hold"]);

@@ -69,12 +69,26 @@ export interface MapPresence {
   typeName: string;
 }
 
+/** A program (schema 3's `programs`) added, removed or changed, matched by id. */
+export interface ProgramChange {
+  /** Program id. */
+  id: number;
+  /** Program name. */
+  name: string;
+  /** `added`, `removed`, or `changed` (then `changes` lists the fields, e.g. `/runCnt`). */
+  status: "added" | "removed" | "changed";
+  /** Fields that differ (run count and time, map ids...). */
+  changes: ValueChange[];
+}
+
 /** Everything that differs between two reports. */
 export interface ReportDiff {
   /** Always {@linkcode REPORT_DIFF_SCHEMA}. */
   schema: typeof REPORT_DIFF_SCHEMA;
-  /** Report-level fields that differ (takenAt, kernelRelease, errors, and sections beside maps). */
+  /** Report-level fields that differ (takenAt, kernelRelease, errors, `/scheduler/...`, and sections beside maps). */
   report: ValueChange[];
+  /** Programs added, removed or changed, by id (empty unless both reports list programs). */
+  programs: ProgramChange[];
   /** Maps only in the second report. */
   addedMaps: MapPresence[];
   /** Maps only in the first report. */
@@ -328,8 +342,11 @@ export function diffReports(
   const a = asReport(before, labels[0]);
   const b = asReport(after, labels[1]);
   const report: ValueChange[] = [];
+  const programs = Array.isArray(a.programs) && Array.isArray(b.programs)
+    ? diffPrograms(a.programs.filter(isObject), b.programs.filter(isObject))
+    : null;
   for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
-    if (key === "maps") continue;
+    if (key === "maps" || (key === "programs" && programs !== null)) continue;
     const sub: ValueChange[] = [];
     collectChanges(a[key], b[key], "", sub);
     for (const change of sub) {
@@ -353,6 +370,7 @@ export function diffReports(
   return {
     schema: REPORT_DIFF_SCHEMA,
     report,
+    programs: programs ?? [],
     addedMaps: added.map(presence),
     removedMaps: removed.map(presence),
     changedMaps,
@@ -360,10 +378,40 @@ export function diffReports(
   };
 }
 
+/** Programs paired by id: the same program at two moments. */
+function diffPrograms(
+  before: readonly JsonObject[],
+  after: readonly JsonObject[],
+): ProgramChange[] {
+  const afterById = new Map(after.map((p) => [Number(p.id), p]));
+  const out: ProgramChange[] = [];
+  const label = (p: JsonObject) => ({
+    id: Number(p.id),
+    name: String(p.name ?? ""),
+  });
+  for (const program of before) {
+    const twin = afterById.get(Number(program.id));
+    if (twin === undefined) {
+      out.push({ ...label(program), status: "removed", changes: [] });
+      continue;
+    }
+    afterById.delete(Number(program.id));
+    const changes: ValueChange[] = [];
+    collectChanges(program, twin, "", changes);
+    if (changes.length > 0) {
+      out.push({ ...label(program), status: "changed", changes });
+    }
+  }
+  for (const program of afterById.values()) {
+    out.push({ ...label(program), status: "added", changes: [] });
+  }
+  return out.sort((x, y) => x.id - y.id);
+}
+
 /** Whether the two reports differ in anything but when they were taken. */
 export function reportsDiffer(diff: ReportDiff): boolean {
   return diff.addedMaps.length + diff.removedMaps.length +
-          diff.changedMaps.length > 0 ||
+          diff.changedMaps.length + diff.programs.length > 0 ||
     diff.report.some((c) => !c.path.startsWith("/takenAt"));
 }
 
@@ -389,6 +437,25 @@ function changeLine(change: ValueChange, indent: string): string {
 export function diffToText(diff: ReportDiff): string {
   const out: string[] = [];
   for (const change of diff.report) out.push(changeLine(change, ""));
+  for (const program of diff.programs) {
+    const sign = program.status === "added"
+      ? "+"
+      : program.status === "removed"
+      ? "-"
+      : "~";
+    out.push(
+      `${sign} prog ${program.id} "${program.name}"${
+        program.status === "changed"
+          ? ":"
+          : `: only in the ${
+            program.status === "added" ? "second" : "first"
+          } report`
+      }\n`,
+    );
+    for (const change of program.changes) {
+      out.push(changeLine(change, "    "));
+    }
+  }
   for (const map of diff.removedMaps) {
     out.push(
       `- map ${map.id} "${map.name}" (${map.typeName}): only in the first report\n`,
@@ -426,7 +493,9 @@ export function diffToText(diff: ReportDiff): string {
     }
   }
   out.push(
-    `${diff.changedMaps.length} maps changed, ${diff.addedMaps.length} added, ${diff.removedMaps.length} removed, ${diff.unchangedMaps} unchanged\n`,
+    `${diff.changedMaps.length} maps changed, ${diff.addedMaps.length} added, ${diff.removedMaps.length} removed, ${diff.unchangedMaps} unchanged${
+      diff.programs.length ? `; ${diff.programs.length} programs differ` : ""
+    }\n`,
   );
   return out.join("");
 }

@@ -47,6 +47,13 @@ import {
   type MapDumpKind,
   type MapDumpTail,
 } from "./report.ts";
+import {
+  gatherScheduler,
+  mapRoles,
+  type SchedulerGatherOptions,
+  type SectionUnavailable,
+} from "./scheduler.ts";
+import type { BpfProgramInfo } from "../accessor/types.ts";
 
 /** Options for {@linkcode dumpState}. */
 export interface DumpStateOptions {
@@ -74,6 +81,8 @@ export interface DumpStateOptions {
    * the default limits. Every arena is read once, before the first map.
    */
   followArena?: boolean | ArenaFollowOptions;
+  /** Options for the scheduler sections (where sched_ext's sysfs is). */
+  scheduler?: SchedulerGatherOptions;
 }
 
 /** How a failure dump went, beyond what its report says. */
@@ -193,6 +202,7 @@ class MapDumper {
   #numCpus: number;
   #kernelBtf: Btf | undefined;
   #arenas: ArenaFollowing | undefined;
+  #roles: ReadonlyMap<number, "active" | "outgoing">;
 
   constructor(
     accessor: BpfMapAccessor,
@@ -201,7 +211,9 @@ class MapDumper {
     numCpus: number,
     kernelBtf: Btf | undefined,
     arenas: ArenaFollowing | undefined,
+    roles: ReadonlyMap<number, "active" | "outgoing">,
   ) {
+    this.#roles = roles;
     this.#accessor = accessor;
     this.#limit = limit;
     this.#countLimit = countLimit;
@@ -282,6 +294,7 @@ class MapDumper {
       flags: map.flags,
       btfId: map.btfId,
       frozen: map.frozen,
+      ...(this.#roles.has(map.id) ? { role: this.#roles.get(map.id)! } : {}),
       kind,
       ...(typed ? typedHead(typed) : {}),
     });
@@ -926,12 +939,17 @@ export function streamFailureDump(
   options: DumpStateOptions = {},
 ): FailureDumpSummary {
   const entryLimit = Math.max(0, options.entryLimit ?? 64);
+  // The scheduler and program sections are small: gathered first, so the
+  // maps can be marked by role as they stream.
+  const scheduler = gatherScheduler(accessor, options.scheduler ?? {});
   const header: FailureDumpHeader = {
     schema: FAILURE_DUMP_SCHEMA,
     takenAt: (options.takenAt ?? new Date()).toISOString(),
     source: options.source ?? "live kernel",
     kernelRelease: options.kernelRelease ?? releaseOf(accessor),
     entryLimit,
+    scheduler,
+    programs: programsOf(accessor),
   };
   const summary: FailureDumpSummary = { skipped: [] };
   let maps: BpfMapInfo[];
@@ -962,6 +980,7 @@ export function streamFailureDump(
     options.numCpus ?? cpusOf(accessor),
     options.kernelBtf,
     arenas,
+    mapRoles(scheduler),
   );
   selected.forEach((map, index) => {
     options.onMap?.(index, selected.length, map);
@@ -982,6 +1001,16 @@ export function streamFailureDump(
   if (problems.length > 0) sink.errors(problems);
   sink.end();
   return summary;
+}
+
+function programsOf(
+  accessor: BpfMapAccessor,
+): BpfProgramInfo[] | SectionUnavailable {
+  try {
+    return accessor.programs();
+  } catch (error) {
+    return { unavailable: message(error) };
+  }
 }
 
 function problemsOf(accessor: BpfMapAccessor): string[] {

@@ -18,6 +18,7 @@ import type {
   MapDumpHead,
   MapDumpTail,
 } from "./report.ts";
+import { isUnavailable, schedulerLines } from "./scheduler.ts";
 
 /** Where a streamed report's text goes (a buffered stdout writer fits). */
 export interface TextOut {
@@ -33,7 +34,7 @@ export interface ReportToJsonOptions {
 
 /**
  * The report as JSON text, following the schema documented on
- * {@linkcode FailureDumpReport} (`schema: "bpfmap.failure-dump/2"`). 64-bit
+ * {@linkcode FailureDumpReport} (`schema: "bpfmap.failure-dump/3"`). 64-bit
  * and wider integers are written exactly as bare digits; the text is
  * always valid JSON.
  *
@@ -194,6 +195,37 @@ export class TextReportWriter implements FailureDumpSink {
     this.#line(
       `maps:   ${mapCount} (at most ${header.entryLimit} entries each)`,
     );
+    // The scheduler first: what a person debugging a stall reads first.
+    if (header.scheduler) {
+      this.#line("");
+      this.#line("== sched_ext scheduler ==");
+      for (const line of schedulerLines(header.scheduler)) this.#line(line);
+    }
+    if (header.programs) this.#programs(header.programs);
+  }
+
+  #programs(programs: FailureDumpHeader["programs"]): void {
+    this.#line("");
+    if (isUnavailable(programs)) {
+      this.#line("== programs: unavailable ==");
+      this.#line(`  ${programs.unavailable}`);
+      return;
+    }
+    this.#line(`== programs: ${programs.length} ==`);
+    for (const program of programs) {
+      const stats = program.runCnt !== undefined
+        ? `run_cnt ${program.runCnt}, run_time_ns ${program.runTimeNs ?? 0n}${
+          program.recursionMisses
+            ? `, recursion_misses ${program.recursionMisses}`
+            : ""
+        }`
+        : `no run stats${program.statsNote ? ` (${program.statsNote})` : ""}`;
+      this.#line(
+        `  prog ${program.id} ${program.name} (${program.typeName}): ${stats}; maps ${
+          program.mapIds.length ? program.mapIds.join(",") : "none"
+        }`,
+      );
+    }
   }
   /** One `error:` line each, where they arise. */
   errors(errors: readonly string[]): void {
@@ -207,7 +239,11 @@ export class TextReportWriter implements FailureDumpSink {
       ? `${map.typeName}, global data`
       : map.typeName;
     this.#line("");
-    this.#line(`== map ${map.id} ${map.name} (${kind}) ==`);
+    this.#line(
+      `== map ${map.id} ${map.name} (${kind})${
+        map.role ? ` [${map.role}]` : ""
+      } ==`,
+    );
     if (map.fullName) this.#line(`full name: ${map.fullName}`);
     this.#line(
       `key ${map.keySize} B, value ${map.valueSize} B, max_entries ${map.maxEntries}, flags 0x${

@@ -37,6 +37,18 @@ export {
 } from "./arena.ts";
 export { SDT_DATA, SDT_TASK_ALLOCATOR, sdtLayouts } from "./sdt.ts";
 export {
+  type AnySchedulerSection,
+  gatherScheduler,
+  isUnavailable,
+  mapRoles,
+  SCHEDULER_SECTIONS,
+  type SchedulerGatherOptions,
+  schedulerLines,
+  type SchedulerReport,
+  type SchedulerSection,
+  type SectionUnavailable,
+} from "./scheduler.ts";
+export {
   type DumpArena,
   type DumpBloom,
   type DumpEntry,
@@ -63,6 +75,7 @@ export {
   type MapChange,
   type MapPresence,
   type MapRef,
+  type ProgramChange,
   REPORT_DIFF_SCHEMA,
   type ReportDiff,
   ReportFormatError,

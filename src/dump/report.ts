@@ -7,10 +7,22 @@
  */
 
 import type { ArenaPointers } from "./arena.ts";
+import type { BpfProgramInfo } from "../accessor/types.ts";
 import type { PercpuRenderedValue, RenderedValue } from "../btf/render.ts";
+import type { SchedulerReport, SectionUnavailable } from "./scheduler.ts";
 
-/** Schema identifier written in every report. */
-export const FAILURE_DUMP_SCHEMA = "bpfmap.failure-dump/2";
+/**
+ * Schema identifier written in every report.
+ *
+ * - `/3` adds `scheduler` (sections, each its data or `{ unavailable }`:
+ *   `active` is the active-scheduler decision), `programs` (every program
+ *   with its run statistics, u64 exact) and each map's `role` (`active` or
+ *   `outgoing` where the decision marks it), and with `followArena` an
+ *   entry's or global's `arena` (the arena pointers in it, followed).
+ *   Maps and entries are otherwise as in `/2`.
+ * - `/2` added the per-type kinds (`slots`, `ringbuf`, ..., `struct-ops`).
+ */
+export const FAILURE_DUMP_SCHEMA = "bpfmap.failure-dump/3";
 
 /**
  * How a map's contents were read (and so which fields its entries use).
@@ -219,6 +231,13 @@ export interface MapDump {
   btfId: number;
   /** Whether the map is frozen. */
   frozen: boolean;
+  /**
+   * The map's place in the sched_ext scheduler's group, when the active
+   * decision (`scheduler.active`) names it: `active` (the attached
+   * scheduler's) or `outgoing` (same name, not used by it: a previous
+   * instance's map still held). Absent for every other map.
+   */
+  role?: "active" | "outgoing";
   /** How the contents were read. */
   kind: MapDumpKind;
   /** Ring buffer state (kind `ringbuf`); written before the records. */
@@ -260,6 +279,17 @@ export interface FailureDumpReport {
   kernelRelease: string;
   /** The per-map entry limit used. */
   entryLimit: number;
+  /**
+   * The sched_ext scheduler's state, one member per section (see
+   * `SCHEDULER_SECTIONS`), each its data or `{ unavailable: "reason" }`;
+   * gathered before the maps.
+   */
+  scheduler: SchedulerReport;
+  /**
+   * Every BPF program in id order (`BpfProgramInfo`: run time and count
+   * exact), or `{ unavailable }` when the source cannot list programs.
+   */
+  programs: BpfProgramInfo[] | SectionUnavailable;
   /** Maps in id order. */
   maps: MapDump[];
   /** Errors not tied to one map (listing the maps failed). */

@@ -15,7 +15,7 @@ import { JsonReportWriter, type TextOut, TextReportWriter } from "./format.ts";
 
 /** Options for {@linkcode writeFailureDump}. */
 export interface WriteFailureDumpOptions extends DumpStateOptions {
-  /** `json` (schema `bpfmap.failure-dump/2`) or `text`. */
+  /** `json` (schema `bpfmap.failure-dump/3`) or `text`. */
   format: "json" | "text";
 }
 

@@ -114,21 +114,57 @@ export function readStructOpsLive(map: BpfMapInfo, btf?: Btf): StructOpsDump {
   }
   using fd = mapGetFdById(map.id, OpenFlag.RDONLY);
   const kernel = btf ?? valueBtf(fd.fd);
+  const value = new Uint8Array(map.valueSize);
+  if (!mapLookupElem(fd.fd, new Uint8Array(4), value)) {
+    throw new MapUnreadableError(map, "key 0 has no value");
+  }
+  return structOpsDumpFromValue(kernel, map, value, (progId) => {
+    try {
+      return progInfoById(progId)?.name;
+    } catch {
+      // A program id that no longer opens leaves the member unnamed, not the dump unread.
+      return undefined;
+    }
+  });
+}
+
+/**
+ * A struct_ops map's value (as bpf() returns it: program ids where the
+ * function pointers go) typed with the BTF its value type lives in. Shared
+ * by the backends, so a guest's struct_ops dump is the live one's.
+ *
+ * @param btf the BTF holding `map.btfVmlinuxValueTypeId`
+ * @param map the struct_ops map
+ * @param value the map's value (`valueSize` bytes)
+ * @param programName the name of a program by id, undefined when it is gone
+ * @throws {MapUnreadableError} when the type is not a struct_ops value
+ */
+export function structOpsDumpFromValue(
+  btf: Btf,
+  map: BpfMapInfo,
+  value: Uint8Array,
+  programName: (progId: number) => string | undefined,
+): StructOpsDump {
+  const kernel = btf;
   const valueTypeId = map.btfVmlinuxValueTypeId;
-  const valueType = valueTypeId > 0
+  const valueType = valueTypeId > 0 && valueTypeId < kernel.typeCount
     ? kernel.type(kernel.resolve(valueTypeId))
     : undefined;
-  const common = memberNamed(kernel, valueTypeId, "common");
-  const data = memberNamed(kernel, valueTypeId, "data");
+  const common = valueType
+    ? memberNamed(kernel, valueTypeId, "common")
+    : undefined;
+  const data = valueType ? memberNamed(kernel, valueTypeId, "data") : undefined;
   if (!valueType || valueType.kind !== BtfKind.STRUCT || !common || !data) {
     throw new MapUnreadableError(
       map,
       `kernel BTF type ${valueTypeId} is not a struct_ops value (common + data)`,
     );
   }
-  const value = new Uint8Array(map.valueSize);
-  if (!mapLookupElem(fd.fd, new Uint8Array(4), value)) {
-    throw new MapUnreadableError(map, "key 0 has no value");
+  if (value.byteLength < valueType.size) {
+    throw new MapUnreadableError(
+      map,
+      `its value is ${value.byteLength} bytes, shorter than struct ${valueType.name} (${valueType.size})`,
+    );
   }
   const formatted = renderValue(kernel, valueTypeId, value, {
     style: "bpftool",
@@ -141,7 +177,7 @@ export function readStructOpsLive(map: BpfMapInfo, btf?: Btf): StructOpsDump {
   const dataOffset = data.bitOffset / 8;
   const dataType = kernel.type(kernel.resolve(data.type));
   const members: StructOpsMember[] = [];
-  const view = new DataView(value.buffer);
+  const view = new DataView(value.buffer, value.byteOffset, value.byteLength);
   if (dataType.kind === BtfKind.STRUCT) {
     for (const member of dataType.members) {
       const offset = member.bitOffset / 8;
@@ -154,12 +190,8 @@ export function readStructOpsLive(map: BpfMapInfo, btf?: Btf): StructOpsDump {
           progId,
         };
         if (progId !== 0) {
-          try {
-            const name = progInfoById(progId)?.name;
-            if (name !== undefined) entry.progName = name;
-          } catch {
-            // A program id that no longer opens leaves the member unnamed, not the dump unread.
-          }
+          const name = programName(progId);
+          if (name !== undefined) entry.progName = name;
         }
         members.push(entry);
       } else if (member.bitfieldSize === 0) {
