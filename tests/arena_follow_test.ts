@@ -66,6 +66,28 @@ Deno.test("pointerSlots() lists every pointer and u64 with its path and complete
     ],
   );
   equal(pointerSlots(btf, ids.holder!, { maxSlots: 2 }).length, 2);
+  // Arrays without slots are passed over whole; arrays with them expanded.
+  const b = new BtfBuilder();
+  const u32 = b.int("unsigned int", 4);
+  const ptr = b.ptr(0);
+  const pair = b.struct("pair", 16, [
+    { name: "n", type: b.array(u32, 2, u32), bitOffset: 0 },
+    { name: "p", type: ptr, bitOffset: 64 },
+  ]);
+  const big = b.struct("big", 4 * (1 << 20) + 40, [
+    { name: "counts", type: b.array(u32, 1 << 20, u32), bitOffset: 0 },
+    { name: "ring", type: b.array(pair, 2, u32), bitOffset: 32 << 20 },
+    { name: "last", type: ptr, bitOffset: (32 << 20) + 256 },
+  ]);
+  const wide = Btf.parse(b.build());
+  deepEqual(
+    pointerSlots(wide, big).map((s) => [s.path, s.offset]),
+    [
+      ["ring[0].p", (4 << 20) + 8],
+      ["ring[1].p", (4 << 20) + 24],
+      ["last", (4 << 20) + 32],
+    ],
+  );
   deepEqual(pointerSlots(btf, ids.cpumask!), [], "a cpumask holds no pointers");
 });
 

@@ -64,6 +64,32 @@ export function pointerSlots(
 ): PointerSlot[] {
   const max = limits.maxSlots ?? 1024;
   const out: PointerSlot[] = [];
+  // Whether a type holds any slot, so that an array of a million counters
+  // is passed over at once instead of element by element.
+  const holds = new Map<number, boolean>();
+  const holdsSlots = (id: number, depth: number): boolean => {
+    if (depth > MAX_WALK_DEPTH) return false;
+    const t = btf.type(btf.resolve(id));
+    const known = holds.get(t.id);
+    if (known !== undefined) return known;
+    let found = false;
+    if (t.kind === BtfKind.PTR) found = true;
+    else if (t.kind === BtfKind.INT) {
+      found = t.size === 8 && !t.signed && !t.bool && t.bits === 64;
+    } else if (t.kind === BtfKind.ARRAY) {
+      found = t.nelems > 0 && holdsSlots(t.type, depth + 1);
+    } else if (
+      (t.kind === BtfKind.STRUCT || t.kind === BtfKind.UNION) &&
+      !cpumaskLayout(btf, t.id)
+    ) {
+      found = t.members.some((m) =>
+        !m.bitfieldSize && m.bitOffset % 8 === 0 &&
+        holdsSlots(m.type, depth + 1)
+      );
+    }
+    holds.set(t.id, found);
+    return found;
+  };
   const walk = (id: number, path: string, at: number, depth: number): void => {
     if (out.length >= max || depth > MAX_WALK_DEPTH) return;
     const t = btf.type(btf.resolve(id));
@@ -79,7 +105,7 @@ export function pointerSlots(
       case BtfKind.ARRAY: {
         if (t.nelems === 0) return;
         const size = btf.sizeOf(t.type);
-        if (size === 0) return;
+        if (size === 0 || !holdsSlots(t.type, depth + 1)) return;
         for (let i = 0; i < t.nelems && out.length < max; i++) {
           walk(t.type, `${path}[${i}]`, at + i * size, depth + 1);
         }
