@@ -19,13 +19,17 @@ import { readGuestFdArray } from "../src/guest/maptypes/fd_arrays.ts";
 import { jhash, jhash2 } from "../src/guest/maptypes/jhash.ts";
 import type {
   BloomLayout,
+  DevmapLayout,
   FdArrayLayout,
   LpmLayout,
   QueueStackLayout,
   RingbufLayout,
+  SocketMapLayout,
   StackMapLayout,
 } from "../src/guest/maptypes/layout.ts";
 import { readGuestLpm } from "../src/guest/maptypes/lpm.ts";
+import { readGuestDevmapHash } from "../src/guest/maptypes/net_devices.ts";
+import { readGuestSockhash } from "../src/guest/maptypes/sockets.ts";
 import { readGuestQueueStack } from "../src/guest/maptypes/queue_stack.ts";
 import { readGuestRingbuf } from "../src/guest/maptypes/ringbuf.ts";
 import { readGuestStacks } from "../src/guest/maptypes/stack_trace.ts";
@@ -343,6 +347,107 @@ Deno.test("prog array and array of maps: ids and names behind the pointers", () 
     () => readGuestFdArray(space, layout, rec, "prog"),
     (e: unknown) =>
       e instanceof GuestMemoryError && /ffffc900dead0038/.test(e.message),
+  );
+});
+
+Deno.test("devmap hash: chains in bucket order, a cycle and a wrong bucket count refused", () => {
+  const { ram, space } = world();
+  const layout: DevmapLayout = {
+    hlistFirst: 0,
+    hlistNext: 0,
+    hlistHeadSize: 8,
+    netdevMap: 200,
+    devIndexHead: 216,
+    nBuckets: 236,
+    indexHlist: 8,
+    xdpProg: 24,
+    idx: 48,
+    val: 52,
+  };
+  const mapPa = ram.alloc();
+  const heads = ram.alloc();
+  ram.u32(mapPa + 236n, 4);
+  ram.u64(mapPa + 216n, P + heads);
+  // bucket 1: idx 5 then idx 1 (the newer at the head); bucket 3: idx 7
+  const element = (idx: number, ifindex: number, next: bigint): bigint => {
+    const pa = ram.alloc();
+    ram.u64(pa + 8n, next === 0n ? 0n : next + 8n);
+    ram.u32(pa + 48n, idx);
+    ram.u32(pa + 52n, ifindex);
+    return P + pa;
+  };
+  const one = element(1, 11, 0n);
+  const five = element(5, 15, one);
+  const seven = element(7, 17, 0n);
+  ram.u64(heads + 8n, five + 8n);
+  ram.u64(heads + 24n, seven + 8n);
+  const rec = record(mapPa, {
+    type: MapType.DEVMAP_HASH,
+    valueSize: 4,
+    maxEntries: 4,
+  });
+  assert.deepEqual(
+    readGuestDevmapHash(space, layout, rec).map((s) => [s.key, s.value]),
+    [[5, u32le(15)], [1, u32le(11)], [7, u32le(17)]],
+  );
+  // idx 1 pointing back at idx 5: a cycle ends in one error, not a hang
+  ram.u64(one - P + 8n, five + 8n);
+  assert.throws(
+    () => readGuestDevmapHash(space, layout, rec),
+    (e: unknown) =>
+      e instanceof GuestMemoryError && /more than max_entries \+ 1 = 5/.test(
+        e.message,
+      ),
+  );
+  ram.u32(mapPa + 236n, 1 << 30); // a bucket count that is not this map's
+  assert.throws(
+    () => readGuestDevmapHash(space, layout, rec),
+    (e: unknown) =>
+      e instanceof GuestMemoryError &&
+      /n_buckets is 1073741824/.test(e.message),
+  );
+});
+
+Deno.test("sockhash: keys and cookies behind each element, a bad key size refused", () => {
+  const { ram, space } = world();
+  const layout: SocketMapLayout = {
+    hlistFirst: 0,
+    hlistNext: 0,
+    hlistHeadSize: 8,
+    sks: 200,
+    buckets: 200,
+    bucketsNum: 208,
+    bucketSize: 16,
+    bucketHead: 0,
+    elemSk: 24,
+    elemNode: 32,
+    elemKey: 48,
+    reuseportPtrs: 256,
+    cookie: 600,
+  };
+  const mapPa = ram.alloc();
+  const buckets = ram.alloc();
+  ram.u64(mapPa + 200n, P + buckets);
+  ram.u32(mapPa + 208n, 2);
+  const socket = ram.alloc();
+  ram.u64(socket + 600n, 0x1234n);
+  const elem = ram.alloc();
+  ram.u64(elem + 24n, P + socket);
+  ram.set(elem + 48n, bytes(1, 2, 3, 4, 5, 6, 7, 8));
+  ram.u64(buckets + 16n, P + elem + 32n); // bucket 1's head
+  const rec = record(mapPa, {
+    type: MapType.SOCKHASH,
+    keySize: 8,
+    maxEntries: 2,
+  });
+  const slots = readGuestSockhash(space, layout, rec);
+  assert.deepEqual(slots.map((s) => [s.key, s.cookie]), [
+    [bytes(1, 2, 3, 4, 5, 6, 7, 8), 0x1234n],
+  ]);
+  assert.throws(
+    () => readGuestSockhash(space, layout, { ...rec, keySize: 1 << 20 }),
+    (e: unknown) =>
+      e instanceof GuestMemoryError && /key_size 1048576/.test(e.message),
   );
 });
 

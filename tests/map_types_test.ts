@@ -242,6 +242,42 @@ Deno.test("ringbuf parse: hostile positions and headers stay within the capacity
   assert.deepEqual(wrap.records.map((r) => r.position), [top]);
 });
 
+Deno.test("ringbuf parse: records larger than a copy chunk, and a bad header after one, keep the whole span", (): void => {
+  const capacity = 1 << 20;
+  const data = new Uint8Array(2 * capacity);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 7 + 3) & 0xff;
+  const view = new DataView(data.buffer);
+  const start = capacity - 4096; // the span wraps into the second copy
+  // a 300,000-byte record (past the 256 KiB copy chunk), a 100-byte one,
+  // then a header claiming more than is pending
+  const sizes = [300_000, 100];
+  let at = start;
+  // headers go in at their ring offset; the second copy then mirrors the first
+  for (const size of sizes) {
+    view.setUint32(at % capacity, size, true);
+    view.setUint32((at + 4) % capacity, 0, true);
+    at += (size + 8 + 7) & ~7;
+  }
+  view.setUint32(at % capacity, 0x00ffffff, true);
+  const pending = 600_000;
+  data.copyWithin(capacity, 0, capacity);
+  const snapshot = parseRingbuf(
+    "ringbuf",
+    BigInt(start),
+    BigInt(start + pending),
+    data,
+    capacity,
+  );
+  assert.deepEqual(snapshot.records.map((r) => r.length), sizes);
+  assert.match(snapshot.problems[0]!, /claims 16777215 bytes/);
+  assert.equal(snapshot.span.byteLength, pending);
+  assert.deepEqual(snapshot.span, data.subarray(start, start + pending));
+  assert.deepEqual(
+    snapshot.record(0).data,
+    data.subarray(start + 8, start + 8 + 300_000),
+  );
+});
+
 Deno.test({
   name: "queue and stack: the head is peeked, never popped",
   ignore,

@@ -31,13 +31,25 @@ import {
   readBpfKsyms,
 } from "../guest/maptypes/bpf_ksyms.ts";
 import { readGuestLpm } from "../guest/maptypes/lpm.ts";
+import {
+  type GuestDeviceSlot,
+  readGuestCpumap,
+  readGuestDevmap,
+  readGuestDevmapHash,
+} from "../guest/maptypes/net_devices.ts";
+import {
+  type GuestSocketSlot,
+  readGuestReuseportArray,
+  readGuestSockhash,
+  readGuestSockmap,
+} from "../guest/maptypes/sockets.ts";
 import { readGuestQueueStack } from "../guest/maptypes/queue_stack.ts";
 import { readGuestRingbuf } from "../guest/maptypes/ringbuf.ts";
 import { readGuestStacks } from "../guest/maptypes/stack_trace.ts";
 import { Errno, MapFlag, MapType, mapTypeName } from "../sys/constants.ts";
 import { errnoText } from "../sys/elem.ts";
 import { BLOOM_NOTE, type BloomInfo } from "./maptypes/bloom.ts";
-import type { Slot } from "./maptypes/fd_slots.ts";
+import type { Slot, SlotObject } from "./maptypes/fd_slots.ts";
 import { KernelSymbols } from "./maptypes/kallsyms.ts";
 import { attachInnerMaps, type InnerMapSlot } from "./maptypes/map_in_map.ts";
 import {
@@ -49,7 +61,7 @@ import {
   unknownTypeReason,
 } from "./maptypes/mod.ts";
 import { QUEUE_GUEST_NOTE } from "./maptypes/queue_stack.ts";
-import { parseRingbuf } from "./maptypes/ringbuf.ts";
+import { parsePendingSpan } from "./maptypes/ringbuf.ts";
 import { structOpsDumpFromValue } from "./maptypes/struct_ops.ts";
 import { decodeFrames } from "./maptypes/stack_trace.ts";
 import type { BpfMapInfo } from "./types.ts";
@@ -69,6 +81,9 @@ const NO_LAYOUTS: MapTypeLayouts = {
   lpm: null,
   stackMap: null,
   fdArray: null,
+  devmap: null,
+  cpumap: null,
+  socketMap: null,
 };
 
 // Per accessor, without a field on the class (its constructor is shared
@@ -178,6 +193,55 @@ const REFUSED_SLOTS = new Map<number, number>([
   [MapType.XSKMAP, Errno.EOPNOTSUPP],
 ]);
 
+/**
+ * A device or CPU map slot as a lookup shows it: the value bytes, the
+ * ifindex or qsize in front, and with an 8-byte value the program id and,
+ * when one is attached, its name (read through the element's program
+ * pointer, as the live reader names it by id).
+ */
+function deviceSlot(
+  accessor: GuestMemMapAccessor,
+  layouts: MapTypeLayouts,
+  slot: GuestDeviceSlot,
+  first: "ifindex" | "qsize",
+): Slot {
+  const key = indexKey(slot.key);
+  if (slot.value === null) return emptySlot(key);
+  const view = new DataView(
+    slot.value.buffer,
+    slot.value.byteOffset,
+    slot.value.byteLength,
+  );
+  const object: SlotObject = { [first]: view.getUint32(0, true) };
+  if (slot.value.byteLength >= 8) {
+    object.progId = view.getUint32(4, true);
+    if (object.progId !== 0 && slot.program !== 0n && layouts.fdArray) {
+      const { name } = objectBehind(
+        accessor.kernel.space,
+        layouts.fdArray,
+        slot.program,
+        "prog",
+      );
+      if (name !== undefined) object.progName = name;
+    }
+  }
+  return { key, status: "value", value: slot.value, object };
+}
+
+/** A socket map slot as a lookup shows it: the cookie, or ENOSPC for 4-byte values. */
+function socketSlot(record: GuestMapRecord, slot: GuestSocketSlot): Slot {
+  if (record.valueSize !== 8) return errorSlot(slot.key, Errno.ENOSPC);
+  if (slot.socket === 0n) return emptySlot(slot.key);
+  const value = new Uint8Array(8);
+  new DataView(value.buffer).setBigUint64(0, slot.cookie, true);
+  return {
+    key: slot.key,
+    status: "value",
+    value,
+    object: { cookie: slot.cookie },
+  };
+}
+
 /** Every LPM trie entry as keyed entries (the keyed path's shape). */
 function lpmEntries(
   accessor: GuestMemMapAccessor,
@@ -215,22 +279,16 @@ export function readGuestTypeDump(
     case MapType.USER_RINGBUF: {
       if (!layouts.ringbuf) return missing(type, "struct bpf_ringbuf");
       const ring = readGuestRingbuf(space, layouts.ringbuf, record);
-      // parseRingbuf reads the pending span at its ring offset of a
-      // double-mapped area; the untouched rest of this buffer is never
-      // written, so the allocation stays mostly uncommitted.
-      const area = new Uint8Array(2 * ring.capacity);
-      const start = Number(
-        ring.consumerPos & BigInt(Math.max(ring.capacity - 1, 0)),
-      );
-      area.set(ring.pending, start);
+      // the pending span is already a copy of its own: it becomes the
+      // snapshot's span without another copy
       return {
         reader: "ringbuf",
-        ringbuf: parseRingbuf(
+        ringbuf: parsePendingSpan(
           type === MapType.RINGBUF ? "ringbuf" : "user_ringbuf",
           ring.consumerPos,
           ring.producerPos,
-          area,
           ring.capacity,
+          ring.pending,
         ),
       };
     }
@@ -319,6 +377,48 @@ export function readGuestTypeDump(
       return {
         reader: "slots",
         slots: { kind: String(mapTypeName(type)), slots },
+      };
+    }
+    case MapType.DEVMAP:
+    case MapType.DEVMAP_HASH:
+    case MapType.CPUMAP: {
+      const cpumap = type === MapType.CPUMAP;
+      let raw: GuestDeviceSlot[];
+      if (cpumap) {
+        if (!layouts.cpumap) return missing(type, "struct bpf_cpu_map");
+        raw = readGuestCpumap(space, layouts.cpumap, record);
+      } else {
+        if (!layouts.devmap) return missing(type, "struct bpf_dtab");
+        raw = type === MapType.DEVMAP
+          ? readGuestDevmap(space, layouts.devmap, record)
+          : readGuestDevmapHash(space, layouts.devmap, record);
+      }
+      return {
+        reader: "slots",
+        slots: {
+          kind: String(mapTypeName(type)),
+          slots: raw.map((s) =>
+            deviceSlot(accessor, layouts, s, cpumap ? "qsize" : "ifindex")
+          ),
+        },
+      };
+    }
+    case MapType.SOCKMAP:
+    case MapType.SOCKHASH:
+    case MapType.REUSEPORT_SOCKARRAY: {
+      const layout = layouts.socketMap;
+      if (!layout) return missing(type, "struct bpf_stab");
+      const raw = type === MapType.SOCKMAP
+        ? readGuestSockmap(space, layout, record)
+        : type === MapType.SOCKHASH
+        ? readGuestSockhash(space, layout, record)
+        : readGuestReuseportArray(space, layout, record);
+      return {
+        reader: "slots",
+        slots: {
+          kind: String(mapTypeName(type)),
+          slots: raw.map((s) => socketSlot(record, s)),
+        },
       };
     }
     case MapType.ARRAY_OF_MAPS:
@@ -427,8 +527,8 @@ export const GUEST_KEYED_TYPES: ReadonlySet<number> = new Set([
 
 /**
  * The whole of `readTypeDump` on the guest: the type readers above, null
- * for keyed types, and for the rest (devmaps, sockmaps, types bpfmap does
- * not know) an `unreadable` result saying so.
+ * for keyed types, and for the rest (types bpfmap does not know) an
+ * `unreadable` result saying so.
  */
 export function guestTypeDump(
   accessor: GuestMemMapAccessor,

@@ -22,6 +22,7 @@ function mapShared(
   protection: number,
   address: bigint,
   what: string,
+  offset = 0,
 ): Deno.PointerObject {
   const pointer = getLibc().mmap(
     address,
@@ -29,7 +30,7 @@ function mapShared(
     protection,
     MAP_SHARED,
     fd,
-    0n,
+    BigInt(offset),
   );
   const value = pointer === null
     ? 0n
@@ -144,16 +145,28 @@ export class MappedBpfMap extends Mapping {
    *
    * @param fd a read-write map fd
    * @param length bytes to map (a multiple of the page size)
-   * @param options `writable` for PROT_WRITE, `address` as a hint (arenas must be mapped where first mapped)
+   * @param options `writable` for PROT_WRITE, `address` as a hint (arenas
+   *   must be mapped where first mapped), `offset` the byte offset into the
+   *   map's memory (a page multiple: a ring buffer's pending pages alone)
    */
   static map(
     fd: number,
     length: number,
-    options: { writable?: boolean; address?: bigint } = {},
+    options: { writable?: boolean; address?: bigint; offset?: number } = {},
   ): MappedBpfMap {
     const protection = PROT_READ | (options.writable ? PROT_WRITE : 0);
+    const offset = options.offset ?? 0;
     return new MappedBpfMap(
-      mapShared(fd, length, protection, options.address ?? 0n, `map fd ${fd}`),
+      mapShared(
+        fd,
+        length,
+        protection,
+        options.address ?? 0n,
+        offset === 0
+          ? `map fd ${fd}`
+          : `map fd ${fd} (${length} bytes at offset ${offset})`,
+        offset,
+      ),
       length,
     );
   }

@@ -25,11 +25,14 @@ const libc = Deno.dlopen("libc.so.6", {
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
 }).symbols;
 
-/** A bound UDP socket on 127.0.0.1, closed on dispose. */
+/**
+ * A bound UDP socket, closed on dispose: on 127.0.0.1, or with `anyAddress`
+ * on 0.0.0.0 (a test guest whose `lo` is down has no 127.0.0.1 to bind).
+ */
 export class UdpSocket implements Disposable {
   readonly fd: number;
 
-  constructor(reuseport = false) {
+  constructor(reuseport = false, anyAddress = false) {
     this.fd = libc.socket(2, 2 | 0o2000000, 0);
     if (this.fd < 0) throw new Error("socket() failed");
     if (reuseport) {
@@ -39,7 +42,9 @@ export class UdpSocket implements Disposable {
       }
     }
     const address = new Uint8Array(16);
-    address.set([2, 0, 0, 0, 127, 0, 0, 1]);
+    address.set(
+      anyAddress ? [2, 0, 0, 0, 0, 0, 0, 0] : [2, 0, 0, 0, 127, 0, 0, 1],
+    );
     if (libc.bind(this.fd, address, 16) < 0) throw new Error("bind() failed");
   }
 

@@ -146,6 +146,16 @@ export function compareTypedGuest(
           "array_of_maps": /"name":"t_inner0".*"name":"t_inner1"/,
           "hash_of_maps": /"name":"t_inner\d".*"name":"t_inner\d"/,
           "perf_event_array": /"errno":524.*"errno":524.*"errno":524/,
+          devmap:
+            /"status":"empty".*"ifindex":1,"progId":\d+,"progName":"t_xdp_dev".*"ifindex":1,"progId":0}/,
+          "devmap_hash": /("object":\{"ifindex":1\}.*){5}/,
+          cpumap: /"qsize":192,"progId":\d+,"progName":"t_xdp_cpu"/,
+          sockmap: /"status":"empty".*"cookie":"[1-9]\d*".*"cookie":"[1-9]\d*"/,
+          sockmap4: /"errno":28.*"errno":28/,
+          sockhash: /("cookie":"[1-9]\d*".*){3}/,
+          "reuseport_sockarray": new RegExp(
+            `"cookie":"${(line.extra as { cookie?: string }).cookie}"`,
+          ),
         };
         if (expect[line.kind] && !expect[line.kind]!.test(text)) {
           bad(`live read lacks ${expect[line.kind]}`, text.slice(0, 200), "");

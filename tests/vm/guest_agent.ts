@@ -36,7 +36,9 @@ import {
   loadRingbufReserveProgram,
   loadStackIdProgram,
   loadTrivialProgram,
+  loadXdpProgram,
 } from "../_support/bpf_prog.ts";
+import { UdpSocket } from "../_support/libc.ts";
 import { plainTypeDump } from "./type_dump_plain.ts";
 import type { OwnedFd } from "../../src/sys/fd.ts";
 
@@ -848,6 +850,95 @@ function typedMaps(): void {
     mapUpdateElem(hash.fd.fd, u32(77), u32(inners[1]!.fd.fd));
     mapUpdateElem(hash.fd.fd, u32(5), u32(inners[0]!.fd.fd));
     emitTyped("hash_of_maps", hash.info);
+  }
+  // DEVMAP (lo, with and without an XDP program), DEVMAP_HASH (keys in
+  // several buckets) and CPUMAP (both CPUs, one with a program).
+  {
+    const pair = (a: number, b: number): Uint8Array =>
+      new Uint8Array([...u32(a), ...u32(b)]);
+    const xdpDev = loadXdpProgram("t_xdp_dev", "devmap");
+    const xdpCpu = loadXdpProgram("t_xdp_cpu", "cpumap");
+    held.push(xdpDev, xdpCpu);
+    const dev = create({
+      type: MapType.DEVMAP,
+      keySize: 4,
+      valueSize: 8,
+      maxEntries: 4,
+      name: "t_devmap",
+    });
+    mapUpdateElem(dev.fd.fd, u32(1), pair(1, xdpDev.fd));
+    mapUpdateElem(dev.fd.fd, u32(3), pair(1, 0));
+    emitTyped("devmap", dev.info);
+    const devHash = create({
+      type: MapType.DEVMAP_HASH,
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: 8,
+      name: "t_devhash",
+    });
+    for (const key of [77, 5, 13, 21, 8]) {
+      mapUpdateElem(devHash.fd.fd, u32(key), u32(1));
+    }
+    emitTyped("devmap_hash", devHash.info);
+    const cpu = create({
+      type: MapType.CPUMAP,
+      keySize: 4,
+      valueSize: 8,
+      maxEntries: cpus,
+      name: "t_cpumap",
+    });
+    mapUpdateElem(cpu.fd.fd, u32(0), pair(192, xdpCpu.fd));
+    if (cpus > 1) mapUpdateElem(cpu.fd.fd, u32(1), pair(64, 0));
+    emitTyped("cpumap", cpu.info);
+  }
+  // SOCKMAP (8- and 4-byte values), SOCKHASH (8-byte keys, three sockets),
+  // REUSEPORT_SOCKARRAY: real UDP sockets, kept open with the maps. The
+  // live read numbers each socket (its cookie) before memory is read.
+  {
+    const sockets = [0, 1, 2].map(() => new UdpSocket(false, true));
+    const reuse = new UdpSocket(true, true);
+    held.push(...sockets, reuse);
+    const sockmap = create({
+      type: MapType.SOCKMAP,
+      keySize: 4,
+      valueSize: 8,
+      maxEntries: 4,
+      name: "t_sockmap",
+    });
+    mapUpdateElem(sockmap.fd.fd, u32(1), u64(sockets[0]!.fd));
+    mapUpdateElem(sockmap.fd.fd, u32(2), u64(sockets[1]!.fd));
+    emitTyped("sockmap", sockmap.info);
+    const sockmap4 = create({
+      type: MapType.SOCKMAP,
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: 2,
+      name: "t_sockmap4",
+    });
+    mapUpdateElem(sockmap4.fd.fd, u32(0), u32(sockets[2]!.fd));
+    emitTyped("sockmap4", sockmap4.info);
+    const sockhash = create({
+      type: MapType.SOCKHASH,
+      keySize: 8,
+      valueSize: 8,
+      maxEntries: 6,
+      name: "t_sockhash",
+    });
+    [9, 4, 1000].forEach((key, i) => {
+      mapUpdateElem(sockhash.fd.fd, u64(key), u64(sockets[i]!.fd));
+    });
+    emitTyped("sockhash", sockhash.info);
+    const reuseport = create({
+      type: MapType.REUSEPORT_SOCKARRAY,
+      keySize: 4,
+      valueSize: 8,
+      maxEntries: 3,
+      name: "t_reuseport",
+    });
+    mapUpdateElem(reuseport.fd.fd, u32(2), u64(reuse.fd));
+    emitTyped("reuseport_sockarray", reuseport.info, {
+      cookie: String(reuse.cookie()),
+    });
   }
   // PERF_EVENT_ARRAY: bpf() refuses every slot; memory must say the same.
   {

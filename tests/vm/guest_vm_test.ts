@@ -84,7 +84,7 @@ for (const kernel of KERNELS) {
         }), ${typed.items} items compared`,
       );
       assert.deepEqual(typed.mismatches, []);
-      assert.equal(typed.maps, 12, "every typed map the agent made");
+      assert.equal(typed.maps, 19, "every typed map the agent made");
       // contains from guest memory answers as the guest kernel did
       const bloom = memory.maps().find((m) => m.name === "t_bloom4")!;
       const bloomLine = consoleText.split("\n").find((l) =>

@@ -130,6 +130,121 @@ function roundUp8(value: number): number {
 }
 
 /**
+ * The number of pending bytes to read, after checking the positions and the
+ * capacity; null (with the reason in `snapshot.problems`) when nothing can
+ * be read. More than `capacity` pending is cut to `capacity`.
+ */
+function pendingLength(snapshot: RingbufSnapshot): number | null {
+  const { capacity, consumerPos, producerPos } = snapshot;
+  if (capacity <= 0 || (capacity & (capacity - 1)) !== 0) {
+    snapshot.problems.push(`capacity ${capacity} is not a power of two`);
+    return null;
+  }
+  if (producerPos < consumerPos) {
+    snapshot.problems.push(
+      `producer position ${producerPos} is behind consumer position ${consumerPos}`,
+    );
+    return null;
+  }
+  const span = snapshot.pendingBytes;
+  if (span > BigInt(capacity)) {
+    snapshot.problems.push(
+      `${span} bytes pending exceed the capacity ${capacity}; read only the first ${capacity}`,
+    );
+    return capacity;
+  }
+  return Number(span);
+}
+
+/** Bytes copied before the headers in them are walked: the walk then reads from cache, not memory. */
+const WALK_CHUNK = 256 * 1024;
+
+/**
+ * Copies `pending` (the span from the consumer position on) into `into`
+ * when given and large enough, else into fresh memory (or keeps it as is
+ * with `into === pending`), and walks its record headers into `snapshot`.
+ * The copy goes a chunk at a time, each chunk's headers walked while the
+ * chunk is still in cache. At most `pending.byteLength / 8` steps whatever
+ * the headers say.
+ */
+function walkRecords(
+  snapshot: RingbufSnapshot,
+  pending: Uint8Array,
+  into: Uint8Array | undefined,
+): RingbufSnapshot {
+  const length = pending.byteLength;
+  const { consumerPos } = snapshot;
+  const copyNeeded = into !== pending;
+  const copy = !copyNeeded
+    ? pending
+    : into && into.byteLength >= length
+    ? into.subarray(0, length)
+    : new Uint8Array(length);
+  snapshot.span = copy;
+  const view = new DataView(copy.buffer, copy.byteOffset, copy.byteLength);
+  let offsets = new Uint32Array(Math.min(4096, length >>> 3) + 1);
+  let headers = new Uint32Array(offsets.length);
+  let count = 0;
+  let offset = 0;
+  let copied = copyNeeded ? 0 : length;
+  let broken = false;
+  while (!broken && offset + RINGBUF_HEADER_SIZE <= length) {
+    if (offset + RINGBUF_HEADER_SIZE > copied) {
+      const end = Math.min(
+        length,
+        Math.max(copied + WALK_CHUNK, offset + RINGBUF_HEADER_SIZE),
+      );
+      copy.set(pending.subarray(copied, end), copied);
+      copied = end;
+    }
+    // every header whose 8 bytes are copied
+    const walkEnd = copied - RINGBUF_HEADER_SIZE;
+    while (offset <= walkEnd) {
+      const header = view.getUint32(offset, true);
+      const dataLength = header & ~(RINGBUF_BUSY_BIT | RINGBUF_DISCARD_BIT);
+      if (dataLength > length - offset - RINGBUF_HEADER_SIZE) {
+        snapshot.problems.push(
+          `record at position ${
+            consumerPos + BigInt(offset)
+          } claims ${dataLength} bytes but only ${
+            length - offset - RINGBUF_HEADER_SIZE
+          } are pending`,
+        );
+        broken = true;
+        break;
+      }
+      if (count === offsets.length) {
+        // Grow geometrically; the walk is bounded by length / 8 records anyway.
+        const grown = Math.min(offsets.length * 2, (length >>> 3) + 1);
+        const moreOffsets = new Uint32Array(grown);
+        moreOffsets.set(offsets);
+        const moreHeaders = new Uint32Array(grown);
+        moreHeaders.set(headers);
+        offsets = moreOffsets;
+        headers = moreHeaders;
+      }
+      offsets[count] = offset;
+      headers[count] = header;
+      count++;
+      offset += roundUp8(dataLength + RINGBUF_HEADER_SIZE);
+    }
+  }
+  // the span is whole even when a bad header stopped the walk early
+  if (copied < length) copy.set(pending.subarray(copied), copied);
+  snapshot.count = count;
+  snapshot.offsets = offsets;
+  snapshot.headers = headers;
+  if (offset < length && snapshot.problems.length === 0) {
+    snapshot.problems.push(
+      `${length - offset} pending bytes at position ${
+        consumerPos + BigInt(offset)
+      } are too short for a record header`,
+    );
+  }
+  return snapshot;
+}
+
+/**
  * Walks the records between `consumerPos` and `producerPos` in `data`, the
  * data area mapped twice (`2 * capacity` bytes). Pure, so that hostile
  * positions and headers can be tested without a kernel: the walk reads at
@@ -159,10 +274,8 @@ export function parseRingbuf(
     consumerPos,
     producerPos,
   );
-  if (capacity <= 0 || (capacity & (capacity - 1)) !== 0) {
-    snapshot.problems.push(`capacity ${capacity} is not a power of two`);
-    return snapshot;
-  }
+  const length = pendingLength(snapshot);
+  if (length === null) return snapshot;
   if (data.byteLength < 2 * capacity) {
     snapshot.problems.push(
       `data area is ${data.byteLength} bytes, the double mapping needs ${
@@ -171,77 +284,64 @@ export function parseRingbuf(
     );
     return snapshot;
   }
-  if (producerPos < consumerPos) {
-    snapshot.problems.push(
-      `producer position ${producerPos} is behind consumer position ${consumerPos}`,
-    );
-    return snapshot;
-  }
-  let span = snapshot.pendingBytes;
-  if (span > BigInt(capacity)) {
-    snapshot.problems.push(
-      `${span} bytes pending exceed the capacity ${capacity}; read only the first ${capacity}`,
-    );
-    span = BigInt(capacity);
-  }
-  const length = Number(span);
   const start = Number(consumerPos & BigInt(capacity - 1));
   // One copy of the whole pending span: the double mapping makes it
   // contiguous, and records become views of it instead of one copy each.
-  const pendingSpan = data.subarray(start, start + length);
-  let copy: Uint8Array;
-  if (into && into.byteLength >= length) {
-    copy = into.subarray(0, length);
-    copy.set(pendingSpan);
-  } else {
-    copy = pendingSpan.slice();
-  }
-  snapshot.span = copy;
-  const view = new DataView(copy.buffer, copy.byteOffset, copy.byteLength);
-  let offsets = new Uint32Array(Math.min(4096, length >>> 3) + 1);
-  let headers = new Uint32Array(offsets.length);
-  let count = 0;
-  let offset = 0;
-  while (offset + RINGBUF_HEADER_SIZE <= length) {
-    const header = view.getUint32(offset, true);
-    const dataLength = header & ~(RINGBUF_BUSY_BIT | RINGBUF_DISCARD_BIT);
-    const size = roundUp8(dataLength + RINGBUF_HEADER_SIZE);
-    if (dataLength > length - offset - RINGBUF_HEADER_SIZE) {
-      snapshot.problems.push(
-        `record at position ${
-          consumerPos + BigInt(offset)
-        } claims ${dataLength} bytes but only ${
-          length - offset - RINGBUF_HEADER_SIZE
-        } are pending`,
-      );
-      break;
-    }
-    if (count === offsets.length) {
-      // Grow geometrically; the walk is bounded by length / 8 records anyway.
-      const grown = Math.min(offsets.length * 2, (length >>> 3) + 1);
-      const moreOffsets = new Uint32Array(grown);
-      moreOffsets.set(offsets);
-      const moreHeaders = new Uint32Array(grown);
-      moreHeaders.set(headers);
-      offsets = moreOffsets;
-      headers = moreHeaders;
-    }
-    offsets[count] = offset;
-    headers[count] = header;
-    count++;
-    offset += size;
-  }
-  snapshot.count = count;
-  snapshot.offsets = offsets;
-  snapshot.headers = headers;
-  if (offset < length && snapshot.problems.length === 0) {
+  return walkRecords(snapshot, data.subarray(start, start + length), into);
+}
+
+/**
+ * Walks the records of `pending`, the bytes from the consumer position on
+ * (`min(producerPos - consumerPos, capacity)` of them), already copied by
+ * the caller (a guest ring read out of memory): they become the snapshot's
+ * span as they are. Fewer bytes than the positions say is a problem, and
+ * the records that are there are walked.
+ */
+export function parsePendingSpan(
+  kind: RingbufSnapshot["kind"],
+  consumerPos: bigint,
+  producerPos: bigint,
+  capacity: number,
+  pending: Uint8Array,
+): RingbufSnapshot {
+  const snapshot = new RingbufSnapshot(
+    kind,
+    capacity,
+    consumerPos,
+    producerPos,
+  );
+  const length = pendingLength(snapshot);
+  if (length === null) return snapshot;
+  if (pending.byteLength < length) {
     snapshot.problems.push(
-      `${length - offset} pending bytes at position ${
-        consumerPos + BigInt(offset)
-      } are too short for a record header`,
+      `only ${pending.byteLength} of the ${length} pending bytes were read`,
     );
   }
-  return snapshot;
+  const span = pending.subarray(0, Math.min(length, pending.byteLength));
+  return walkRecords(snapshot, span, span);
+}
+
+/** The page size, after checking `map` is a ring whose size the kernel would accept. */
+function checkRing(map: BpfMapInfo): number {
+  if (map.type !== MapType.RINGBUF && map.type !== MapType.USER_RINGBUF) {
+    throw new MapTypeError(map, map.type, "a RINGBUF or USER_RINGBUF map");
+  }
+  const capacity = map.maxEntries;
+  const page = pageSize();
+  if (
+    capacity <= 0 || capacity % page !== 0 || (capacity & (capacity - 1))
+  ) {
+    throw new MapArgumentError(
+      map,
+      "max_entries",
+      `is ${capacity}, not a power-of-two multiple of the ${page}-byte page`,
+    );
+  }
+  return page;
+}
+
+function kindOf(map: BpfMapInfo): RingbufSnapshot["kind"] {
+  return map.type === MapType.RINGBUF ? "ringbuf" : "user_ringbuf";
 }
 
 /**
@@ -283,20 +383,8 @@ export class RingbufReader implements Disposable {
    * to mmap a read-only map fd even for reading) but mapped PROT_READ only.
    */
   static open(map: BpfMapInfo): RingbufReader {
-    if (map.type !== MapType.RINGBUF && map.type !== MapType.USER_RINGBUF) {
-      throw new MapTypeError(map, map.type, "a RINGBUF or USER_RINGBUF map");
-    }
+    const page = checkRing(map);
     const capacity = map.maxEntries;
-    const page = pageSize();
-    if (
-      capacity <= 0 || capacity % page !== 0 || (capacity & (capacity - 1))
-    ) {
-      throw new MapArgumentError(
-        map,
-        "max_entries",
-        `is ${capacity}, not a power-of-two multiple of the ${page}-byte page`,
-      );
-    }
     const fd = mapGetFdById(map.id, OpenFlag.READ_WRITE);
     try {
       const mapping = MappedBpfMap.map(fd.fd, 2 * page + 2 * capacity);
@@ -324,7 +412,7 @@ export class RingbufReader implements Disposable {
     const reuse = options.reuse ?? true;
     if (reuse) this.#buffer ??= new Uint8Array(capacity);
     return parseRingbuf(
-      this.#map.type === MapType.RINGBUF ? "ringbuf" : "user_ringbuf",
+      kindOf(this.#map),
       consumerPos,
       producerPos,
       bytes.subarray(2 * page),
@@ -348,9 +436,55 @@ export class RingbufReader implements Disposable {
 
 /**
  * The pending records of a live RINGBUF or USER_RINGBUF, without consuming
- * any: one read of a {@linkcode RingbufReader}, released before returning.
+ * any, copied into fresh memory; the fd and mappings are released before
+ * returning.
+ *
+ * Unlike a held {@linkcode RingbufReader}, which maps the whole ring twice
+ * once and reuses its buffer, a one-shot read pays for every page it maps
+ * and every fresh page it copies into. So it maps the two position pages,
+ * reads the positions, then maps only the pages the pending span covers
+ * (at its offset in the double mapping, so a span that wraps is still one
+ * run): a nearly empty 64 MiB ring costs a few pages, a full one half of
+ * what mapping it twice would.
  */
 export function readRingbufLive(map: BpfMapInfo): RingbufSnapshot {
-  using reader = RingbufReader.open(map);
-  return reader.read({ reuse: false });
+  const page = checkRing(map);
+  const capacity = map.maxEntries;
+  using fd = mapGetFdById(map.id, OpenFlag.READ_WRITE);
+  let consumerPos: bigint;
+  let producerPos: bigint;
+  {
+    using positions = MappedBpfMap.map(fd.fd, 2 * page);
+    const view = new DataView(
+      positions.bytes.buffer,
+      positions.bytes.byteOffset,
+      2 * page,
+    );
+    // consumer first, as RingbufReader.read does
+    consumerPos = view.getBigUint64(0, true);
+    producerPos = view.getBigUint64(page, true);
+  }
+  const snapshot = new RingbufSnapshot(
+    kindOf(map),
+    capacity,
+    consumerPos,
+    producerPos,
+  );
+  const length = pendingLength(snapshot);
+  if (length === null) return snapshot;
+  if (length === 0) return walkRecords(snapshot, new Uint8Array(0), undefined);
+  const start = Number(consumerPos & BigInt(capacity - 1));
+  const firstPage = Math.floor(start / page);
+  const pages = Math.ceil((start + length) / page) - firstPage;
+  // the data area starts two pages in and is mapped twice: start < capacity
+  // and length <= capacity keep the window inside it
+  using pendingPages = MappedBpfMap.map(fd.fd, pages * page, {
+    offset: (2 + firstPage) * page,
+  });
+  const from = start - firstPage * page;
+  return walkRecords(
+    snapshot,
+    pendingPages.bytes.subarray(from, from + length),
+    undefined,
+  );
 }

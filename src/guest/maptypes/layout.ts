@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { Btf } from "../../btf/mod.ts";
+import { type Btf, BtfKind } from "../../btf/mod.ts";
 import { GuestKernelError } from "../errors.ts";
 
 /** `struct bpf_ringbuf_map` and `struct bpf_ringbuf`. */
@@ -96,6 +96,75 @@ export interface FdArrayLayout {
   mapId: number;
 }
 
+/** `struct hlist_head` and `struct hlist_node`: the kernel's hash chains. */
+export interface HlistLayout {
+  /** `hlist_head.first` (pointer to the first node). */
+  hlistFirst: number;
+  /** `hlist_node.next` (pointer to the next node). */
+  hlistNext: number;
+  /** `sizeof(struct hlist_head)`: one bucket of a plain chained table. */
+  hlistHeadSize: number;
+}
+
+/**
+ * `struct bpf_dtab` (DEVMAP's slot array, DEVMAP_HASH's buckets) and
+ * `struct bpf_dtab_netdev`, whose `val` is what a lookup copies out.
+ */
+export interface DevmapLayout extends HlistLayout {
+  /** `bpf_dtab.netdev_map` (pointer to `max_entries` pointers; DEVMAP). */
+  netdevMap: number;
+  /** `bpf_dtab.dev_index_head` (pointer to `n_buckets` hlist heads; DEVMAP_HASH). */
+  devIndexHead: number;
+  /** `bpf_dtab.n_buckets` (u32). */
+  nBuckets: number;
+  /** `bpf_dtab_netdev.index_hlist` (the hash chain's node). */
+  indexHlist: number;
+  /** `bpf_dtab_netdev.xdp_prog` (pointer, null without a program). */
+  xdpProg: number;
+  /** `bpf_dtab_netdev.idx` (u32): the key. */
+  idx: number;
+  /** `bpf_dtab_netdev.val` (`struct bpf_devmap_val`). */
+  val: number;
+}
+
+/** `struct bpf_cpu_map` and `struct bpf_cpu_map_entry`. */
+export interface CpumapLayout {
+  /** `bpf_cpu_map.cpu_map` (pointer to `max_entries` pointers). */
+  cpuMap: number;
+  /** `bpf_cpu_map_entry.value` (`struct bpf_cpumap_val`). */
+  value: number;
+  /** `bpf_cpu_map_entry.prog` (pointer, null without a program). */
+  prog: number;
+}
+
+/**
+ * SOCKMAP (`struct bpf_stab`), SOCKHASH (`struct bpf_shtab` and its
+ * buckets and elements), REUSEPORT_SOCKARRAY (`struct reuseport_array`),
+ * and the socket cookie every one of them answers a lookup with.
+ */
+export interface SocketMapLayout extends HlistLayout {
+  /** `bpf_stab.sks` (pointer to `max_entries` socket pointers). */
+  sks: number;
+  /** `bpf_shtab.buckets` (pointer to `buckets_num` buckets). */
+  buckets: number;
+  /** `bpf_shtab.buckets_num` (u32). */
+  bucketsNum: number;
+  /** `sizeof(struct bpf_shtab_bucket)`. */
+  bucketSize: number;
+  /** `bpf_shtab_bucket.head` (hlist head). */
+  bucketHead: number;
+  /** `bpf_shtab_elem.sk` (pointer). */
+  elemSk: number;
+  /** `bpf_shtab_elem.node` (the chain's node). */
+  elemNode: number;
+  /** `bpf_shtab_elem.key` (key bytes). */
+  elemKey: number;
+  /** `reuseport_array.ptrs` (socket pointers, inline). */
+  reuseportPtrs: number;
+  /** `sock.__sk_common.skc_cookie` (atomic64; 0 until first asked for). */
+  cookie: number;
+}
+
 /** Every optional family's offsets. */
 export interface MapTypeLayouts {
   /** Ring buffers (null before 5.8). */
@@ -110,6 +179,12 @@ export interface MapTypeLayouts {
   stackMap: StackMapLayout | null;
   /** Program arrays and maps of maps. */
   fdArray: FdArrayLayout | null;
+  /** DEVMAP and DEVMAP_HASH. */
+  devmap: DevmapLayout | null;
+  /** CPUMAP. */
+  cpumap: CpumapLayout | null;
+  /** SOCKMAP, SOCKHASH and REUSEPORT_SOCKARRAY. */
+  socketMap: SocketMapLayout | null;
 }
 
 function offsetOf(btf: Btf, struct: string, path: string): number {
@@ -128,6 +203,22 @@ function optional<T>(build: () => T): T | null {
   } catch {
     return null;
   }
+}
+
+function sizeOfStruct(btf: Btf, struct: string): number {
+  const id = btf.findAllByName(struct, BtfKind.STRUCT)[0];
+  if (id === undefined) {
+    throw new GuestKernelError(`the guest's BTF has no struct ${struct}`);
+  }
+  return btf.sizeOf(id);
+}
+
+function hlistLayout(btf: Btf): HlistLayout {
+  return {
+    hlistFirst: offsetOf(btf, "hlist_head", "first"),
+    hlistNext: offsetOf(btf, "hlist_node", "next"),
+    hlistHeadSize: sizeOfStruct(btf, "hlist_head"),
+  };
 }
 
 /** Reads every family's offsets from vmlinux BTF; a family whose struct is absent is null. */
@@ -173,6 +264,34 @@ export function mapTypeLayoutsFromBtf(btf: Btf): MapTypeLayouts {
       auxId: offsetOf(btf, "bpf_prog_aux", "id"),
       auxName: offsetOf(btf, "bpf_prog_aux", "name"),
       mapId: offsetOf(btf, "bpf_map", "id"),
+    })),
+    devmap: optional(() => ({
+      ...hlistLayout(btf),
+      netdevMap: offsetOf(btf, "bpf_dtab", "netdev_map"),
+      devIndexHead: offsetOf(btf, "bpf_dtab", "dev_index_head"),
+      nBuckets: offsetOf(btf, "bpf_dtab", "n_buckets"),
+      indexHlist: offsetOf(btf, "bpf_dtab_netdev", "index_hlist"),
+      xdpProg: offsetOf(btf, "bpf_dtab_netdev", "xdp_prog"),
+      idx: offsetOf(btf, "bpf_dtab_netdev", "idx"),
+      val: offsetOf(btf, "bpf_dtab_netdev", "val"),
+    })),
+    cpumap: optional(() => ({
+      cpuMap: offsetOf(btf, "bpf_cpu_map", "cpu_map"),
+      value: offsetOf(btf, "bpf_cpu_map_entry", "value"),
+      prog: offsetOf(btf, "bpf_cpu_map_entry", "prog"),
+    })),
+    socketMap: optional(() => ({
+      ...hlistLayout(btf),
+      sks: offsetOf(btf, "bpf_stab", "sks"),
+      buckets: offsetOf(btf, "bpf_shtab", "buckets"),
+      bucketsNum: offsetOf(btf, "bpf_shtab", "buckets_num"),
+      bucketSize: sizeOfStruct(btf, "bpf_shtab_bucket"),
+      bucketHead: offsetOf(btf, "bpf_shtab_bucket", "head"),
+      elemSk: offsetOf(btf, "bpf_shtab_elem", "sk"),
+      elemNode: offsetOf(btf, "bpf_shtab_elem", "node"),
+      elemKey: offsetOf(btf, "bpf_shtab_elem", "key"),
+      reuseportPtrs: offsetOf(btf, "reuseport_array", "ptrs"),
+      cookie: offsetOf(btf, "sock", "__sk_common.skc_cookie"),
     })),
   };
 }
