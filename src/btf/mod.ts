@@ -24,6 +24,18 @@ export {
 export type * from "./types.ts";
 export { formatValue, type FormatValueOptions } from "./format_value.ts";
 export {
+  type PointerSlot,
+  type PointerSlotLimits,
+  pointerSlots,
+  typeName,
+} from "./arena_pointers.ts";
+export {
+  cpuList,
+  cpuListBytes,
+  type CpumaskLayout,
+  cpumaskLayout,
+} from "./cpumask.ts";
+export {
   type PercpuRenderedValue,
   type RenderedValue,
   type RenderOptions,

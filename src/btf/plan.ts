@@ -20,6 +20,7 @@
  */
 
 import type { Btf } from "./btf.ts";
+import { cmaskLayout, cpuListMax, cpumaskLayout } from "./cpumask.ts";
 import { BtfKind } from "./kind.ts";
 import { formatKey } from "./format_value.ts";
 import {
@@ -409,6 +410,41 @@ function quoted(
   return a;
 }
 
+/** A cpumask's `n` bytes at `o` as the quoted CPU list `cpuList` makes. */
+function cpus(
+  b: Uint8Array,
+  a: number,
+  v: Uint8Array,
+  o: number,
+  n: number,
+): number {
+  b[a++] = 34;
+  const first = a;
+  const total = n * 8;
+  let start = -1;
+  for (let bit = 0; bit <= total; bit++) {
+    if (
+      start < 0 && (bit & 7) === 0 && bit < total && v[o + (bit >> 3)] === 0
+    ) {
+      bit += 7;
+      continue;
+    }
+    const set = bit < total && (v[o + (bit >> 3)]! >> (bit & 7) & 1) === 1;
+    if (set && start < 0) start = bit;
+    if (!set && start >= 0) {
+      if (a !== first) b[a++] = 44;
+      a = digits(b, a, start);
+      if (start !== bit - 1) {
+        b[a++] = 45;
+        a = digits(b, a, bit - 1);
+      }
+      start = -1;
+    }
+  }
+  b[a++] = 34;
+  return a;
+}
+
 function spaces(b: Uint8Array, a: number, n: number): number {
   for (let i = 0; i < n; i++) b[a++] = 32;
   return a;
@@ -435,6 +471,7 @@ const HELPERS = {
   enumBig,
   charText,
   quoted,
+  cpus,
   spaces,
 };
 
@@ -592,6 +629,11 @@ class Generator {
       case BtfKind.STRUCT:
       case BtfKind.UNION:
       case BtfKind.ARRAY: {
+        const mask = cpumaskLayout(this.#btf, t.id);
+        if (mask) return `a=cpus(b,a,v,${off},${mask.bytes});`;
+        // Its length is in its header and its words past its end: the
+        // renderer, which sees the whole value, writes it.
+        if (cmaskLayout(this.#btf, t.id)) throw new Uncovered();
         const fn = this.#function(t.id, mode);
         return mode === "multi"
           ? `a=${fn}(v,${off},b,a,L+1);`
@@ -865,7 +907,10 @@ class Generator {
     const known = this.#jsonMax.get(t.id);
     if (known !== undefined) return known;
     let max = SCALAR_MAX;
-    if (t.kind === BtfKind.ENUM || t.kind === BtfKind.ENUM64) {
+    const mask = cpumaskLayout(this.#btf, t.id);
+    if (mask) {
+      max = cpuListMax(mask.bytes) + 2;
+    } else if (t.kind === BtfKind.ENUM || t.kind === BtfKind.ENUM64) {
       max = Math.max(SCALAR_MAX, ...t.values.map((e) => 3 * e.name.length + 2));
     } else if (t.kind === BtfKind.STRUCT || t.kind === BtfKind.UNION) {
       max = 2;
@@ -901,7 +946,9 @@ class Generator {
     if (known !== undefined) return known;
     let max: number;
     const indent = 2 * (level + 1);
-    if (t.kind === BtfKind.STRUCT || t.kind === BtfKind.UNION) {
+    if (cpumaskLayout(this.#btf, t.id)) {
+      max = this.jsonMax(id, depth + 1);
+    } else if (t.kind === BtfKind.STRUCT || t.kind === BtfKind.UNION) {
       max = 4 + 2 * level;
       for (const f of this.fields(t.id)) {
         const child = f.bitfieldSize
@@ -963,8 +1010,10 @@ export function compileValuePlan(
     renderValue(btf, typeId, new Uint8Array(size).fill(1));
     const gen = new Generator(btf);
     const resolved = btf.type(btf.resolve(typeId));
-    const composite = resolved.kind === BtfKind.STRUCT ||
-      resolved.kind === BtfKind.UNION || resolved.kind === BtfKind.ARRAY;
+    // A cpumask is a struct written as one string, like a scalar.
+    const composite = (resolved.kind === BtfKind.STRUCT ||
+      resolved.kind === BtfKind.UNION || resolved.kind === BtfKind.ARRAY) &&
+      !cpumaskLayout(btf, typeId);
     const entry = (mode: "json" | "multi"): string => {
       if (!composite) {
         const scalarMode = mode === "json" ? "json" : "flat";

@@ -33,6 +33,14 @@
  *    readers keep only the last one. `formatValue` (format_value.ts) shows these
  *    members positionally, without a key.
  * 9. Arrays of zero-sized elements render as `[]`.
+ * 10. A `struct cpumask` (so `cpumask_t`, and the mask inside
+ *     `struct bpf_cpumask`) is the string of its set CPUs, `"0-2,5"`, as
+ *     the kernel's `%*pbl` prints it (see cpumask.ts; the list is lossless:
+ *     the type fixes the width); bpftool prints the 128 words of `bits`.
+ *     A sched_ext `struct scx_cmask` is `{base, nr_cids, alloc_words, cids}`,
+ *     `cids` the set cids of its active range read from the words after
+ *     the header within the value (`unread_words` counts those past its
+ *     end); compiled plans leave types holding one to the renderer.
  *
  * Everything else follows bpftool: ints by their encoding, `bool` as
  * true/false, a `char` as a one-character string, `char[N]` as a string
@@ -47,6 +55,7 @@
 import type { Btf } from "./btf.ts";
 import { MAX_TYPE_DEPTH } from "./btf.ts";
 import { BtfError } from "./errors.ts";
+import { cmaskLayout, cmaskValue, cpuList, cpumaskLayout } from "./cpumask.ts";
 import { BtfKind } from "./kind.ts";
 import type { BtfInt, BtfMember } from "./types.ts";
 
@@ -66,7 +75,7 @@ export interface RenderOptions {
    * `"bpfmap"` (default) renders as documented above. `"bpftool"` mimics
    * bpftool 7.x for comparisons: bitfields and `__int128` as unsigned hex
    * strings, anonymous members under the key `""`, unknown enum values read
-   * as signed. Floats still render as numbers.
+   * as signed, cpumasks as their words. Floats still render as numbers.
    */
   style?: "bpfmap" | "bpftool";
 }
@@ -199,6 +208,17 @@ class Renderer {
       case BtfKind.STRUCT:
       case BtfKind.UNION: {
         this.#need(t.id, at, t.size);
+        const mask = this.#compat ? undefined : cpumaskLayout(btf, t.id);
+        if (mask) return cpuList(this.#bytes, at, mask.bytes);
+        if (!this.#compat && cmaskLayout(btf, t.id)) {
+          // Its words follow the header, inside the enclosing value.
+          const { ...cmask } = cmaskValue(
+            this.#bytes,
+            at,
+            this.#bytes.byteLength,
+          );
+          return cmask;
+        }
         const out: { [name: string]: RenderedValue } = {};
         this.#members(t.members, at, out, depth);
         return out;

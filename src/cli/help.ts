@@ -68,7 +68,7 @@ ${PARTIAL_HELP}
 
 ${SOURCE_HELP}`,
   dump:
-    `Usage: bpfmap dump [--id N | --name NAME] [--json] [--max-entries N] [--batch-size N] [--hex] [--recurse] [--partial] [SOURCE]
+    `Usage: bpfmap dump [--id N | --name NAME] [--json] [--max-entries N] [--batch-size N] [--hex] [--recurse] [--follow-arena] [--partial] [SOURCE]
 
 Dump a map's entries. Hash and array maps are read in LOOKUP_BATCH runs and
 written as they arrive. Per-CPU maps show one value per possible CPU. Maps
@@ -97,6 +97,12 @@ Options:
       --recurse          Maps of maps: read each inner map in place (its
                          entries, or its type's contents) under "inner";
                          4 levels deep, each map shown once
+      --follow-arena     Failure dump only: pointers (and u64s) in values and
+                         globals that hold an address in a BPF arena are read
+                         from the arena's pages and shown with their pointee
+                         type ("-> path: type at ADDR: value"), 3 levels deep,
+                         32 pointers and 64 KiB per value; a page no process
+                         has mapped (live) or a type BTF lacks is a note
 ${PARTIAL_HELP}
   -h, --help             Show this help
 

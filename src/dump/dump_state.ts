@@ -12,6 +12,13 @@ import type {
 } from "../accessor/types.ts";
 import { Btf } from "../btf/btf.ts";
 import { describeMap } from "../errors.ts";
+import {
+  type ArenaFollowOptions,
+  type ArenaPointers,
+  ArenaView,
+  followArenaPointers,
+} from "./arena.ts";
+import { sdtLayouts } from "./sdt.ts";
 import { BtfKind } from "../btf/kind.ts";
 import { recoverFullMapName } from "../btf/map_name.ts";
 import {
@@ -68,6 +75,12 @@ export interface DumpStateOptions {
   kernelBtf?: Btf;
   /** Called before each map is read (progress lines for long dumps). */
   onMap?: (index: number, total: number, map: BpfMapInfo) => void;
+  /**
+   * Follow arena pointers in values and globals into the arenas' pages and
+   * render what they point to (entries' and globals' `arena`); `true` for
+   * the default limits. Every arena is read once, before the first map.
+   */
+  followArena?: boolean | ArenaFollowOptions;
   /** Options for the scheduler sections (where sched_ext's sysfs is). */
   scheduler?: SchedulerGatherOptions;
 }
@@ -140,15 +153,37 @@ const OTHER_KEYED_TYPES: ReadonlySet<number> = new Set([
   MapType.CGROUP_STORAGE,
 ]);
 
+/** How a dump follows arena pointers, when it does. */
+interface ArenaFollowing {
+  view: ArenaView;
+  options: ArenaFollowOptions;
+  /** Every listed map (scx_sdt's element size is in the program's `.bss`). */
+  maps: readonly BpfMapInfo[];
+}
+
 /** Renders bytes by BTF type, or hex when there is no type. */
 class Typer {
   readonly btf: Btf | undefined;
-  constructor(btf: Btf | undefined) {
+  readonly #arenas: ArenaFollowing | undefined;
+  constructor(btf: Btf | undefined, arenas?: ArenaFollowing) {
     this.btf = btf;
+    this.#arenas = arenas;
   }
   render(typeId: number, bytes: Uint8Array): RenderedValue {
     if (!this.btf || typeId === 0) return hex(bytes);
     return renderValue(this.btf, typeId, bytes);
+  }
+  /** `{arena}` to spread into an entry when the value holds arena pointers. */
+  arena(typeId: number, bytes: Uint8Array): { arena?: ArenaPointers } {
+    if (!this.#arenas || !this.btf || typeId === 0) return {};
+    const found = followArenaPointers(
+      this.btf,
+      typeId,
+      bytes,
+      this.#arenas.view,
+      this.#arenas.options,
+    );
+    return found.pointees.length ? { arena: found } : {};
   }
 }
 
@@ -166,6 +201,7 @@ class MapDumper {
   #countLimit: number;
   #numCpus: number;
   #kernelBtf: Btf | undefined;
+  #arenas: ArenaFollowing | undefined;
   #roles: ReadonlyMap<number, "active" | "outgoing">;
 
   constructor(
@@ -174,6 +210,7 @@ class MapDumper {
     countLimit: number,
     numCpus: number,
     kernelBtf: Btf | undefined,
+    arenas: ArenaFollowing | undefined,
     roles: ReadonlyMap<number, "active" | "outgoing">,
   ) {
     this.#roles = roles;
@@ -182,6 +219,7 @@ class MapDumper {
     this.#countLimit = countLimit;
     this.#numCpus = numCpus;
     this.#kernelBtf = kernelBtf;
+    this.#arenas = arenas;
   }
 
   /** Streams one map into `sink`; a map that cannot be read gets its errors, never a throw. */
@@ -261,7 +299,7 @@ class MapDumper {
       ...(typed ? typedHead(typed) : {}),
     });
     const emitter = new EntryEmitter(sink, tail);
-    const typer = new Typer(btf);
+    const typer = new Typer(btf, this.#arenasFor(map, btf));
     try {
       if (typed) this.#typed(map, typed, typer, tail, emitter);
       else if (!typedFailed) this.#contents(map, kind, typer, tail, emitter);
@@ -447,6 +485,19 @@ class MapDumper {
     }
   }
 
+  /** The arena following for `map`'s values, with its program's declared-only layouts. */
+  #arenasFor(
+    map: BpfMapInfo,
+    btf: Btf | undefined,
+  ): ArenaFollowing | undefined {
+    const arenas = this.#arenas;
+    if (!arenas || !btf || arenas.view.empty) return undefined;
+    const declared = sdtLayouts(this.#accessor, arenas.maps, btf, map.btfId);
+    return declared
+      ? { ...arenas, options: { declared, ...arenas.options } }
+      : arenas;
+  }
+
   #loadBtf(map: BpfMapInfo): Btf | undefined {
     if (map.btfId === 0) return undefined;
     const bytes = this.#accessor.loadProgramBtfBytes(map);
@@ -488,16 +539,14 @@ class MapDumper {
           )
         ) {
           try {
+            const varBytes = bytes.subarray(
+              variable.offset,
+              variable.offset + variable.size,
+            );
             out.globals.push({
               name: variable.name,
-              value: renderValue(
-                btf,
-                variable.type,
-                bytes.subarray(
-                  variable.offset,
-                  variable.offset + variable.size,
-                ),
-              ),
+              value: renderValue(btf, variable.type, varBytes),
+              ...typer.arena(variable.type, varBytes),
             });
           } catch (error) {
             out.errors.push(
@@ -518,6 +567,7 @@ class MapDumper {
               ? typer.render(map.btfKeyTypeId, key)
               : i,
             value: typer.render(map.btfValueTypeId, value),
+            ...typer.arena(map.btfValueTypeId, value),
           }));
         }
         out.omittedEntries = map.maxEntries - shown;
@@ -540,7 +590,9 @@ class MapDumper {
         return;
       }
       case "arena": {
-        const pages = accessor.readArenaPages(map);
+        // Already read when arena pointers are followed: read once.
+        const pages = this.#arenas?.view.pagesOf(map.id) ??
+          accessor.readArenaPages(map);
         out.arena = {
           presentPages: pages.pages.length,
           totalPages: pages.totalPages,
@@ -554,6 +606,7 @@ class MapDumper {
         this.#bounded(out, emit, accessor.iterHashMap(map), (entry) => ({
           key: typer.render(map.btfKeyTypeId, entry.key),
           value: typer.render(map.btfValueTypeId, entry.value),
+          ...typer.arena(map.btfValueTypeId, entry.value),
         }));
         return;
       case "percpu-hash":
@@ -572,6 +625,7 @@ class MapDumper {
           owner: entry.owner,
           key: hex(entry.key),
           value: typer.render(map.btfValueTypeId, entry.value),
+          ...typer.arena(map.btfValueTypeId, entry.value),
         }));
         return;
       case "keyed":
@@ -584,6 +638,7 @@ class MapDumper {
               ? {
                 key: typer.render(map.btfKeyTypeId, entry.key),
                 value: typer.render(map.btfValueTypeId, entry.value),
+                ...typer.arena(map.btfValueTypeId, entry.value),
               }
               : {
                 key: typer.render(map.btfKeyTypeId, entry.key),
@@ -909,12 +964,22 @@ export function streamFailureDump(
   }
   const selected = options.filter ? maps.filter(options.filter) : maps;
   sink.start(header, selected.length);
+  // Arena pointers may point into an arena the filter leaves out: all
+  // listed maps are candidates.
+  const arenas = options.followArena
+    ? {
+      view: ArenaView.read(accessor, maps),
+      options: options.followArena === true ? {} : options.followArena,
+      maps,
+    }
+    : undefined;
   const dumper = new MapDumper(
     accessor,
     entryLimit,
     Math.max(0, options.countLimit ?? 100_000),
     options.numCpus ?? cpusOf(accessor),
     options.kernelBtf,
+    arenas,
     mapRoles(scheduler),
   );
   selected.forEach((map, index) => {
@@ -931,7 +996,7 @@ export function streamFailureDump(
       );
     }
   });
-  const problems = problemsOf(accessor);
+  const problems = [...(arenas?.view.problems ?? []), ...problemsOf(accessor)];
   summary.skipped.push(...problems);
   if (problems.length > 0) sink.errors(problems);
   sink.end();

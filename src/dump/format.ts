@@ -8,6 +8,7 @@
 
 import { type JsonInput, toJson } from "../btf/json.ts";
 import { formatValue } from "../btf/format_value.ts";
+import type { ArenaPointers } from "./arena.ts";
 import type {
   DumpEntry,
   DumpSlotObject,
@@ -135,6 +136,21 @@ function describeObject(object: DumpSlotObject): string {
     );
   }
   return parts.join(", ");
+}
+
+/** A value's followed arena pointers, one `-> path` line each, under `prefix`. */
+function arenaLines(arena: ArenaPointers, prefix: string): string[] {
+  const lines = arena.pointees.map((p) => {
+    const where = `${p.type ? `${p.type} ` : ""}at 0x${
+      p.address.toString(16)
+    } (arena ${p.arenaId} +0x${p.offset.toString(16)})`;
+    const what = p.value !== undefined
+      ? indentLines(formatValue(p.value), `${prefix}  `)
+      : `(${p.note ?? "not read"})`;
+    return `${prefix}-> ${p.path}: ${where}: ${what}`;
+  });
+  if (arena.note) lines.push(`${prefix}-> ... ${arena.note}`);
+  return lines;
 }
 
 function indentLines(text: string, prefix: string): string {
@@ -314,6 +330,9 @@ export class TextReportWriter implements FailureDumpSink {
         }`,
       );
     }
+    if (entry.arena) {
+      arenaLines(entry.arena, "    ").forEach((l) => this.#line(l));
+    }
   }
   /** Globals or arena summary, then omitted count, notes and errors. */
   mapEnd(map: MapDumpTail): void {
@@ -321,6 +340,9 @@ export class TextReportWriter implements FailureDumpSink {
       this.#line(
         `  ${global.name} = ${indentLines(formatValue(global.value), "  ")}`,
       );
+      if (global.arena) {
+        arenaLines(global.arena, "    ").forEach((l) => this.#line(l));
+      }
     }
     if (map.arena) {
       this.#line(

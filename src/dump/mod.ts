@@ -27,6 +27,16 @@ export {
 } from "./format.ts";
 export { writeFailureDump, type WriteFailureDumpOptions } from "./stream.ts";
 export {
+  type ArenaFollowOptions,
+  type ArenaPointee,
+  type ArenaPointers,
+  type ArenaSpan,
+  ArenaView,
+  type DeclaredLayout,
+  followArenaPointers,
+} from "./arena.ts";
+export { SDT_DATA, SDT_TASK_ALLOCATOR, sdtLayouts } from "./sdt.ts";
+export {
   type AnySchedulerSection,
   gatherScheduler,
   isUnavailable,

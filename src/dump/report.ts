@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { ArenaPointers } from "./arena.ts";
 import type { BpfProgramInfo } from "../accessor/types.ts";
 import type { PercpuRenderedValue, RenderedValue } from "../btf/render.ts";
 import type { SchedulerReport, SectionUnavailable } from "./scheduler.ts";
@@ -16,7 +17,9 @@ import type { SchedulerReport, SectionUnavailable } from "./scheduler.ts";
  * - `/3` adds `scheduler` (sections, each its data or `{ unavailable }`:
  *   `active` is the active-scheduler decision), `programs` (every program
  *   with its run statistics, u64 exact) and each map's `role` (`active` or
- *   `outgoing` where the decision marks it). Maps and entries are as in `/2`.
+ *   `outgoing` where the decision marks it), and with `followArena` an
+ *   entry's or global's `arena` (the arena pointers in it, followed).
+ *   Maps and entries are otherwise as in `/2`.
  * - `/2` added the per-type kinds (`slots`, `ringbuf`, ..., `struct-ops`).
  */
 export const FAILURE_DUMP_SCHEMA = "bpfmap.failure-dump/3";
@@ -177,6 +180,8 @@ export interface DumpEntry {
   discarded?: boolean;
   /** Stack traces: the frames, innermost first. */
   frames?: DumpStackFrame[];
+  /** Arena pointers in the value, followed (only with `followArena`, only when there are some). */
+  arena?: ArenaPointers;
 }
 
 /** One global variable of a global-data map. */
@@ -185,6 +190,8 @@ export interface DumpGlobal {
   name: string;
   /** Its rendered value. */
   value: RenderedValue;
+  /** Arena pointers in it, followed (only with `followArena`, only when there are some). */
+  arena?: ArenaPointers;
 }
 
 /** Summary of an arena's readable pages. */

@@ -39,6 +39,7 @@ export function dump(context: Context, args: string[]): Promise<number> {
     "batch-size": { type: "string" },
     hex: { type: "boolean" },
     recurse: { type: "boolean" },
+    "follow-arena": { type: "boolean" },
     partial: { type: "boolean" },
     ...SOURCE_OPTIONS,
   });
@@ -68,6 +69,12 @@ export function dump(context: Context, args: string[]): Promise<number> {
       context,
       values,
       (source) => dumpEverything(context, source, values, maxEntries),
+    );
+  }
+  if (values["follow-arena"] !== undefined) {
+    throw new UsageError(
+      "--follow-arena applies to the failure dump: leave out --id and --name (--json for the full pointees)",
+      "dump",
     );
   }
   return withSource(
@@ -199,6 +206,7 @@ function dumpEverything(
     entryLimit: maxEntries ?? 64,
     numCpus: source.cpus,
     source: source.description,
+    followArena: values["follow-arena"] === true,
     onMap: (index, total, map) =>
       context.progress(
         `dumping map ${index + 1}/${total}: ${map.id} "${map.name}"`,
