@@ -15,7 +15,8 @@ import type { SchedulerReport, SectionUnavailable } from "./scheduler.ts";
  * Schema identifier written in every report.
  *
  * - `/3` adds `scheduler` (sections, each its data or `{ unavailable }`:
- *   `active` is the active-scheduler decision), `programs` (every program
+ *   `active` is the active-scheduler decision; `root`, `events`, `cpus` and
+ *   `dsqs` the sched_ext views of `scxViews()`), `programs` (every program
  *   with its run statistics, u64 exact) and each map's `role` (`active` or
  *   `outgoing` where the decision marks it), and with `followArena` an
  *   entry's or global's `arena` (the arena pointers in it, followed).
