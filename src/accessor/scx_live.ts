@@ -65,6 +65,7 @@ function rootView(dir: string): ScxSection<ScxRootView> {
       ? { unavailable: `no scheduler attached (${dir}/root/ops is absent)` }
       : {
         ops,
+        opsStruct: null,
         foundVia: "sysfs",
         address: null,
         instanceId: null,

@@ -70,9 +70,11 @@ export function scxRootLines(root: ScxRootView): string[] {
   }
   out.push(
     `root scheduler: ${sched.ops}${
+      sched.opsStruct === null ? "" : ` (${sched.opsStruct})`
+    }${
       sched.foundVia === "scx_root" || sched.foundVia === "sysfs"
         ? ""
-        : ` (found via ${sched.foundVia}: scx_root is already cleared)`
+        : `, found via ${sched.foundVia} (scx_root is already cleared)`
     }`,
   );
   if (sched.exitKind !== null) {

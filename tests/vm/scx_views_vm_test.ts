@@ -195,6 +195,7 @@ Deno.test({
       const sched = available(root.scheduler, "root scheduler");
       assert.equal(sched.ops, running.ops);
       assert.equal(sched.foundVia, "scx_root");
+      assert.equal(sched.opsStruct, "sched_ext_ops");
       assert.equal(sched.exitKind?.name, "SCX_EXIT_NONE");
       // scx_simple sets no timeout_ms: the kernel's SCX_WATCHDOG_MAX_TIMEOUT (30 s) applies
       assert.equal(sched.timeoutMs, 0);
@@ -421,7 +422,8 @@ Deno.test({
     const root = available(views.root, "root");
     assert.equal(root.state, "disabled");
     const sched = available(root.scheduler, "failed scheduler");
-    assert.equal(sched.ops, "qmap"); // a sched_ext_ops_cid scheduler: ops.name in the union
+    assert.equal(sched.ops, "qmap");
+    assert.equal(sched.opsStruct, "sched_ext_ops_cid"); // qmap_ops is cid-form
     assert.match(sched.foundVia, /^struct_ops map \d+ \(qmap_ops\) ops\.priv$/);
     assert.equal(sched.exit?.kind.name, "SCX_EXIT_ERROR_BPF", text);
     assert.equal(sched.exit?.reason, reason);

@@ -53,6 +53,10 @@ export interface ScxLayout {
   opsNameLen: number;
   /** `scx_sched.ops.timeout_ms`. */
   opsTimeoutMs: number;
+  /** `scx_sched.ops_cid.name` and `.timeout_ms` (7.x cid-form schedulers), or null. */
+  opsCid: { name: number; timeoutMs: number } | null;
+  /** `scx_sched.is_cid_type` (bool): which member of the ops union is live; null when absent. */
+  isCidType: number | null;
   /** `scx_sched.id` (u64), or null on kernels without it. */
   schedId: number | null;
   /** `scx_sched.dsq_hash` (`struct rhashtable`). */
@@ -195,6 +199,11 @@ function computeLayout(btf: Btf): ScxLayout | string {
       opsName: nameLoc.offset,
       opsNameLen: btf.sizeOf(nameLoc.type),
       opsTimeoutMs: off("scx_sched", "ops.timeout_ms"),
+      opsCid: optional("scx_sched", "ops_cid.name") === null ? null : {
+        name: off("scx_sched", "ops_cid.name"),
+        timeoutMs: off("scx_sched", "ops_cid.timeout_ms"),
+      },
+      isCidType: optional("scx_sched", "is_cid_type"),
       schedId: optional("scx_sched", "id"),
       dsqHash: off("scx_sched", "dsq_hash"),
       pnode: optional("scx_sched", "pnode"),

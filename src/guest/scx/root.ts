@@ -209,9 +209,16 @@ export function readScheduler(
 ): ScxSection<ScxSchedulerView> {
   const space = kernel.space;
   const sched = location.address;
+  // the ops union holds sched_ext_ops or sched_ext_ops_cid: is_cid_type says which
+  const cidByte = layout.isCidType === null
+    ? null
+    : space.u8(sched + BigInt(layout.isCidType));
+  const cid = cidByte !== null && cidByte !== 0 && layout.opsCid !== null
+    ? layout.opsCid
+    : null;
   const ops = readCString(
     space,
-    sched + BigInt(layout.opsName),
+    sched + BigInt(cid?.name ?? layout.opsName),
     layout.opsNameLen,
   );
   const exitKind = space.u32(sched + BigInt(layout.exitKind));
@@ -223,9 +230,16 @@ export function readScheduler(
     };
   }
   const watchdog = space.u64(sched + BigInt(layout.watchdogTimeout));
-  const timeoutMs = space.u32(sched + BigInt(layout.opsTimeoutMs));
+  const timeoutMs = space.u32(
+    sched + BigInt(cid?.timeoutMs ?? layout.opsTimeoutMs),
+  );
   return {
     ops,
+    opsStruct: cidByte === null
+      ? null
+      : cid
+      ? "sched_ext_ops_cid"
+      : "sched_ext_ops",
     foundVia: location.foundVia,
     address: sched,
     instanceId: layout.schedId === null

@@ -51,6 +51,8 @@ export interface ScxExitInfoView {
 export interface ScxSchedulerView {
   /** `ops.name`: what `/sys/kernel/sched_ext/root/ops` prints. */
   ops: string;
+  /** Which ops struct it registered (`sched_ext_ops`, 7.x's `sched_ext_ops_cid`), null when unknown (live). */
+  opsStruct: string | null;
   /**
    * How the scheduler was found: `"scx_root"`, `"sysfs"` (live), or
    * `"struct_ops map N (NAME) ops.priv"` once `scx_root` was cleared but the
