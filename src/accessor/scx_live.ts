@@ -61,6 +61,7 @@ function rootView(dir: string): ScxSection<ScxRootView> {
     nrRejected: readBigint(`${dir}/nr_rejected`),
     hotplugSeq: readBigint(`${dir}/hotplug_seq`),
     enableSeq: readBigint(`${dir}/enable_seq`),
+    jiffies: null,
     scheduler: ops === null
       ? { unavailable: `no scheduler attached (${dir}/root/ops is absent)` }
       : {

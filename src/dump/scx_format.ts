@@ -34,7 +34,7 @@ function section<T extends object>(
 
 function taskLine(task: ScxTaskView): string {
   const flags = task.flagNames.length > 0 ? task.flagNames.join("|") : "-";
-  return `pid ${task.pid} ${task.comm} weight ${task.weight} dsq_vtime ${task.dsqVtime} slice ${task.slice} dsq ${
+  return `pid ${task.pid} ${task.comm} weight ${task.weight} dsq_vtime ${task.dsqVtime} slice ${task.slice} runnable_at ${task.runnableAt} dsq ${
     task.dsqId === null ? "-" : hex(task.dsqId)
   } flags ${hex(BigInt(task.flags))} ${flags}`;
 }
@@ -61,6 +61,7 @@ export function scxRootLines(root: ScxRootView): string[] {
     root.enableSeq === null ? null : `enable_seq ${root.enableSeq}`,
     root.nrRejected === null ? null : `nr_rejected ${root.nrRejected}`,
     root.hotplugSeq === null ? null : `hotplug_seq ${root.hotplugSeq}`,
+    root.jiffies === null ? null : `jiffies ${root.jiffies}`,
   ].filter((s) => s !== null);
   out.push(`sched_ext: ${root.state} (${globals.join(", ")})`);
   const sched = root.scheduler;

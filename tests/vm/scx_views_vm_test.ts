@@ -276,6 +276,9 @@ Deno.test({
       for (const task of [...busyQueued, ...busyRunning]) {
         assert.equal(task!.comm, "sh");
         assert.equal(task!.weight, 100); // nice 0
+        // runnable since a moment before the freeze (jiffies), not from the future
+        assert.ok(task!.runnableAt <= root.jiffies!, text);
+        assert.ok(root.jiffies! - task!.runnableAt < 30_000n, text);
       }
       // scx_simple's vtime mode queues the shared DSQ by dsq_vtime
       const vtimes = shared.tasks.map((t) => t.dsqVtime);

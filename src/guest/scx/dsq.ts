@@ -63,7 +63,9 @@ export function readTask(
   const slice = space.u64(task + BigInt(t.slice));
   const vtime = space.u64(task + BigInt(t.dsqVtime));
   const dsq = space.u64(task + BigInt(t.dsq));
+  const runnableAt = space.u64(task + BigInt(t.runnableAt));
   if (
+    runnableAt === null ||
     pid === null || comm === null || flags === null || weight === null ||
     slice === null || vtime === null || dsq === null
   ) {
@@ -79,6 +81,7 @@ export function readTask(
     weight,
     slice,
     dsqVtime: vtime,
+    runnableAt,
     address: task,
   };
 }

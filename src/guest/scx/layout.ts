@@ -43,6 +43,8 @@ export interface TaskLayout {
   slice: number;
   /** `scx.dsq_vtime`. */
   dsqVtime: number;
+  /** `scx.runnable_at` (jiffies; what the watchdog measures a stall from). */
+  runnableAt: number;
 }
 
 /** What the views read, from BTF. */
@@ -249,6 +251,7 @@ function computeLayout(btf: Btf): ScxLayout | string {
         weight: off("task_struct", "scx.weight"),
         slice: off("task_struct", "scx.slice"),
         dsqVtime: off("task_struct", "scx.dsq_vtime"),
+        runnableAt: off("task_struct", "scx.runnable_at"),
       },
       exitKinds: new Map(
         enumValues(btf, "scx_exit_kind").map(([v, n]) => [Number(v), n]),

@@ -260,6 +260,13 @@ function globalLong(kernel: GuestKernel, name: string): bigint | null {
   return value === null ? null : BigInt.asIntN(64, value);
 }
 
+/** `jiffies_64` (the `jiffies` alias on 64-bit kernels), or null. */
+function jiffiesNow(kernel: GuestKernel): bigint | null {
+  const address = kernel.findSymbol("jiffies_64") ??
+    kernel.findSymbol("jiffies");
+  return address === undefined ? null : kernel.space.u64(address);
+}
+
 /**
  * The root view: the core's globals and the root scheduler.
  *
@@ -291,6 +298,7 @@ export function readRootView(
     nrRejected: globalLong(kernel, "scx_nr_rejected"),
     hotplugSeq: globalLong(kernel, "scx_hotplug_seq"),
     enableSeq: globalLong(kernel, "scx_enable_seq"),
+    jiffies: jiffiesNow(kernel),
     scheduler: typeof location === "string"
       ? { unavailable: location }
       : readScheduler(kernel, layout, location),

@@ -87,6 +87,8 @@ export interface ScxRootView {
   hotplugSeq: bigint | null;
   /** `scx_enable_seq` (`enable_seq`), null when unreadable. */
   enableSeq: bigint | null;
+  /** The kernel's `jiffies_64` when memory was frozen (guest backend), else null. */
+  jiffies: bigint | null;
   /** The root scheduler, or why there is none (`no scheduler attached`). */
   scheduler: ScxSection<ScxSchedulerView>;
 }
@@ -123,6 +125,8 @@ export interface ScxTaskView {
   slice: bigint;
   /** `scx.dsq_vtime`. */
   dsqVtime: bigint;
+  /** `scx.runnable_at` in jiffies: since when it has waited (compare the root's `jiffies`). */
+  runnableAt: bigint;
   /** Kernel address of the `task_struct` (guest backend). */
   address: bigint;
 }
